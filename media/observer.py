@@ -1,0 +1,17 @@
+"""How the media engine tells the layer above what happened, without knowing that layer."""
+
+from typing import Protocol
+
+
+class RoomObserver(Protocol):
+    def tracks_changed(self, participant: str) -> None:
+        """The mapping of `participant`'s receiving slots (mid -> publisher) changed."""
+
+    def renegotiation_needed(self, participant: str, recv: dict[str, int]) -> None:
+        """`participant` must offer again with at least `recv[kind]` receive-only transceivers."""
+
+    def first_frame(self, participant: str, kind: str) -> None:
+        """The first frame of `participant`'s `kind` track reached the server."""
+
+    def peer_state_changed(self, participant: str, state: str) -> None:
+        """The participant's peer connection moved to `state` (connected, failed, closed...)."""

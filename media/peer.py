@@ -1,0 +1,184 @@
+"""One participant's RTCPeerConnection: its up tracks (what it publishes) and down slots.
+
+The browser makes every offer (ARCHITECTURE.md: aiortc-initiated renegotiation breaks Chromium).
+New m-lines get server transceivers created before setRemoteDescription, so codec preferences
+hold everyone to VP8 and Opus and a subscriber always receives the publisher's codec.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from aiortc import (
+    RTCBundlePolicy,
+    RTCConfiguration,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCRtpTransceiver,
+    RTCSessionDescription,
+)
+from aiortc import sdp as aiortc_sdp
+
+from media.codecs import codec_preferences
+from media.config import MediaConfig
+from media.counters import MediaCounters
+from media.downtrack import DownTrack
+from media.errors import NegotiationFailed
+from media.ice import restrict_host_candidates
+from media.tasks import OwnedTasks
+from media.uptrack import UpTrack
+
+logger = logging.getLogger(__name__)
+
+#: m-lines one offer may carry: one audio and one video up, and down slots for a full visit.
+MAX_MEDIA_SECTIONS = 64
+
+
+@dataclass
+class DownSlot:
+    mid: str
+    kind: str
+    transceiver: RTCRtpTransceiver
+    track: DownTrack
+
+
+def _media_ssrc(media: aiortc_sdp.MediaDescription) -> int | None:
+    for group in media.ssrc_group:
+        if group.semantic == "FID" and group.items:
+            return int(group.items[0])
+    return media.ssrc[0].ssrc if media.ssrc else None
+
+
+class MediaPeer:
+    def __init__(
+        self,
+        participant: str,
+        config: MediaConfig,
+        tasks: OwnedTasks,
+        counters: MediaCounters,
+        on_state: Callable[[str], None],
+    ) -> None:
+        self.participant = participant
+        self._config = config
+        self._tasks = tasks
+        self._counters = counters
+        self.pc = RTCPeerConnection(
+            RTCConfiguration(
+                iceServers=[
+                    RTCIceServer(list(s.urls), s.username, s.credential)
+                    for s in config.ice_servers
+                ],
+                # BALANCED would leave a second same-kind transceiver, created before the
+                # offer's BUNDLE group is applied, on an orphaned transport that never starts.
+                bundlePolicy=RTCBundlePolicy.MAX_BUNDLE,
+            )
+        )
+        self.up: dict[str, UpTrack] = {}
+        self.slots: list[DownSlot] = []
+        self.negotiated = False
+        self._ssrc_by_mid: dict[str, int | None] = {}
+        self._lock = asyncio.Lock()
+        self._closing: asyncio.Task[None] | None = None
+
+        @self.pc.on("connectionstatechange")
+        def _state() -> None:
+            on_state(self.pc.connectionState)
+
+    async def answer(self, offer_sdp: str) -> str:
+        """Apply the participant's offer and return our answer (complete, no trickle)."""
+        async with self._lock:
+            try:
+                description = aiortc_sdp.SessionDescription.parse(offer_sdp)
+            except Exception as exc:  # aiortc's parser raises several types on bad input
+                raise NegotiationFailed(f"the offer could not be parsed: {exc}") from exc
+            self._check_offer(description)
+            known = {t.mid for t in self.pc.getTransceivers()}
+            new_media = [m for m in description.media if m.rtp.muxId not in known]
+            for media in new_media:
+                direction = {"sendonly": "recvonly", "sendrecv": "recvonly", "recvonly": "sendonly"}
+                transceiver = self.pc.addTransceiver(
+                    media.kind, direction=direction.get(media.direction or "", "inactive")
+                )
+                transceiver.setCodecPreferences(codec_preferences(media.kind))
+            for media in description.media:
+                self._ssrc_by_mid[media.rtp.muxId] = _media_ssrc(media)
+            try:
+                await self.pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
+            except Exception as exc:
+                raise NegotiationFailed(f"the offer was refused: {exc}") from exc
+            restrict_host_candidates(self.pc, self._config.ice_hosts)
+            new_mids = {m.rtp.muxId: m for m in new_media}
+            for transceiver in self.pc.getTransceivers():
+                media = new_mids.get(transceiver.mid)
+                if media is None:
+                    continue
+                if transceiver.direction == "recvonly":
+                    self._add_up(transceiver)
+                elif transceiver.direction == "sendonly":
+                    self._add_slot(transceiver)
+            await self.pc.setLocalDescription(await self.pc.createAnswer())
+            self.negotiated = True
+            return self.pc.localDescription.sdp
+
+    def _check_offer(self, description: aiortc_sdp.SessionDescription) -> None:
+        if len(description.media) > MAX_MEDIA_SECTIONS:
+            raise NegotiationFailed(f"the offer has more than {MAX_MEDIA_SECTIONS} media sections")
+        sending: dict[str, int] = {}
+        for media in description.media:
+            if media.kind not in ("audio", "video"):
+                raise NegotiationFailed(f"media of kind {media.kind!r} is not supported")
+            if media.direction in ("sendonly", "sendrecv"):
+                sending[media.kind] = sending.get(media.kind, 0) + 1
+        for kind, count in sending.items():
+            already = 1 if kind in self.up else 0
+            new = count - already
+            if count > 1 or new < 0:
+                raise NegotiationFailed(f"a participant publishes at most one {kind} track")
+
+    def _add_up(self, transceiver: RTCRtpTransceiver) -> None:
+        kind = transceiver.kind
+        if kind in self.up:
+            return
+        mid = transceiver.mid
+        self.up[kind] = UpTrack(
+            kind,
+            transceiver.receiver,
+            lambda: self._ssrc_by_mid.get(mid),
+            self._tasks,
+            self._counters,
+        )
+
+    def _add_slot(self, transceiver: RTCRtpTransceiver) -> None:
+        track = DownTrack(transceiver.kind, self._counters)
+        transceiver.sender.replaceTrack(track)
+        # A subscriber's PLI/FIR must reach the publisher; aiortc would only flag its own encoder.
+        transceiver.sender._send_keyframe = track.request_keyframe
+        self.slots.append(DownSlot(transceiver.mid, transceiver.kind, transceiver, track))
+
+    def free_slot(self, kind: str) -> DownSlot | None:
+        for slot in self.slots:
+            if slot.kind == kind and slot.track.publication is None:
+                return slot
+        return None
+
+    def track_map(self) -> dict[str, dict[str, str] | None]:
+        out: dict[str, dict[str, str] | None] = {}
+        for slot in self.slots:
+            publication = slot.track.publication
+            out[slot.mid] = (
+                None
+                if publication is None
+                else {"participant": publication.participant, "kind": slot.kind}
+            )
+        return out
+
+    async def close(self) -> None:
+        """Close once; shielded, because an interrupted close leaves decoder threads behind."""
+        if self._closing is None:
+            for slot in self.slots:
+                slot.track.stop()
+            self._closing = asyncio.ensure_future(self.pc.close())
+        await asyncio.shield(self._closing)

@@ -1,0 +1,49 @@
+"""One participant's audio or video as the room sees it: it outlives the publisher's reconnects.
+
+Subscribers' down tracks attach to the publication, not to the current up track, so a publisher
+who reloads the page comes back in the same tiles without the others renegotiating.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from media.frames import EncodedFrame
+from media.uptrack import UpTrack
+
+if TYPE_CHECKING:
+    from media.downtrack import DownTrack
+
+
+class Publication:
+    def __init__(self, participant: str, kind: str) -> None:
+        self.participant = participant
+        self.kind = kind
+        self.source: UpTrack | None = None
+        self.subscribers: set[DownTrack] = set()
+
+    def set_source(self, source: UpTrack | None) -> None:
+        if self.source is source:
+            return
+        if self.source is not None:
+            self.source.remove_sink(self.deliver)
+        self.source = source
+        for down in self.subscribers:
+            down.source_changed()
+        if source is not None:
+            source.add_sink(self.deliver)
+            if self.subscribers:
+                source.request_keyframe()
+
+    def deliver(self, frame: EncodedFrame) -> None:
+        for down in self.subscribers:
+            down.push(frame)
+
+    def request_keyframe(self) -> None:
+        if self.source is not None:
+            self.source.request_keyframe()
+
+    def close(self) -> None:
+        self.set_source(None)
+        for down in list(self.subscribers):
+            down.detach()

@@ -1,0 +1,126 @@
+"""One SFU room per visit: who publishes what, and which down slot carries it to whom."""
+
+from __future__ import annotations
+
+import logging
+
+from media.config import MediaConfig
+from media.counters import MediaCounters
+from media.errors import NegotiationFailed
+from media.observer import RoomObserver
+from media.peer import MediaPeer
+from media.publication import Publication
+from media.tasks import OwnedTasks
+
+logger = logging.getLogger(__name__)
+
+KINDS = ("audio", "video")
+
+
+class SfuRoom:
+    def __init__(
+        self, name: str, config: MediaConfig, observer: RoomObserver, counters: MediaCounters
+    ) -> None:
+        self.name = name
+        self._config = config
+        self._observer = observer
+        self._counters = counters
+        self._tasks = OwnedTasks(f"sfu room {name}")
+        self.peers: dict[str, MediaPeer] = {}
+        self.publications: dict[tuple[str, str], Publication] = {}
+
+    def recv_slots_for(self, participant: str) -> dict[str, int]:
+        """How many receive-only transceivers a participant's first offer should carry."""
+        others = {p for p in self.peers if p != participant}
+        others |= {p for (p, _kind) in self.publications if p != participant}
+        return {kind: len(others) for kind in KINDS}
+
+    async def connect(self, participant: str) -> MediaPeer:
+        """A new peer connection for `participant`, replacing any previous one (a reconnect)."""
+        old = self.peers.pop(participant, None)
+        if old is not None:
+            await self._drop_peer(old)
+        peer = MediaPeer(
+            participant,
+            self._config,
+            self._tasks,
+            self._counters,
+            lambda state: self._observer.peer_state_changed(participant, state),
+        )
+        self.peers[participant] = peer
+        return peer
+
+    async def handle_offer(self, participant: str, offer_sdp: str) -> str:
+        peer = self.peers.get(participant)
+        if peer is None:
+            raise NegotiationFailed("no media session; join first")
+        answer = await peer.answer(offer_sdp)
+        for kind, up in peer.up.items():
+            publication = self.publications.get((participant, kind))
+            if publication is None:
+                publication = Publication(participant, kind)
+                self.publications[(participant, kind)] = publication
+            if publication.source is not up:
+                up.on_first_frame(
+                    lambda kind=kind: self._observer.first_frame(participant, kind)
+                )
+                publication.set_source(up)
+        self._distribute()
+        return answer
+
+    def _distribute(self) -> None:
+        """Give every negotiated peer a slot for every other participant's publications."""
+        for peer in self.peers.values():
+            if not peer.negotiated:
+                continue
+            changed = False
+            missing = dict.fromkeys(KINDS, 0)
+            for (publisher, kind), publication in self.publications.items():
+                if publisher == peer.participant:
+                    continue
+                if any(s.track.publication is publication for s in peer.slots):
+                    continue
+                slot = peer.free_slot(kind)
+                if slot is None:
+                    missing[kind] += 1
+                    continue
+                slot.track.attach(publication)
+                changed = True
+            if changed:
+                self._observer.tracks_changed(peer.participant)
+            if any(missing.values()):
+                recv = {
+                    kind: sum(1 for s in peer.slots if s.kind == kind) + missing[kind]
+                    for kind in KINDS
+                }
+                self._observer.renegotiation_needed(peer.participant, recv)
+
+    async def leave(self, participant: str) -> None:
+        """`participant` is gone for good: close their peer and their publications."""
+        peer = self.peers.pop(participant, None)
+        if peer is not None:
+            await self._drop_peer(peer)
+        affected: set[str] = set()
+        for kind in KINDS:
+            publication = self.publications.pop((participant, kind), None)
+            if publication is None:
+                continue
+            for down in list(publication.subscribers):
+                for other in self.peers.values():
+                    if any(s.track is down for s in other.slots):
+                        affected.add(other.participant)
+            publication.close()
+        for other in affected:
+            self._observer.tracks_changed(other)
+
+    async def _drop_peer(self, peer: MediaPeer) -> None:
+        for kind, up in peer.up.items():
+            publication = self.publications.get((peer.participant, kind))
+            if publication is not None and publication.source is up:
+                publication.set_source(None)
+        await peer.close()
+
+    async def close(self) -> None:
+        for participant in list(self.peers):
+            await self.leave(participant)
+        await self._tasks.aclose()

@@ -1,0 +1,51 @@
+"""Checks, at start-up, that aiortc's private seams used for forwarding are still in place.
+
+Forwarding needs four things aiortc does not offer publicly (see ARCHITECTURE.md): the receiver's
+decoder queue, the receiver's PLI sender, the sender's keyframe hook, and aioice's per-component
+candidate gathering. If an aiortc upgrade moves any of them, fail loudly instead of silently
+decoding, dropping keyframe requests or offering the wrong addresses.
+"""
+
+import inspect
+
+import aioice
+import aiortc
+from aiortc.codecs.opus import OpusEncoder
+from aiortc.codecs.vpx import Vp8Encoder
+from aiortc.rtcicetransport import RTCIceGatherer
+from aiortc.rtcrtpreceiver import RTCRtpReceiver
+from aiortc.rtcrtpsender import RTCRtpSender
+
+from media.errors import SeamMoved
+
+SUPPORTED_AIORTC = ("1.16.",)
+
+
+def check_seams() -> None:
+    """Raise SeamMoved naming every seam that is missing."""
+    problems: list[str] = []
+    if not aiortc.__version__.startswith(SUPPORTED_AIORTC):
+        problems.append(f"aiortc {aiortc.__version__} is outside the checked range {SUPPORTED_AIORTC}")
+    init_source = inspect.getsource(RTCRtpReceiver.__init__)
+    if "self.__decoder_queue: queue.Queue = queue.Queue()" not in init_source:
+        problems.append("RTCRtpReceiver.__decoder_queue is no longer created in __init__")
+    receive_source = inspect.getsource(RTCRtpReceiver.receive)
+    if "self.__decoder_queue" not in receive_source:
+        problems.append("RTCRtpReceiver.receive no longer hands __decoder_queue to the decoder")
+    handle_source = inspect.getsource(RTCRtpReceiver._handle_rtp_packet)
+    if "self.__decoder_queue.put((codec, encoded_frame))" not in handle_source:
+        problems.append("RTCRtpReceiver._handle_rtp_packet no longer queues encoded frames")
+    if not inspect.iscoroutinefunction(getattr(RTCRtpReceiver, "_send_rtcp_pli", None)):
+        problems.append("RTCRtpReceiver._send_rtcp_pli is gone")
+    rtcp_source = inspect.getsource(RTCRtpSender._handle_rtcp_packet)
+    if "self._send_keyframe()" not in rtcp_source:
+        problems.append("RTCRtpSender no longer routes PLI/FIR to _send_keyframe")
+    for encoder in (Vp8Encoder, OpusEncoder):
+        if not callable(getattr(encoder, "pack", None)):
+            problems.append(f"{encoder.__name__}.pack (pre-encoded packets) is gone")
+    if not hasattr(aioice.Connection, "get_component_candidates"):
+        problems.append("aioice.Connection.get_component_candidates is gone")
+    if "_connection" not in inspect.getsource(RTCIceGatherer.__init__):
+        problems.append("RTCIceGatherer no longer keeps its aioice connection in _connection")
+    if problems:
+        raise SeamMoved("; ".join(problems))

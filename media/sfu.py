@@ -1,0 +1,33 @@
+"""The media engine of one process: its rooms and counters."""
+
+from __future__ import annotations
+
+from media.config import MediaConfig
+from media.counters import MediaCounters
+from media.observer import RoomObserver
+from media.room import SfuRoom
+from media.seams import check_seams
+
+
+class Sfu:
+    def __init__(self, config: MediaConfig) -> None:
+        check_seams()
+        self.config = config
+        self.counters = MediaCounters()
+        self.rooms: dict[str, SfuRoom] = {}
+
+    def room(self, name: str, observer: RoomObserver) -> SfuRoom:
+        room = self.rooms.get(name)
+        if room is None:
+            room = SfuRoom(name, self.config, observer, self.counters)
+            self.rooms[name] = room
+        return room
+
+    async def close_room(self, name: str) -> None:
+        room = self.rooms.pop(name, None)
+        if room is not None:
+            await room.close()
+
+    async def close(self) -> None:
+        for name in list(self.rooms):
+            await self.close_room(name)

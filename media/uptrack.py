@@ -1,0 +1,90 @@
+"""A publisher's incoming track: encoded frames from the tap, keyframe requests back upstream."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+from aiortc.rtcrtpreceiver import RTCRtpReceiver
+
+from media.counters import MediaCounters
+from media.frames import EncodedFrame, is_vp8_keyframe
+from media.tap import install_tap
+from media.tasks import OwnedTasks
+
+#: At most one keyframe request per publisher per this many seconds; requests in between merge.
+KEYFRAME_REQUEST_INTERVAL = 0.5
+
+
+class UpTrack:
+    def __init__(
+        self,
+        kind: str,
+        receiver: RTCRtpReceiver,
+        media_ssrc: Callable[[], int | None],
+        tasks: OwnedTasks,
+        counters: MediaCounters,
+    ) -> None:
+        self.kind = kind
+        self._receiver = receiver
+        self._media_ssrc = media_ssrc
+        self._tasks = tasks
+        self._counters = counters
+        self._sinks: list[Callable[[EncodedFrame], None]] = []
+        self._first_frame_at: float | None = None
+        self._on_first_frame: list[Callable[[], None]] = []
+        self._last_request = 0.0
+        self._request_pending = False
+        self.frames = 0
+        install_tap(receiver, self._on_encoded)
+
+    @property
+    def first_frame_at(self) -> float | None:
+        return self._first_frame_at
+
+    def add_sink(self, sink: Callable[[EncodedFrame], None]) -> None:
+        self._sinks.append(sink)
+
+    def remove_sink(self, sink: Callable[[EncodedFrame], None]) -> None:
+        if sink in self._sinks:
+            self._sinks.remove(sink)
+
+    def on_first_frame(self, callback: Callable[[], None]) -> None:
+        self._on_first_frame.append(callback)
+
+    def _on_encoded(self, codec: Any, jitter_frame: Any) -> None:
+        data = bytes(jitter_frame.data)
+        keyframe = self.kind == "audio" or is_vp8_keyframe(data)
+        frame = EncodedFrame(data, jitter_frame.timestamp, keyframe)
+        self.frames += 1
+        self._counters.frames_received += 1
+        if self._first_frame_at is None:
+            self._first_frame_at = time.monotonic()
+            for callback in self._on_first_frame:
+                callback()
+        for sink in self._sinks:
+            sink(frame)
+
+    def request_keyframe(self) -> None:
+        """Ask the publisher for a keyframe: at once, or merged into the next allowed slot."""
+        if self.kind != "video" or self._request_pending:
+            if self._request_pending:
+                self._counters.keyframe_requests_merged += 1
+            return
+        wait = self._last_request + KEYFRAME_REQUEST_INTERVAL - time.monotonic()
+        self._request_pending = True
+        self._tasks.spawn(self._send_pli(max(wait, 0.0)))
+
+    async def _send_pli(self, delay: float) -> None:
+        try:
+            if delay > 0:
+                await asyncio.sleep(delay)
+            ssrc = self._media_ssrc()
+            if ssrc is not None:
+                self._last_request = time.monotonic()
+                self._counters.keyframe_requests_sent += 1
+                await self._receiver._send_rtcp_pli(ssrc)
+        finally:
+            self._request_pending = False

@@ -1,0 +1,33 @@
+"""Errors of the visit domain. Each carries a stable machine-readable code."""
+
+
+class RoomsError(Exception):
+    code = "rooms-error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class VisitNotFound(RoomsError):
+    code = "visit-not-found"
+
+
+class SeatNotFound(RoomsError):
+    code = "seat-not-found"
+
+
+class InvalidTransition(RoomsError):
+    code = "invalid-transition"
+
+    def __init__(self, message: str, current: str) -> None:
+        super().__init__(message)
+        self.current = current
+
+
+class VisitFull(RoomsError):
+    code = "visit-full"
+
+
+class NotPermitted(RoomsError):
+    code = "forbidden"
