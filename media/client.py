@@ -47,6 +47,7 @@ class ClientPeer:
         height: int = 480,
         fps: int = 30,
         hue: int = 0,
+        started: float | None = None,
     ) -> None:
         self.pc = RTCPeerConnection(
             RTCConfiguration(
@@ -56,7 +57,7 @@ class ClientPeer:
         )
         self._ice_hosts = tuple(ice_hosts)
         self._tasks = OwnedTasks("client peer")
-        self._started = time.monotonic()
+        self._started = time.monotonic() if started is None else started
         self.track_map: dict[str, dict[str, str] | None] = {}
         self.remotes: dict[str, RemoteStats] = {}
         self._consumed: set[str] = set()

@@ -1,5 +1,7 @@
 """Settings the media engine needs, handed down by the server."""
 
+from __future__ import annotations
+
 from dataclasses import dataclass, field
 
 
@@ -8,6 +10,16 @@ class IceServer:
     urls: tuple[str, ...]
     username: str | None = None
     credential: str | None = None
+
+    @classmethod
+    def from_browser(cls, entry: dict[str, object]) -> IceServer:
+        urls = entry["urls"]
+        username, credential = entry.get("username"), entry.get("credential")
+        return cls(
+            urls=(urls,) if isinstance(urls, str) else tuple(str(u) for u in urls),  # type: ignore[attr-defined]
+            username=username if isinstance(username, str) else None,
+            credential=credential if isinstance(credential, str) else None,
+        )
 
     def to_browser(self) -> dict[str, object]:
         out: dict[str, object] = {"urls": list(self.urls)}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -13,6 +14,8 @@ from media.counters import MediaCounters
 from media.frames import EncodedFrame, is_vp8_keyframe
 from media.tap import install_tap
 from media.tasks import OwnedTasks
+
+logger = logging.getLogger(__name__)
 
 #: At most one keyframe request per publisher per this many seconds; requests in between merge.
 KEYFRAME_REQUEST_INTERVAL = 0.5
@@ -63,7 +66,11 @@ class UpTrack:
         if self._first_frame_at is None:
             self._first_frame_at = time.monotonic()
             for callback in self._on_first_frame:
-                callback()
+                try:
+                    callback()
+                except Exception:
+                    # Runs inside aiortc's packet handler: a failure here must not stop media.
+                    logger.exception("first-frame callback failed")
         for sink in self._sinks:
             sink(frame)
 

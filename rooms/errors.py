@@ -31,3 +31,12 @@ class VisitFull(RoomsError):
 
 class NotPermitted(RoomsError):
     code = "forbidden"
+
+
+class AuthenticationFailed(RoomsError):
+    """A token was refused. `code` says why, precisely enough for the person holding the link."""
+
+    def __init__(self, code: str, message: str, status: int = 401) -> None:
+        super().__init__(message)
+        self.code = code
+        self.status = status

@@ -1,0 +1,22 @@
+"""Every shared service of the app, under one typed key each (no module-level state)."""
+
+import jinja2
+from aiohttp import web
+
+from media.sfu import Sfu
+from rooms.eventlog import EventLog
+from rooms.store import VisitStore
+from server.auth import TokenIssuer, TokenVerifier
+from server.config import Settings
+from signaling.hub import HubRegistry
+from signaling.services import SignalingServices
+
+SETTINGS = web.AppKey("settings", Settings)
+ISSUER = web.AppKey("issuer", TokenIssuer)
+VERIFIER = web.AppKey("verifier", TokenVerifier)
+STORE = web.AppKey("store", VisitStore)
+EVENTS = web.AppKey("events", EventLog)
+SFU = web.AppKey("sfu", Sfu)
+SIGNALING = web.AppKey("signaling", SignalingServices)
+HUBS = web.AppKey("hubs", HubRegistry)
+TEMPLATES = web.AppKey("templates", jinja2.Environment)

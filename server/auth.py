@@ -1,0 +1,175 @@
+"""Tokens in, principals out. Every decision about who someone is comes from signed claims.
+
+The verifier holds a registry of trusted issuers, each limited to the sectors and roles it may
+vouch for. Today the registry has one issuer, the server itself (its invite links); the sector
+trust model adds the municipalities', practices' and regions' issuers to the same registry.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from rooms.errors import AuthenticationFailed
+from rooms.ids import ParticipantId, VisitId
+from rooms.principal import Principal
+from rooms.roles import CLINICIAN_ROLES, Role, Sector
+from server.keys import SigningKey
+
+MAX_TOKEN_BYTES = 8 * 1024
+LEEWAY_SECONDS = 30
+#: Ten digits with or without a dash after six: the shape of a Danish CPR number.
+CPR_LIKE = re.compile(r"^\d{6}-?\d{4}$")
+VISIT_BOUND_ROLES = frozenset({Role.CITIZEN, Role.RELATIVE, Role.INTERPRETER})
+
+
+@dataclass(frozen=True)
+class TrustedIssuer:
+    iss: str
+    keys: dict[str, Any]
+    algorithms: frozenset[str]
+    sectors: frozenset[Sector]
+    roles: frozenset[Role]
+
+
+@dataclass
+class TokenVerifier:
+    audience: str
+    issuers: dict[str, TrustedIssuer] = field(default_factory=dict)
+
+    def add_issuer(self, issuer: TrustedIssuer) -> None:
+        self.issuers[issuer.iss] = issuer
+
+    def authenticate(self, token: str) -> Principal:
+        if len(token.encode()) > MAX_TOKEN_BYTES:
+            raise AuthenticationFailed("token-too-large", "the token is larger than allowed")
+        try:
+            header = jwt.get_unverified_header(token)
+            unverified = jwt.decode(token, options={"verify_signature": False})
+        except jwt.PyJWTError:
+            raise AuthenticationFailed("token-malformed", "the token could not be read") from None
+        issuer = self.issuers.get(str(unverified.get("iss")))
+        if issuer is None:
+            raise AuthenticationFailed("token-unknown-issuer", "the token's issuer is not trusted")
+        alg = header.get("alg")
+        if alg not in issuer.algorithms:
+            raise AuthenticationFailed(
+                "token-algorithm-not-allowed", f"algorithm {alg!r} is not accepted from this issuer"
+            )
+        key = issuer.keys.get(str(header.get("kid")))
+        if key is None:
+            raise AuthenticationFailed("token-unknown-key", "the token's signing key is not known")
+        try:
+            claims = jwt.decode(
+                token,
+                key=key,
+                algorithms=[alg],
+                audience=self.audience,
+                issuer=issuer.iss,
+                leeway=LEEWAY_SECONDS,
+                options={"require": ["exp", "iat", "jti", "sub", "iss", "aud"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise AuthenticationFailed("token-expired", "the link has expired") from None
+        except jwt.ImmatureSignatureError:
+            raise AuthenticationFailed("token-not-yet-valid", "the token is not valid yet") from None
+        except jwt.InvalidAudienceError:
+            raise AuthenticationFailed("token-wrong-audience", "the token is for another service") from None
+        except jwt.MissingRequiredClaimError as exc:
+            raise AuthenticationFailed("token-missing-claim", f"the token has no {exc.claim!r}") from None
+        except jwt.InvalidSignatureError:
+            raise AuthenticationFailed("token-bad-signature", "the token's signature is wrong") from None
+        except jwt.PyJWTError as exc:
+            raise AuthenticationFailed("token-invalid", f"the token is not valid: {exc}") from None
+        return self._principal(issuer, claims)
+
+    def _principal(self, issuer: TrustedIssuer, claims: dict[str, Any]) -> Principal:
+        try:
+            sector = Sector(claims.get("sector"))
+            role = Role(claims.get("role"))
+        except ValueError:
+            raise AuthenticationFailed(
+                "token-missing-claim", "the token needs a valid 'sector' and 'role'"
+            ) from None
+        if sector not in issuer.sectors or role not in issuer.roles:
+            raise AuthenticationFailed(
+                "token-issuer-not-allowed",
+                f"this issuer may not issue {role.value} tokens for the {sector.value} sector",
+                status=403,
+            )
+        subject = str(claims["sub"])
+        if CPR_LIKE.match(subject):
+            raise AuthenticationFailed(
+                "token-sub-personal-data", "the token's subject looks like a CPR number"
+            )
+        visit = claims.get("visit")
+        if role in VISIT_BOUND_ROLES and not isinstance(visit, str):
+            raise AuthenticationFailed("token-missing-claim", f"a {role.value} token needs 'visit'")
+        org = claims.get("org")
+        if role in CLINICIAN_ROLES and not isinstance(org, str):
+            raise AuthenticationFailed("token-missing-claim", f"a {role.value} token needs 'org'")
+        name = claims.get("name")
+        return Principal(
+            subject=subject,
+            issuer=issuer.iss,
+            role=role,
+            sector=sector,
+            org=org if isinstance(org, str) else None,
+            visit=VisitId(visit) if isinstance(visit, str) else None,
+            participant=ParticipantId(subject) if isinstance(visit, str) else None,
+            name=name if isinstance(name, str) else None,
+            token_id=str(claims["jti"]),
+            expires_at=float(claims["exp"]),
+        )
+
+
+@dataclass(frozen=True)
+class TokenIssuer:
+    """Signs the server's own tokens: invite links and the CLI's short-lived host tokens."""
+
+    iss: str
+    audience: str
+    key: SigningKey
+
+    def trusted(self) -> TrustedIssuer:
+        return TrustedIssuer(
+            iss=self.iss,
+            keys={self.key.kid: self.key.public_key},
+            algorithms=frozenset({"ES256"}),
+            sectors=frozenset(Sector),
+            roles=frozenset(Role),
+        )
+
+    def sign(
+        self,
+        *,
+        sub: str,
+        role: Role,
+        sector: Sector,
+        lifetime: float,
+        visit: str | None = None,
+        org: str | None = None,
+        name: str | None = None,
+    ) -> str:
+        now = int(time.time())
+        claims: dict[str, Any] = {
+            "iss": self.iss,
+            "aud": self.audience,
+            "sub": sub,
+            "iat": now,
+            "exp": now + int(lifetime),
+            "jti": secrets.token_urlsafe(12),
+            "sector": sector.value,
+            "role": role.value,
+        }
+        for claim, value in (("visit", visit), ("org", org), ("name", name)):
+            if value is not None:
+                claims[claim] = value
+        assert isinstance(self.key.private_key, ec.EllipticCurvePrivateKey)
+        return jwt.encode(claims, self.key.private_key, algorithm="ES256", headers={"kid": self.key.kid})

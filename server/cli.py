@@ -1,0 +1,244 @@
+"""`screenvisit`: serve, visit create, bot."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ipaddress
+import json
+import logging
+import secrets
+import signal
+import sys
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from rooms.principal import Principal
+from rooms.roles import Role, Sector
+from rooms.visit import VisitKind
+from server import appkeys
+from server.app import create_app
+from server.auth import TokenIssuer
+from server.config import SETTINGS, Settings, SettingsError
+from server.keys import load_or_create_signing_key
+from server.visits import book_visit, invite_links, links_by_role
+from signaling.bot import BotError, BotOptions, run_bot
+
+logger = logging.getLogger("screenvisit")
+
+
+def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
+    for setting in SETTINGS:
+        parser.add_argument(
+            setting.flag,
+            dest=setting.name.replace("-", "_"),
+            default=None,
+            help=f"{setting.help} (env {setting.env}, default {setting.default!r})",
+        )
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides = {s.name: getattr(args, s.name.replace("-", "_"), None) for s in SETTINGS}
+    try:
+        return Settings.load(overrides=overrides)
+    except SettingsError as exc:
+        raise SystemExit(f"screenvisit: bad setting: {exc}") from None
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+# --- serve ------------------------------------------------------------------------------------
+
+
+def _demo_visit(print_links: bool) -> Any:
+    """Start-up hook: book one demo visit and print its links (development default only)."""
+
+    async def hook(app: web.Application) -> AsyncIterator[None]:
+        settings = app[appkeys.SETTINGS]
+        print(f"screenvisit is listening on {settings.base_url}", flush=True)
+        print("Create a visit:  screenvisit visit create --json", flush=True)
+        if print_links:
+            host = Principal(
+                subject="demo", issuer=settings.issuer, role=Role.GP,
+                sector=Sector.GENERAL_PRACTICE, org=settings.org,
+            )
+            seats = [(Role.CITIZEN, None, None), (Role.NURSE, None, None), (Role.GP, None, None)]
+            visit = await book_visit(app, host, VisitKind.ASSISTED, seats)
+            print(f"Demo visit {visit.id}; open each link in its own browser window:", flush=True)
+            for role, url in links_by_role(invite_links(app, visit)).items():
+                print(f"  {role:8s} {url}", flush=True)
+        yield
+
+    return hook
+
+
+def serve(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    app = create_app(settings)
+    demo = args.demo if args.demo is not None else _is_loopback(settings.host)
+    app.cleanup_ctx.append(_demo_visit(demo))
+    web.run_app(
+        app,
+        host=settings.host,
+        port=settings.port,
+        print=None,
+        access_log_format='%a "%r" %s %b %Tf',
+        shutdown_timeout=10,
+    )
+    return 0
+
+
+# --- visit create -----------------------------------------------------------------------------
+
+
+async def _create_visit(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
+    key = await asyncio.to_thread(load_or_create_signing_key, settings.key_path)
+    issuer = TokenIssuer(settings.issuer, settings.audience, key)
+    host_role = Role.SPECIALIST if args.specialist else Role.GP
+    host_sector = Sector.REGION if args.specialist else Sector.GENERAL_PRACTICE
+    token = issuer.sign(
+        sub="cli-" + secrets.token_urlsafe(6), role=host_role, sector=host_sector,
+        lifetime=300, org=settings.org,
+    )
+    participants: list[dict[str, Any]] = [{"role": "citizen"}, {"role": "nurse"}]
+    participants.append({"role": host_role.value})
+    participants += [{"role": "relative"}] * args.relative
+    participants += [{"role": "interpreter"}] * args.interpreter
+    for entry, name in zip(participants, args.names or [], strict=False):
+        if name:
+            entry["name"] = name
+    body = {"kind": args.kind, "participants": participants}
+    url = f"http://{settings.host}:{settings.port}/api/visits"
+    async with aiohttp.ClientSession() as http:
+        try:
+            async with http.post(url, json=body, headers={"Authorization": f"Bearer {token}"}) as r:
+                data: dict[str, Any] = await r.json()
+                if r.status != 201:
+                    error = data.get("error", {})
+                    raise SystemExit(f"screenvisit: {error.get('code')}: {error.get('message')}")
+                return data
+        except aiohttp.ClientConnectionError:
+            raise SystemExit(
+                f"screenvisit: no server at {url}; start one with `screenvisit serve`"
+            ) from None
+
+
+def visit_create(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    data = asyncio.run(_create_visit(settings, args))
+    if args.json:
+        print(json.dumps({"visit": data["visit"], "links": data["links"]}))
+    else:
+        print(f"Visit {data['visit']}:")
+        for role, url in data["links"].items():
+            print(f"  {role:12s} {url}")
+    return 0
+
+
+# --- bot --------------------------------------------------------------------------------------
+
+
+def bot(args: argparse.Namespace) -> int:
+    options = BotOptions(
+        seconds=args.seconds,
+        ice_hosts=tuple(args.ice_host) if args.ice_host is not None else None,
+        width=args.width,
+        height=args.height,
+        fps=args.fps,
+        hue=args.hue,
+    )
+    logging.basicConfig(level=logging.WARNING)
+    try:
+        report = asyncio.run(_run_bot_until_signal(args.link, options))
+    except BotError as exc:
+        out = {"error": {"code": exc.code, "message": exc.message}}
+        print(json.dumps(out) if args.json else f"screenvisit bot: {exc.code}: {exc.message}")
+        return 2
+    data = report.to_dict()
+    if args.json:
+        print(json.dumps(data))
+    else:
+        print(f"joined visit {data['visit']} as {data['role']} in {data['join_seconds']:.2f} s")
+        for remote in data["remotes"]:
+            print(
+                f"  {remote['role']:12s} video {remote['video_frames']:5d} frames "
+                f"{remote['resolution'][0]}x{remote['resolution'][1]}, "
+                f"audio {remote['audio_frames']:5d} frames, first frame after "
+                f"{remote['first_frame_seconds']} s"
+            )
+    return 0
+
+
+async def _run_bot_until_signal(link: str, options: BotOptions) -> Any:
+    task = asyncio.ensure_future(run_bot(link, options))
+    loop = asyncio.get_running_loop()
+    with contextlib.suppress(NotImplementedError):
+        loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    return await task
+
+
+# --- main -------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="screenvisit", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    p_serve = commands.add_parser("serve", help="run the server")
+    _add_setting_flags(p_serve)
+    p_serve.add_argument("--demo", dest="demo", action=argparse.BooleanOptionalAction, default=None,
+                         help="book a demo visit and print its links (default: when on loopback)")
+    p_serve.set_defaults(func=serve)
+
+    p_visit = commands.add_parser("visit", help="manage visits")
+    visit_commands = p_visit.add_subparsers(dest="visit_command", required=True)
+    p_create = visit_commands.add_parser("create", help="book a visit and print its links")
+    _add_setting_flags(p_create)
+    p_create.add_argument("--json", action="store_true", help="print JSON")
+    p_create.add_argument("--kind", default="consultation",
+                          choices=[k.value for k in VisitKind])
+    host = p_create.add_mutually_exclusive_group()
+    host.add_argument("--gp", action="store_true", help="a GP hosts the visit (the default)")
+    host.add_argument("--specialist", action="store_true", help="a hospital specialist hosts it")
+    p_create.add_argument("--relative", type=int, nargs="?", const=1, default=0,
+                          help="add N relatives (default 1 when given)")
+    p_create.add_argument("--interpreter", type=int, nargs="?", const=1, default=0,
+                          help="add N interpreters (default 1 when given)")
+    p_create.add_argument("--names", nargs="*",
+                          help="display names in seat order: citizen, nurse, host, others")
+    p_create.set_defaults(func=visit_create)
+
+    p_bot = commands.add_parser("bot", help="join a visit as a headless participant")
+    p_bot.add_argument("link", help="an invite link")
+    p_bot.add_argument("--seconds", type=float, default=10.0, help="how long to stay")
+    p_bot.add_argument("--json", action="store_true", help="print JSON")
+    p_bot.add_argument("--ice-host", action="append", default=None,
+                       help="local address to offer as ICE candidate (repeatable)")
+    p_bot.add_argument("--width", type=int, default=640)
+    p_bot.add_argument("--height", type=int, default=480)
+    p_bot.add_argument("--fps", type=int, default=30)
+    p_bot.add_argument("--hue", type=int, default=0, help="tint of the synthetic picture")
+    p_bot.set_defaults(func=bot)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""Settings. Each is an environment variable SCREENVISIT_<NAME> and a `serve` flag --<name>.
+
+SETTINGS below is the one table; README's settings table is generated from the same entries.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from media.config import IceServer, MediaConfig
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: str
+    help: str
+
+    @property
+    def env(self) -> str:
+        return "SCREENVISIT_" + self.name.upper().replace("-", "_")
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("host", "127.0.0.1", "address the HTTP server listens on"),
+    Setting("port", "8080", "port the HTTP server listens on"),
+    Setting("data-dir", "./screenvisit-data", "folder for the signing key and the SQLite metadata"),
+    Setting("public-url", "", "base URL in invite links (default http://HOST:PORT)"),
+    Setting("ice-hosts", "127.0.0.1", "comma-separated local addresses offered as ICE candidates;"
+            " empty offers every non-loopback interface"),
+    Setting("ice-servers", "[]", 'STUN/TURN servers as JSON, e.g. [{"urls": ["turn:turn.example'
+            ':443"], "username": "u", "credential": "c"}]; none by default'),
+    Setting("issuer", "screenvisit-local", "the `iss` this server puts in the links it signs"),
+    Setting("audience", "screenvisit", "the `aud` every token must carry"),
+    Setting("org", "demo", "organisation id used by `visit create` for the visit's host"),
+    Setting("link-hours", "12", "how long an invite link stays valid, in hours"),
+    Setting("log-level", "info", "debug, info, warning or error"),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: Path = Path("./screenvisit-data")
+    public_url: str = ""
+    ice_hosts: tuple[str, ...] = ("127.0.0.1",)
+    ice_servers: tuple[IceServer, ...] = field(default_factory=tuple)
+    issuer: str = "screenvisit-local"
+    audience: str = "screenvisit"
+    org: str = "demo"
+    link_hours: float = 12.0
+    log_level: str = "info"
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / "metadata.sqlite3"
+
+    @property
+    def key_path(self) -> Path:
+        return self.data_dir / "signing-key.pem"
+
+    def media(self) -> MediaConfig:
+        return MediaConfig(ice_hosts=self.ice_hosts, ice_servers=self.ice_servers)
+
+    @classmethod
+    def load(
+        cls, env: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None
+    ) -> Settings:
+        """Defaults, then SCREENVISIT_* variables, then explicit overrides (CLI flags)."""
+        env = os.environ if env is None else env
+        raw = {s.name: env.get(s.env, s.default) for s in SETTINGS}
+        for name, value in (overrides or {}).items():
+            if value is not None:
+                raw[name.replace("_", "-")] = str(value)
+        try:
+            return cls(
+                host=raw["host"],
+                port=int(raw["port"]),
+                data_dir=Path(raw["data-dir"]),
+                public_url=raw["public-url"],
+                ice_hosts=tuple(h.strip() for h in raw["ice-hosts"].split(",") if h.strip()),
+                ice_servers=parse_ice_servers(raw["ice-servers"]),
+                issuer=raw["issuer"],
+                audience=raw["audience"],
+                org=raw["org"],
+                link_hours=float(raw["link-hours"]),
+                log_level=raw["log-level"],
+            )
+        except (ValueError, TypeError, KeyError) as exc:
+            raise SettingsError(str(exc)) from exc
+
+
+class SettingsError(ValueError):
+    pass
+
+
+def parse_ice_servers(text: str) -> tuple[IceServer, ...]:
+    data = json.loads(text or "[]")
+    if not isinstance(data, list):
+        raise SettingsError("ice-servers must be a JSON list")
+    servers = []
+    for entry in data:
+        urls = entry["urls"]
+        servers.append(
+            IceServer(
+                urls=tuple([urls] if isinstance(urls, str) else urls),
+                username=entry.get("username"),
+                credential=entry.get("credential"),
+            )
+        )
+    return tuple(servers)

@@ -1,0 +1,40 @@
+"""HTML pages: the join page that every invite link opens, and a small landing page."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from server import appkeys
+
+LANGUAGES = ("da", "en")
+
+
+def _render(request: web.Request, template: str, **context: object) -> web.Response:
+    lang = request.query.get("lang", "da")
+    if lang not in LANGUAGES:
+        lang = "da"
+    html = request.app[appkeys.TEMPLATES].get_template(template).render(lang=lang, **context)
+    return web.Response(
+        text=html,
+        content_type="text/html",
+        headers={
+            # Nothing is loaded from another host; the token in the fragment never leaves the page.
+            "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; "
+            "media-src 'self' blob: mediastream:; connect-src 'self'; style-src 'self'",
+            "Referrer-Policy": "no-referrer",
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+async def join_page(request: web.Request) -> web.Response:
+    return _render(request, "join.html", visit=request.match_info["visit"])
+
+
+async def landing_page(request: web.Request) -> web.Response:
+    return _render(request, "index.html")
+
+
+def setup_page_routes(app: web.Application) -> None:
+    app.router.add_get("/", landing_page)
+    app.router.add_get("/v/{visit}", join_page)

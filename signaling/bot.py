@@ -1,0 +1,200 @@
+"""A headless participant: joins from an invite link like a browser and reports what it received.
+
+Tests use it, and operators use it as a synthetic probe of a live service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from media.client import ClientPeer
+from media.config import IceServer
+
+
+class BotError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass
+class BotOptions:
+    seconds: float = 10.0
+    ice_hosts: tuple[str, ...] | None = None
+    width: int = 640
+    height: int = 480
+    fps: int = 30
+    hue: int = 0
+
+
+@dataclass
+class BotReport:
+    visit: str = ""
+    participant: str = ""
+    role: str = ""
+    join_seconds: float | None = None
+    remotes: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "visit": self.visit,
+            "participant": self.participant,
+            "role": self.role,
+            "join_seconds": self.join_seconds,
+            "remotes": self.remotes,
+            "errors": self.errors,
+        }
+
+
+def parse_link(link: str) -> tuple[str, str]:
+    """Return (signaling socket URL, token) from an invite link."""
+    parts = urlsplit(link)
+    if parts.scheme not in ("http", "https") or not parts.netloc or not parts.fragment:
+        raise BotError("bad-link", "expected an invite link like http://host/v/<visit>#<token>")
+    scheme = "wss" if parts.scheme == "https" else "ws"
+    return f"{scheme}://{parts.netloc}/ws", parts.fragment
+
+
+def default_ice_hosts(link: str) -> tuple[str, ...]:
+    """A server on loopback gets a loopback candidate; otherwise every interface (aioice's way)."""
+    host = urlsplit(link).hostname or ""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    return ("127.0.0.1",) if loopback else ()
+
+
+class Bot:
+    def __init__(self, link: str, options: BotOptions) -> None:
+        self._ws_url, self._token = parse_link(link)
+        self._options = options
+        self._ice_hosts = (
+            options.ice_hosts if options.ice_hosts is not None else default_ice_hosts(link)
+        )
+        self.report = BotReport()
+        self._roles: dict[str, dict[str, Any]] = {}
+        self._peer: ClientPeer | None = None
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._offer_pending = False
+        self._offer_again = False
+        self._offers = 0
+
+    async def run(self) -> BotReport:
+        async with aiohttp.ClientSession() as http, http.ws_connect(self._ws_url) as ws:
+            self._ws = ws
+            started = time.monotonic()
+            await ws.send_json({"type": "join", "token": self._token})
+            joined = await self._expect_joined(ws)
+            self.report.join_seconds = time.monotonic() - started
+            try:
+                await self._on_joined(joined, started)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self._options.seconds):
+                        async for msg in ws:
+                            if msg.type is not aiohttp.WSMsgType.TEXT:
+                                break
+                            await self._handle(msg.json())
+                with contextlib.suppress(ConnectionError):
+                    await ws.send_json({"type": "leave"})
+            finally:
+                self._collect()
+                if self._peer is not None:
+                    await self._peer.close()
+        return self.report
+
+    async def _expect_joined(self, ws: aiohttp.ClientWebSocketResponse) -> dict[str, Any]:
+        msg = await ws.receive(timeout=15)
+        if msg.type is not aiohttp.WSMsgType.TEXT:
+            raise BotError("connection-closed", "the server closed the connection before joining")
+        data: dict[str, Any] = msg.json()
+        if data.get("type") == "error":
+            raise BotError(data.get("code", "error"), data.get("message", ""))
+        if data.get("type") != "joined":
+            raise BotError("unexpected-message", f"expected 'joined', got {data.get('type')!r}")
+        return data
+
+    async def _on_joined(self, joined: dict[str, Any], started: float) -> None:
+        you = joined["you"]
+        self.report.visit = joined["visit"]["id"]
+        self.report.participant = you["participant"]
+        self.report.role = you["role"]
+        for p in joined["participants"]:
+            self._roles[p["participant"]] = p
+        self._peer = ClientPeer(
+            ice_servers=[IceServer.from_browser(s) for s in joined["ice_servers"]],
+            ice_hosts=self._ice_hosts,
+            width=self._options.width,
+            height=self._options.height,
+            fps=self._options.fps,
+            hue=self._options.hue,
+            started=started,
+        )
+        self._peer.ensure_recv_slots(joined["recv"])
+        await self._offer()
+
+    async def _offer(self) -> None:
+        assert self._peer is not None and self._ws is not None
+        if self._offer_pending:
+            self._offer_again = True
+            return
+        self._offer_pending = True
+        self._offers += 1
+        sdp = await self._peer.create_offer()
+        await self._ws.send_json({"type": "offer", "id": f"offer-{self._offers}", "sdp": sdp})
+
+    async def _handle(self, data: dict[str, Any]) -> None:
+        assert self._peer is not None
+        kind = data.get("type")
+        if kind == "answer":
+            await self._peer.apply_answer(data["sdp"])
+            self._peer.track_map = data["tracks"]
+            self._offer_pending = False
+            if self._offer_again:
+                self._offer_again = False
+                await self._offer()
+        elif kind == "tracks":
+            self._peer.track_map = data["tracks"]
+        elif kind == "renegotiate":
+            self._peer.ensure_recv_slots(data["recv"])
+            await self._offer()
+        elif kind == "participant-joined":
+            self._roles[data["participant"]["participant"]] = data["participant"]
+        elif kind == "error":
+            self.report.errors.append({"code": data.get("code"), "message": data.get("message")})
+            if data.get("ref", "").startswith("offer-"):
+                self._offer_pending = False
+
+    def _collect(self) -> None:
+        if self._peer is None:
+            return
+        self.report.remotes = [
+            {
+                "participant": stats.participant,
+                "role": self._roles.get(stats.participant, {}).get("role"),
+                "name": self._roles.get(stats.participant, {}).get("name"),
+                "video_frames": stats.video_frames,
+                "audio_frames": stats.audio_frames,
+                "resolution": [stats.width, stats.height],
+                "first_frame_seconds": (
+                    round(stats.first_frame_seconds, 3)
+                    if stats.first_frame_seconds is not None
+                    else None
+                ),
+            }
+            for stats in self._peer.remotes.values()
+        ]
+
+
+async def run_bot(link: str, options: BotOptions) -> BotReport:
+    return await Bot(link, options).run()

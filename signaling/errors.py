@@ -1,0 +1,30 @@
+"""Signaling errors, sorted by consequence.
+
+A `ProtocolError` is reported and the socket stays usable. A `FatalError` is reported and the
+socket is closed, because nothing useful can follow (a bad token, a visit that has ended).
+"""
+
+
+class SignalingError(Exception):
+    fatal = False
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class ProtocolError(SignalingError):
+    pass
+
+
+class FatalError(SignalingError):
+    fatal = True
+
+
+#: Close codes in the private range (RFC 6455 section 7.4.2) used when a session is closed.
+CLOSE_FATAL = 4000
+CLOSE_REPLACED = 4001
+CLOSE_SLOW = 4002
+CLOSE_JOIN_TIMEOUT = 4003
+CLOSE_LEFT = 4004

@@ -1,0 +1,102 @@
+"""Message schemas of the signaling protocol (see PROTOCOL.md), validated field by field."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from signaling.errors import ProtocolError
+
+#: Largest text message a client may send; an offer for a full visit is about 20 KiB.
+MAX_MESSAGE_BYTES = 64 * 1024
+MAX_TOKEN_CHARS = 8 * 1024
+
+
+@dataclass(frozen=True)
+class Join:
+    token: str
+    ref: str | None = None
+
+
+@dataclass(frozen=True)
+class Offer:
+    sdp: str
+    ref: str | None = None
+
+
+@dataclass(frozen=True)
+class MediaState:
+    audio: bool
+    video: bool
+    ref: str | None = None
+
+
+@dataclass(frozen=True)
+class Leave:
+    ref: str | None = None
+
+
+@dataclass(frozen=True)
+class Ping:
+    ref: str | None = None
+
+
+ClientMessage = Join | Offer | MediaState | Leave | Ping
+
+#: type -> (class, {field: python type})
+SCHEMAS: dict[str, tuple[type, dict[str, type]]] = {
+    "join": (Join, {"token": str}),
+    "offer": (Offer, {"sdp": str}),
+    "media-state": (MediaState, {"audio": bool, "video": bool}),
+    "leave": (Leave, {}),
+    "ping": (Ping, {}),
+}
+
+
+def parse_client_message(raw: str) -> ClientMessage:
+    """Parse and validate one client message, or raise ProtocolError with a precise code."""
+    if len(raw.encode()) > MAX_MESSAGE_BYTES:
+        raise ProtocolError(
+            "message-too-large", f"messages are limited to {MAX_MESSAGE_BYTES} bytes"
+        )
+    try:
+        data: Any = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ProtocolError("malformed-json", f"not valid JSON: {exc.msg}") from None
+    if not isinstance(data, dict):
+        raise ProtocolError("invalid-message", "a message must be a JSON object")
+    kind = data.get("type")
+    if not isinstance(kind, str):
+        raise ProtocolError("invalid-message", "a message needs a string field 'type'")
+    schema = SCHEMAS.get(kind)
+    if schema is None:
+        raise ProtocolError("unknown-type", f"unknown message type {kind!r}")
+    cls, fields = schema
+    ref = data.get("id")
+    if ref is not None and not isinstance(ref, str):
+        raise ProtocolError("invalid-field", "field 'id' must be a string")
+    unknown = set(data) - set(fields) - {"type", "id"}
+    if unknown:
+        raise ProtocolError("invalid-field", f"unknown field(s) {sorted(unknown)} in {kind!r}")
+    values: dict[str, Any] = {}
+    for name, expected in fields.items():
+        if name not in data:
+            raise ProtocolError("invalid-field", f"{kind!r} needs field {name!r}")
+        value = data[name]
+        if type(value) is not expected:
+            raise ProtocolError(
+                "invalid-field", f"field {name!r} of {kind!r} must be a {expected.__name__}"
+            )
+        values[name] = value
+    if kind == "join" and len(values["token"]) > MAX_TOKEN_CHARS:
+        raise ProtocolError("token-too-large", f"tokens are limited to {MAX_TOKEN_CHARS} chars")
+    message: ClientMessage = cls(**values, ref=ref)
+    return message
+
+
+def error_message(code: str, message: str, ref: str | None = None, fatal: bool = False) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": "error", "code": code, "message": message, "fatal": fatal}
+    if ref is not None:
+        out["ref"] = ref
+    return out

@@ -1,0 +1,233 @@
+"""One participant's signaling session: one WebSocket, validated messages, a bounded outbox."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import WSMsgType, web
+
+from media.errors import NegotiationFailed
+from rooms.errors import AuthenticationFailed, NotPermitted, VisitNotFound
+from rooms.ids import ParticipantId
+from rooms.policy import Action, authorize
+from rooms.principal import Principal
+from rooms.roles import Role
+from rooms.visit import Seat
+from signaling.errors import (
+    CLOSE_FATAL,
+    CLOSE_JOIN_TIMEOUT,
+    CLOSE_LEFT,
+    CLOSE_REPLACED,
+    CLOSE_SLOW,
+    FatalError,
+    ProtocolError,
+    SignalingError,
+)
+from signaling.messages import (
+    Join,
+    Leave,
+    MediaState,
+    Offer,
+    Ping,
+    error_message,
+    parse_client_message,
+)
+from signaling.services import SignalingServices
+
+if TYPE_CHECKING:
+    from signaling.hub import HubRegistry, VisitHub
+
+logger = logging.getLogger(__name__)
+
+
+class Session:
+    def __init__(
+        self, ws: web.WebSocketResponse, services: SignalingServices, hubs: HubRegistry
+    ) -> None:
+        self._ws = ws
+        self._services = services
+        self._hubs = hubs
+        self._outbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(
+            maxsize=services.outbound_queue
+        )
+        self._close_code: int | None = None
+        self._close_reason = ""
+        self.principal: Principal | None = None
+        self.seat: Seat | None = None
+        self.hub: VisitHub | None = None
+        self.audio = True
+        self.video = True
+
+    @property
+    def participant(self) -> ParticipantId | None:
+        return self.seat.participant if self.seat else None
+
+    def describe(self) -> dict[str, Any]:
+        assert self.seat is not None
+        return {**self.seat.to_dict(), "audio": self.audio, "video": self.video}
+
+    # --- outbound ---------------------------------------------------------------------------
+
+    def send(self, message: dict[str, Any]) -> None:
+        """Queue a message; a client that lets 256 pile up is too slow and is disconnected."""
+        if self._close_code is not None:
+            return
+        try:
+            self._outbox.put_nowait(message)
+        except asyncio.QueueFull:
+            logger.warning("session %s: outbox full, closing", self.participant)
+            self._begin_close(CLOSE_SLOW, "slow-consumer")
+
+    def _begin_close(self, code: int, reason: str) -> None:
+        if self._close_code is None:
+            self._close_code, self._close_reason = code, reason
+            with contextlib.suppress(asyncio.QueueFull):
+                self._outbox.put_nowait(None)
+
+    async def close_for(self, code: str, message: str) -> None:
+        self.send(error_message(code, message, fatal=True))
+        self._begin_close(CLOSE_FATAL, code)
+
+    async def replaced(self) -> None:
+        self.send(
+            error_message(
+                "session-replaced", "this seat was opened in another window or tab", fatal=True
+            )
+        )
+        self._begin_close(CLOSE_REPLACED, "session-replaced")
+
+    async def _write_loop(self) -> None:
+        while True:
+            message = await self._outbox.get()
+            if message is None:
+                break
+            await self._ws.send_json(message)
+        await self._ws.close(code=self._close_code or 1000, message=self._close_reason.encode())
+
+    # --- inbound ----------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        writer = asyncio.create_task(self._write_loop())
+        reader = asyncio.create_task(self._read_loop())
+        try:
+            await asyncio.wait({writer, reader}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+            if not writer.done():
+                self._begin_close(1000, "")
+                try:
+                    await asyncio.wait_for(writer, timeout=2)
+                except (TimeoutError, ConnectionError):
+                    writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+                await writer
+            if self.hub is not None:
+                async with self.hub.lock:
+                    await self.hub.leave(self)
+
+    async def _read_loop(self) -> None:
+        joined = False
+        try:
+            async with asyncio.timeout(self._services.join_timeout) as join_deadline:
+                async for msg in self._ws:
+                    if msg.type is not WSMsgType.TEXT:
+                        if msg.type is WSMsgType.BINARY:
+                            self.send(error_message("invalid-message", "send text (JSON) messages"))
+                            continue
+                        break
+                    ref = None
+                    try:
+                        message = parse_client_message(msg.data)
+                        ref = message.ref
+                        if not joined:
+                            if not isinstance(message, Join):
+                                raise ProtocolError("join-required", "send 'join' first")
+                            await self._join(message)
+                            joined = True
+                            join_deadline.reschedule(None)
+                        elif isinstance(message, Leave):
+                            self._begin_close(CLOSE_LEFT, "left")
+                            return
+                        else:
+                            await self._dispatch(message)
+                    except SignalingError as exc:
+                        self.send(error_message(exc.code, exc.message, ref, fatal=exc.fatal))
+                        if exc.fatal:
+                            self._begin_close(CLOSE_FATAL, exc.code)
+                            return
+        except TimeoutError:
+            self.send(error_message("join-timeout", "no 'join' in time", fatal=True))
+            self._begin_close(CLOSE_JOIN_TIMEOUT, "join-timeout")
+
+    async def _join(self, message: Join) -> None:
+        try:
+            principal = self._services.authenticator.authenticate(message.token)
+        except AuthenticationFailed as exc:
+            raise FatalError(exc.code, exc.message) from None
+        if principal.visit is None or principal.participant is None:
+            raise FatalError("token-not-a-link", "this token does not open a seat in a visit")
+        try:
+            visit = await self._services.store.get(principal.visit)
+            authorize(principal, Action.JOIN, visit)
+        except VisitNotFound:
+            raise FatalError("visit-not-found", "this visit does not exist") from None
+        except NotPermitted as exc:
+            raise FatalError("forbidden", exc.message) from None
+        if not visit.is_live:
+            raise FatalError("visit-closed", f"this visit has {visit.state.value}")
+        self.principal = principal
+        self.seat = visit.seat(principal.participant)
+        hub = self._hubs.hub(visit.id)
+        async with hub.lock:
+            self.hub = hub
+            reconnect = await hub.enter(self, visit, self.seat)
+            self.send(
+                {
+                    "type": "joined",
+                    "visit": {"id": visit.id, "kind": visit.kind.value, "state": visit.state.value},
+                    "you": self.describe(),
+                    "reconnect": reconnect,
+                    "participants": [
+                        s.describe() for s in hub.sessions.values() if s is not self
+                    ],
+                    "ice_servers": self._services.browser_ice_servers,
+                    "recv": hub.room.recv_slots_for(self.seat.participant),
+                }
+            )
+            hub.broadcast(
+                {"type": "participant-joined", "participant": self.describe()},
+                exclude=self.seat.participant,
+            )
+
+    async def _dispatch(self, message: Offer | MediaState | Ping | Join) -> None:
+        assert self.hub is not None and self.seat is not None
+        if isinstance(message, Join):
+            raise ProtocolError("already-joined", "this session has already joined")
+        if isinstance(message, Ping):
+            self.send({"type": "pong", **({"ref": message.ref} if message.ref else {})})
+        elif isinstance(message, Offer):
+            try:
+                answer = await self.hub.room.handle_offer(self.seat.participant, message.sdp)
+            except NegotiationFailed as exc:
+                raise ProtocolError("negotiation-failed", str(exc)) from None
+            peer = self.hub.room.peers[self.seat.participant]
+            self.send({"type": "answer", "sdp": answer, "tracks": peer.track_map()})
+        elif isinstance(message, MediaState):
+            self.audio, self.video = message.audio, message.video
+            self.hub.broadcast(
+                {
+                    "type": "media-state",
+                    "participant": self.seat.participant,
+                    "audio": self.audio,
+                    "video": self.video,
+                },
+                exclude=self.seat.participant,
+            )
+
+    def role(self) -> Role | None:
+        return self.seat.role if self.seat else None
