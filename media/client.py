@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import av
 from aiortc import (
     RTCBundlePolicy,
     RTCConfiguration,
@@ -51,7 +52,9 @@ class ClientPeer:
     ) -> None:
         self.pc = RTCPeerConnection(
             RTCConfiguration(
-                iceServers=[RTCIceServer(list(s.urls), s.username, s.credential) for s in ice_servers],
+                iceServers=[
+                    RTCIceServer(list(s.urls), s.username, s.credential) for s in ice_servers
+                ],
                 bundlePolicy=RTCBundlePolicy.MAX_BUNDLE,
             )
         )
@@ -61,6 +64,7 @@ class ClientPeer:
         self.track_map: dict[str, dict[str, str] | None] = {}
         self.remotes: dict[str, RemoteStats] = {}
         self._consumed: set[str] = set()
+        self._progress = asyncio.Condition()
         for track in (SyntheticAudioTrack(), SyntheticVideoTrack(width, height, fps, hue)):
             transceiver = self.pc.addTransceiver(track, direction="sendonly")
             transceiver.setCodecPreferences(codec_preferences(track.kind))
@@ -87,9 +91,14 @@ class ClientPeer:
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         for transceiver in self.pc.getTransceivers():
-            if transceiver.receiver.track is track and transceiver.mid not in self._consumed:
-                self._consumed.add(transceiver.mid)
-                self._tasks.spawn(self._consume(transceiver.mid, track))
+            mid = transceiver.mid
+            if (
+                transceiver.receiver.track is track
+                and mid is not None
+                and mid not in self._consumed
+            ):
+                self._consumed.add(mid)
+                self._tasks.spawn(self._consume(mid, track))
 
     async def _consume(self, mid: str, track: MediaStreamTrack) -> None:
         try:
@@ -103,13 +112,22 @@ class ClientPeer:
                 )
                 if stats.first_frame_seconds is None and track.kind == "video":
                     stats.first_frame_seconds = time.monotonic() - self._started
-                if track.kind == "video":
+                if isinstance(frame, av.VideoFrame):
                     stats.video_frames += 1
                     stats.width, stats.height = frame.width, frame.height
                 else:
                     stats.audio_frames += 1
+                async with self._progress:
+                    self._progress.notify_all()
         except MediaStreamError:
             return
+
+    async def wait_until(
+        self, predicate: Callable[[dict[str, RemoteStats]], bool], timeout: float
+    ) -> None:
+        """Wait until `predicate(remotes)` holds, re-checked as each frame arrives."""
+        async with asyncio.timeout(timeout), self._progress:
+            await self._progress.wait_for(lambda: predicate(self.remotes))
 
     async def close(self) -> None:
         await self._tasks.aclose()

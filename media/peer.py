@@ -68,8 +68,7 @@ class MediaPeer:
         self.pc = RTCPeerConnection(
             RTCConfiguration(
                 iceServers=[
-                    RTCIceServer(list(s.urls), s.username, s.credential)
-                    for s in config.ice_servers
+                    RTCIceServer(list(s.urls), s.username, s.credential) for s in config.ice_servers
                 ],
                 # BALANCED would leave a second same-kind transceiver, created before the
                 # offer's BUNDLE group is applied, on an orphaned transport that never starts.
@@ -90,6 +89,8 @@ class MediaPeer:
     async def answer(self, offer_sdp: str) -> str:
         """Apply the participant's offer and return our answer (complete, no trickle)."""
         async with self._lock:
+            if not offer_sdp.startswith("v=0"):
+                raise NegotiationFailed("the offer is not an SDP session description")
             try:
                 description = aiortc_sdp.SessionDescription.parse(offer_sdp)
             except Exception as exc:  # aiortc's parser raises several types on bad input
@@ -112,8 +113,7 @@ class MediaPeer:
             restrict_host_candidates(self.pc, self._config.ice_hosts)
             new_mids = {m.rtp.muxId: m for m in new_media}
             for transceiver in self.pc.getTransceivers():
-                media = new_mids.get(transceiver.mid)
-                if media is None:
+                if transceiver.mid not in new_mids:
                     continue
                 if transceiver.direction == "recvonly":
                     self._add_up(transceiver)
@@ -124,6 +124,8 @@ class MediaPeer:
             return self.pc.localDescription.sdp
 
     def _check_offer(self, description: aiortc_sdp.SessionDescription) -> None:
+        if not description.media:
+            raise NegotiationFailed("the offer has no media sections")
         if len(description.media) > MAX_MEDIA_SECTIONS:
             raise NegotiationFailed(f"the offer has more than {MAX_MEDIA_SECTIONS} media sections")
         sending: dict[str, int] = {}
@@ -142,7 +144,7 @@ class MediaPeer:
         kind = transceiver.kind
         if kind in self.up:
             return
-        mid = transceiver.mid
+        mid = transceiver.mid or ""
         self.up[kind] = UpTrack(
             kind,
             transceiver.receiver,
@@ -155,8 +157,8 @@ class MediaPeer:
         track = DownTrack(transceiver.kind, self._counters)
         transceiver.sender.replaceTrack(track)
         # A subscriber's PLI/FIR must reach the publisher; aiortc would only flag its own encoder.
-        transceiver.sender._send_keyframe = track.request_keyframe
-        self.slots.append(DownSlot(transceiver.mid, transceiver.kind, transceiver, track))
+        setattr(transceiver.sender, "_send_keyframe", track.request_keyframe)  # noqa: B010
+        self.slots.append(DownSlot(transceiver.mid or "", transceiver.kind, transceiver, track))
 
     def free_slot(self, kind: str) -> DownSlot | None:
         for slot in self.slots:

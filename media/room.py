@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from media.config import MediaConfig
 from media.counters import MediaCounters
@@ -61,12 +62,13 @@ class SfuRoom:
                 publication = Publication(participant, kind)
                 self.publications[(participant, kind)] = publication
             if publication.source is not up:
-                up.on_first_frame(
-                    lambda kind=kind: self._observer.first_frame(participant, kind)
-                )
+                up.on_first_frame(self._first_frame_reporter(participant, kind))
                 publication.set_source(up)
         self._distribute()
         return answer
+
+    def _first_frame_reporter(self, participant: str, kind: str) -> Callable[[], None]:
+        return lambda: self._observer.first_frame(participant, kind)
 
     def _distribute(self) -> None:
         """Give every negotiated peer a slot for every other participant's publications."""
@@ -110,8 +112,8 @@ class SfuRoom:
                     if any(s.track is down for s in other.slots):
                         affected.add(other.participant)
             publication.close()
-        for other in affected:
-            self._observer.tracks_changed(other)
+        for subscriber in affected:
+            self._observer.tracks_changed(subscriber)
 
     async def _drop_peer(self, peer: MediaPeer) -> None:
         for kind, up in peer.up.items():

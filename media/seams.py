@@ -25,7 +25,9 @@ def check_seams() -> None:
     """Raise SeamMoved naming every seam that is missing."""
     problems: list[str] = []
     if not aiortc.__version__.startswith(SUPPORTED_AIORTC):
-        problems.append(f"aiortc {aiortc.__version__} is outside the checked range {SUPPORTED_AIORTC}")
+        problems.append(
+            f"aiortc {aiortc.__version__} is outside the checked range {SUPPORTED_AIORTC}"
+        )
     init_source = inspect.getsource(RTCRtpReceiver.__init__)
     if "self.__decoder_queue: queue.Queue = queue.Queue()" not in init_source:
         problems.append("RTCRtpReceiver.__decoder_queue is no longer created in __init__")

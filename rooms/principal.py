@@ -8,7 +8,10 @@ from rooms.roles import Role, Sector
 
 @dataclass(frozen=True)
 class Principal:
-    """An authenticated actor. `subject` is the issuer's opaque id and never leaves the audit log."""
+    """An authenticated actor.
+
+    `subject` is the issuer's opaque id; it never leaves the audit log.
+    """
 
     subject: str
     issuer: str

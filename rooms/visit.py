@@ -67,9 +67,7 @@ class Visit:
     def is_live(self) -> bool:
         return self.state in (VisitState.SCHEDULED, VisitState.OPEN, VisitState.IN_PROGRESS)
 
-    def add_seat(
-        self, role: Role, name: str | None = None, sector: Sector | None = None
-    ) -> Seat:
+    def add_seat(self, role: Role, name: str | None = None, sector: Sector | None = None) -> Seat:
         if len(self.seats) >= self.max_participants:
             raise VisitFull(
                 f"visit {self.id} already has {len(self.seats)} of "

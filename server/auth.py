@@ -78,21 +78,29 @@ class TokenVerifier:
         except jwt.ExpiredSignatureError:
             raise AuthenticationFailed("token-expired", "the link has expired") from None
         except jwt.ImmatureSignatureError:
-            raise AuthenticationFailed("token-not-yet-valid", "the token is not valid yet") from None
+            raise AuthenticationFailed(
+                "token-not-yet-valid", "the token is not valid yet"
+            ) from None
         except jwt.InvalidAudienceError:
-            raise AuthenticationFailed("token-wrong-audience", "the token is for another service") from None
+            raise AuthenticationFailed(
+                "token-wrong-audience", "the token is for another service"
+            ) from None
         except jwt.MissingRequiredClaimError as exc:
-            raise AuthenticationFailed("token-missing-claim", f"the token has no {exc.claim!r}") from None
+            raise AuthenticationFailed(
+                "token-missing-claim", f"the token has no {exc.claim!r}"
+            ) from None
         except jwt.InvalidSignatureError:
-            raise AuthenticationFailed("token-bad-signature", "the token's signature is wrong") from None
+            raise AuthenticationFailed(
+                "token-bad-signature", "the token's signature is wrong"
+            ) from None
         except jwt.PyJWTError as exc:
             raise AuthenticationFailed("token-invalid", f"the token is not valid: {exc}") from None
         return self._principal(issuer, claims)
 
     def _principal(self, issuer: TrustedIssuer, claims: dict[str, Any]) -> Principal:
         try:
-            sector = Sector(claims.get("sector"))
-            role = Role(claims.get("role"))
+            sector = Sector(str(claims.get("sector")))
+            role = Role(str(claims.get("role")))
         except ValueError:
             raise AuthenticationFailed(
                 "token-missing-claim", "the token needs a valid 'sector' and 'role'"
@@ -172,4 +180,6 @@ class TokenIssuer:
             if value is not None:
                 claims[claim] = value
         assert isinstance(self.key.private_key, ec.EllipticCurvePrivateKey)
-        return jwt.encode(claims, self.key.private_key, algorithm="ES256", headers={"kid": self.key.kid})
+        return jwt.encode(
+            claims, self.key.private_key, algorithm="ES256", headers={"kid": self.key.kid}
+        )

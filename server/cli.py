@@ -68,8 +68,11 @@ def _demo_visit(print_links: bool) -> Any:
         print("Create a visit:  screenvisit visit create --json", flush=True)
         if print_links:
             host = Principal(
-                subject="demo", issuer=settings.issuer, role=Role.GP,
-                sector=Sector.GENERAL_PRACTICE, org=settings.org,
+                subject="demo",
+                issuer=settings.issuer,
+                role=Role.GP,
+                sector=Sector.GENERAL_PRACTICE,
+                org=settings.org,
             )
             seats = [(Role.CITIZEN, None, None), (Role.NURSE, None, None), (Role.GP, None, None)]
             visit = await book_visit(app, host, VisitKind.ASSISTED, seats)
@@ -109,8 +112,11 @@ async def _create_visit(settings: Settings, args: argparse.Namespace) -> dict[st
     host_role = Role.SPECIALIST if args.specialist else Role.GP
     host_sector = Sector.REGION if args.specialist else Sector.GENERAL_PRACTICE
     token = issuer.sign(
-        sub="cli-" + secrets.token_urlsafe(6), role=host_role, sector=host_sector,
-        lifetime=300, org=settings.org,
+        sub="cli-" + secrets.token_urlsafe(6),
+        role=host_role,
+        sector=host_sector,
+        lifetime=300,
+        org=settings.org,
     )
     participants: list[dict[str, Any]] = [{"role": "citizen"}, {"role": "nurse"}]
     participants.append({"role": host_role.value})
@@ -198,8 +204,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p_serve = commands.add_parser("serve", help="run the server")
     _add_setting_flags(p_serve)
-    p_serve.add_argument("--demo", dest="demo", action=argparse.BooleanOptionalAction, default=None,
-                         help="book a demo visit and print its links (default: when on loopback)")
+    p_serve.add_argument(
+        "--demo",
+        dest="demo",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="book a demo visit and print its links (default: when on loopback)",
+    )
     p_serve.set_defaults(func=serve)
 
     p_visit = commands.add_parser("visit", help="manage visits")
@@ -207,25 +218,41 @@ def build_parser() -> argparse.ArgumentParser:
     p_create = visit_commands.add_parser("create", help="book a visit and print its links")
     _add_setting_flags(p_create)
     p_create.add_argument("--json", action="store_true", help="print JSON")
-    p_create.add_argument("--kind", default="consultation",
-                          choices=[k.value for k in VisitKind])
+    p_create.add_argument("--kind", default="consultation", choices=[k.value for k in VisitKind])
     host = p_create.add_mutually_exclusive_group()
     host.add_argument("--gp", action="store_true", help="a GP hosts the visit (the default)")
     host.add_argument("--specialist", action="store_true", help="a hospital specialist hosts it")
-    p_create.add_argument("--relative", type=int, nargs="?", const=1, default=0,
-                          help="add N relatives (default 1 when given)")
-    p_create.add_argument("--interpreter", type=int, nargs="?", const=1, default=0,
-                          help="add N interpreters (default 1 when given)")
-    p_create.add_argument("--names", nargs="*",
-                          help="display names in seat order: citizen, nurse, host, others")
+    p_create.add_argument(
+        "--relative",
+        type=int,
+        nargs="?",
+        const=1,
+        default=0,
+        help="add N relatives (default 1 when given)",
+    )
+    p_create.add_argument(
+        "--interpreter",
+        type=int,
+        nargs="?",
+        const=1,
+        default=0,
+        help="add N interpreters (default 1 when given)",
+    )
+    p_create.add_argument(
+        "--names", nargs="*", help="display names in seat order: citizen, nurse, host, others"
+    )
     p_create.set_defaults(func=visit_create)
 
     p_bot = commands.add_parser("bot", help="join a visit as a headless participant")
     p_bot.add_argument("link", help="an invite link")
     p_bot.add_argument("--seconds", type=float, default=10.0, help="how long to stay")
     p_bot.add_argument("--json", action="store_true", help="print JSON")
-    p_bot.add_argument("--ice-host", action="append", default=None,
-                       help="local address to offer as ICE candidate (repeatable)")
+    p_bot.add_argument(
+        "--ice-host",
+        action="append",
+        default=None,
+        help="local address to offer as ICE candidate (repeatable)",
+    )
     p_bot.add_argument("--width", type=int, default=640)
     p_bot.add_argument("--height", type=int, default=480)
     p_bot.add_argument("--fps", type=int, default=30)

@@ -35,10 +35,18 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("port", "8080", "port the HTTP server listens on"),
     Setting("data-dir", "./screenvisit-data", "folder for the signing key and the SQLite metadata"),
     Setting("public-url", "", "base URL in invite links (default http://HOST:PORT)"),
-    Setting("ice-hosts", "127.0.0.1", "comma-separated local addresses offered as ICE candidates;"
-            " empty offers every non-loopback interface"),
-    Setting("ice-servers", "[]", 'STUN/TURN servers as JSON, e.g. [{"urls": ["turn:turn.example'
-            ':443"], "username": "u", "credential": "c"}]; none by default'),
+    Setting(
+        "ice-hosts",
+        "127.0.0.1",
+        "comma-separated local addresses offered as ICE candidates;"
+        " empty offers every non-loopback interface",
+    ),
+    Setting(
+        "ice-servers",
+        "[]",
+        'STUN/TURN servers as JSON, e.g. [{"urls": ["turn:turn.example'
+        ':443"], "username": "u", "credential": "c"}]; none by default',
+    ),
     Setting("issuer", "screenvisit-local", "the `iss` this server puts in the links it signs"),
     Setting("audience", "screenvisit", "the `aud` every token must carry"),
     Setting("org", "demo", "organisation id used by `visit create` for the visit's host"),

@@ -69,7 +69,7 @@ def _participants_from(body: dict[str, Any]) -> list[tuple[Role, str | None, Sec
         if not isinstance(entry, dict):
             raise ApiError("invalid-field", "each participant must be an object")
         try:
-            role = Role(entry.get("role"))
+            role = Role(str(entry.get("role")))
         except ValueError:
             raise ApiError("invalid-field", f"unknown role {entry.get('role')!r}") from None
         if role not in PARTICIPANT_ROLES:
@@ -131,7 +131,7 @@ async def health(request: web.Request) -> web.Response:
 async def signaling_socket(request: web.Request) -> web.WebSocketResponse:
     # A hard limit well above the protocol's own, so an oversize message gets a precise error
     # from the session (and the socket lives on) rather than aiohttp closing it.
-    ws = web.WebSocketResponse(heartbeat=20, max_msg_size=1024 * 1024)
+    ws = web.WebSocketResponse(heartbeat=20, max_msg_size=1024 * 1024, timeout=2)
     await ws.prepare(request)
     session = Session(ws, request.app[appkeys.SIGNALING], request.app[appkeys.HUBS])
     await session.run()

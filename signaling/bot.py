@@ -56,13 +56,20 @@ class BotReport:
         }
 
 
-def parse_link(link: str) -> tuple[str, str]:
-    """Return (signaling socket URL, token) from an invite link."""
+def parse_link(link: str) -> tuple[str, str, str]:
+    """Return (signaling socket URL, visit id, token) from an invite link."""
     parts = urlsplit(link)
-    if parts.scheme not in ("http", "https") or not parts.netloc or not parts.fragment:
+    path = parts.path.rstrip("/").split("/")
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.netloc
+        or not parts.fragment
+        or len(path) < 2
+        or path[-2] != "v"
+    ):
         raise BotError("bad-link", "expected an invite link like http://host/v/<visit>#<token>")
     scheme = "wss" if parts.scheme == "https" else "ws"
-    return f"{scheme}://{parts.netloc}/ws", parts.fragment
+    return f"{scheme}://{parts.netloc}/ws", path[-1], parts.fragment
 
 
 def default_ice_hosts(link: str) -> tuple[str, ...]:
@@ -77,7 +84,7 @@ def default_ice_hosts(link: str) -> tuple[str, ...]:
 
 class Bot:
     def __init__(self, link: str, options: BotOptions) -> None:
-        self._ws_url, self._token = parse_link(link)
+        self._ws_url, self._visit, self._token = parse_link(link)
         self._options = options
         self._ice_hosts = (
             options.ice_hosts if options.ice_hosts is not None else default_ice_hosts(link)
@@ -94,7 +101,7 @@ class Bot:
         async with aiohttp.ClientSession() as http, http.ws_connect(self._ws_url) as ws:
             self._ws = ws
             started = time.monotonic()
-            await ws.send_json({"type": "join", "token": self._token})
+            await ws.send_json({"type": "join", "token": self._token, "visit": self._visit})
             joined = await self._expect_joined(ws)
             self.report.join_seconds = time.monotonic() - started
             try:

@@ -22,7 +22,9 @@ logger = logging.getLogger(__name__)
 class VisitHub:
     """Implements media.observer.RoomObserver for its room."""
 
-    def __init__(self, visit_id: VisitId, services: SignalingServices, registry: HubRegistry) -> None:
+    def __init__(
+        self, visit_id: VisitId, services: SignalingServices, registry: HubRegistry
+    ) -> None:
         self.visit_id = visit_id
         self._services = services
         self._registry = registry
@@ -114,10 +116,14 @@ class VisitHub:
 
     def first_frame(self, participant: str, kind: str) -> None:
         seat = self._seats.get(ParticipantId(participant))
-        self.tasks.spawn(self._record(EventKind.MEDIA_FIRST_FRAME, seat, media=kind, direction="up"))
+        self.tasks.spawn(
+            self._record(EventKind.MEDIA_FIRST_FRAME, seat, media=kind, direction="up")
+        )
 
     def peer_state_changed(self, participant: str, state: str) -> None:
-        logger.info("visit %s participant %s: peer connection %s", self.visit_id, participant, state)
+        logger.info(
+            "visit %s participant %s: peer connection %s", self.visit_id, participant, state
+        )
         if state == "failed":
             seat = self._seats.get(ParticipantId(participant))
             self.tasks.spawn(self._record(EventKind.MEDIA_FAILED, seat, state=state))

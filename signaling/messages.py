@@ -16,6 +16,7 @@ MAX_TOKEN_CHARS = 8 * 1024
 @dataclass(frozen=True)
 class Join:
     token: str
+    visit: str
     ref: str | None = None
 
 
@@ -46,7 +47,7 @@ ClientMessage = Join | Offer | MediaState | Leave | Ping
 
 #: type -> (class, {field: python type})
 SCHEMAS: dict[str, tuple[type, dict[str, type]]] = {
-    "join": (Join, {"token": str}),
+    "join": (Join, {"token": str, "visit": str}),
     "offer": (Offer, {"sdp": str}),
     "media-state": (MediaState, {"audio": bool, "video": bool}),
     "leave": (Leave, {}),
@@ -95,7 +96,9 @@ def parse_client_message(raw: str) -> ClientMessage:
     return message
 
 
-def error_message(code: str, message: str, ref: str | None = None, fatal: bool = False) -> dict[str, Any]:
+def error_message(
+    code: str, message: str, ref: str | None = None, fatal: bool = False
+) -> dict[str, Any]:
     out: dict[str, Any] = {"type": "error", "code": code, "message": message, "fatal": fatal}
     if ref is not None:
         out["ref"] = ref

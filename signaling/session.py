@@ -100,12 +100,12 @@ class Session:
         self._begin_close(CLOSE_REPLACED, "session-replaced")
 
     async def _write_loop(self) -> None:
+        """Send queued messages until the close sentinel; only `run` closes the socket."""
         while True:
             message = await self._outbox.get()
             if message is None:
-                break
+                return
             await self._ws.send_json(message)
-        await self._ws.close(code=self._close_code or 1000, message=self._close_reason.encode())
 
     # --- inbound ----------------------------------------------------------------------------
 
@@ -118,17 +118,16 @@ class Session:
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
-            if not writer.done():
-                self._begin_close(1000, "")
-                try:
-                    await asyncio.wait_for(writer, timeout=2)
-                except (TimeoutError, ConnectionError):
-                    writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError, ConnectionError):
-                await writer
+            # Tell the others first: a departure must not wait for a slow close handshake.
             if self.hub is not None:
                 async with self.hub.lock:
                     await self.hub.leave(self)
+            self._begin_close(1000, "")
+            try:
+                await asyncio.wait_for(writer, timeout=2)
+            except (TimeoutError, ConnectionError):
+                writer.cancel()
+            await self._ws.close(code=self._close_code or 1000, message=self._close_reason.encode())
 
     async def _read_loop(self) -> None:
         joined = False
@@ -171,6 +170,8 @@ class Session:
             raise FatalError(exc.code, exc.message) from None
         if principal.visit is None or principal.participant is None:
             raise FatalError("token-not-a-link", "this token does not open a seat in a visit")
+        if principal.visit != message.visit:
+            raise FatalError("token-visit-mismatch", "this link belongs to another visit")
         try:
             visit = await self._services.store.get(principal.visit)
             authorize(principal, Action.JOIN, visit)
@@ -192,9 +193,7 @@ class Session:
                     "visit": {"id": visit.id, "kind": visit.kind.value, "state": visit.state.value},
                     "you": self.describe(),
                     "reconnect": reconnect,
-                    "participants": [
-                        s.describe() for s in hub.sessions.values() if s is not self
-                    ],
+                    "participants": [s.describe() for s in hub.sessions.values() if s is not self],
                     "ice_servers": self._services.browser_ice_servers,
                     "recv": hub.room.recv_slots_for(self.seat.participant),
                 }

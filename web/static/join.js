@@ -108,7 +108,7 @@
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
     const ws = new WebSocket(`${scheme}//${location.host}/ws`);
     state.ws = ws;
-    ws.onopen = () => send({ type: "join", token });
+    ws.onopen = () => send({ type: "join", token, visit: visitId });
     ws.onmessage = (event) => handle(JSON.parse(event.data));
     ws.onclose = () => {
       if (state.ws !== ws) return;

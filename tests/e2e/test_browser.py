@@ -1,0 +1,131 @@
+"""Headless Chromium opens the three links of a visit, as the citizen, the nurse and the GP do.
+
+Uses Debian's chromium driven by Playwright, fake camera and microphone, loopback only.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import jwt
+import pytest
+from playwright.async_api import Browser, Page, async_playwright
+
+from server.keys import load_or_create_signing_key
+from tests.support.servers import RunningServer
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/lib/chromium/chromium"
+CHROMIUM_PRESENT = Path(CHROMIUM).exists()
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+    "--allow-loopback-in-peer-connection",
+]
+
+TWO_REMOTE_VIDEOS_PLAYING = """(minFrames) => {
+  const videos = [...document.querySelectorAll('.tile.remote video')];
+  return videos.length === 2 && videos.every(v => v.videoWidth > 0 && !v.paused
+    && v.getVideoPlaybackQuality().totalVideoFrames > minFrames);
+}"""
+
+REMOTE_AUDIO_LIVE = """() => [...document.querySelectorAll('.tile.remote audio')].every(
+  a => a.srcObject && a.srcObject.getAudioTracks()[0].readyState === 'live')"""
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    if not CHROMIUM_PRESENT:
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (.ci/run does)")
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        yield launched
+        await launched.close()
+
+
+async def open_link(browser: Browser, link: str, join: bool = True) -> Page:
+    context = await browser.new_context()
+    page = await context.new_page()
+    await page.goto(link)
+    if join:
+        await page.get_by_role("button", name="Deltag", exact=True).click()
+    return page
+
+
+async def test_three_browsers_see_and_hear_each_other_leave_and_reload(
+    server: RunningServer, browser: Browser
+) -> None:
+    visit = await server.create_visit()
+    pages = {
+        role: await open_link(browser, visit["links"][role]) for role in ("citizen", "nurse", "gp")
+    }
+    for page in pages.values():
+        await page.wait_for_function(TWO_REMOTE_VIDEOS_PLAYING, arg=5, timeout=30_000)
+        assert await page.evaluate(REMOTE_AUDIO_LIVE)
+    captions = await pages["citizen"].locator(".tile.remote figcaption").all_text_contents()
+    assert sorted(captions) == ["Læge", "Sygeplejerske"]
+    first_frames = {
+        role: await page.evaluate("window.screenvisit.metrics.firstRemoteFrameMs")
+        for role, page in pages.items()
+    }
+    print("page load to first remote frame (ms):", first_frames)
+    assert all(ms is not None and ms > 0 for ms in first_frames.values())
+
+    # A reload gets the nurse's seat and media back, with no second press on Deltag.
+    for role in ("citizen", "gp"):
+        await pages[role].evaluate(
+            "document.querySelectorAll('.tile.remote').forEach(t => t.dataset.before = '1')"
+        )
+    await pages["nurse"].reload()
+    await pages["nurse"].wait_for_function(TWO_REMOTE_VIDEOS_PLAYING, arg=5, timeout=30_000)
+    for role in ("citizen", "gp"):
+        await pages[role].wait_for_function(
+            """() => [...document.querySelectorAll('.tile.remote')].some(t =>
+                 !t.dataset.before && t.querySelector('figcaption').textContent === 'Sygeplejerske'
+                 && t.querySelector('video').getVideoPlaybackQuality().totalVideoFrames > 5)""",
+            timeout=30_000,
+        )
+
+    # The citizen leaves: their tile disappears from the others' view.
+    await pages["citizen"].get_by_role("button", name="Forlad besøget").click()
+    await pages["citizen"].get_by_text("Du har forladt besøget").wait_for()
+    for role in ("nurse", "gp"):
+        await pages[role].wait_for_function(
+            "document.querySelectorAll('.tile.remote').length === 1", timeout=15_000
+        )
+        captions = await pages[role].locator(".tile.remote figcaption").all_text_contents()
+        assert "Borger" not in captions
+
+
+async def test_a_bad_link_shows_a_clear_message(server: RunningServer, browser: Browser) -> None:
+    visit = await server.create_visit()
+    link = visit["links"]["citizen"]
+    tampered = await open_link(browser, link[:-6] + "AAAAAA")
+    await tampered.get_by_role("alert").wait_for()
+    assert "Linket er ikke gyldigt" in (await tampered.get_by_role("alert").text_content() or "")
+
+    key = load_or_create_signing_key(server.data_dir / "signing-key.pem")
+    claims = jwt.decode(link.split("#", 1)[1], options={"verify_signature": False})
+    claims["exp"] = int(time.time()) - 3600
+    expired_token = jwt.encode(claims, key.private_key, "ES256", headers={"kid": key.kid})
+    expired = await open_link(browser, link.split("#", 1)[0] + "#" + expired_token)
+    await expired.get_by_role("alert").wait_for()
+    assert "Linket er udløbet" in (await expired.get_by_role("alert").text_content() or "")
+
+
+async def test_the_page_speaks_english_on_request(server: RunningServer, browser: Browser) -> None:
+    visit = await server.create_visit()
+    page = await open_link(browser, visit["links"]["citizen"], join=False)
+    await page.get_by_role("button", name="English").click()
+    await page.get_by_role("button", name="Join", exact=True).wait_for()
+    assert await page.evaluate("document.documentElement.lang") == "en"

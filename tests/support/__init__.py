@@ -1,0 +1,1 @@
+"""Helpers for the tests: real servers in subprocesses, real bots, a decode guard."""

@@ -1,0 +1,130 @@
+"""A real screenvisit server in its own process, as an operator would run it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class RunningServer:
+    process: asyncio.subprocess.Process
+    port: int
+    data_dir: Path
+    decode_report: Path
+    log: Path
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "SCREENVISIT_DATA_DIR": str(self.data_dir),
+            "SCREENVISIT_PORT": str(self.port),
+            "SCREENVISIT_HOST": "127.0.0.1",
+        }
+
+    async def create_visit(self, *extra: str) -> dict[str, Any]:
+        """Book a visit with the real CLI, as an operator would."""
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "server.cli",
+            "visit",
+            "create",
+            "--json",
+            *extra,
+            env=self.env(),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await proc.communicate()
+        assert proc.returncode == 0, err.decode()
+        data: dict[str, Any] = json.loads(out)
+        return data
+
+    async def health(self) -> dict[str, Any]:
+        async with aiohttp.ClientSession() as http, http.get(self.base_url + "/healthz") as r:
+            data: dict[str, Any] = await r.json()
+            return data
+
+    async def stop(self) -> int:
+        if self.process.returncode is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return await asyncio.wait_for(self.process.wait(), timeout=20)
+        except TimeoutError:
+            self.process.kill()
+            return await self.process.wait()
+
+
+async def start_server(tmp: Path, *extra: str) -> RunningServer:
+    port = free_port()
+    data_dir = tmp / "data"
+    log = tmp / "server.log"
+    server = RunningServer(None, port, data_dir, tmp / "decode.json", log)  # type: ignore[arg-type]
+    env = server.env() | {"SCREENVISIT_DECODE_REPORT": str(server.decode_report)}
+    handle = await asyncio.to_thread(log.open, "wb")  # handed to the child process
+    server.process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tests.support.decode_guard",
+        "serve",
+        "--no-demo",
+        *extra,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=handle,
+    )
+    handle.close()
+    assert server.process.stdout is not None
+    # Ready when it says so: the first line is printed once every resource is up.
+    line = await asyncio.wait_for(server.process.stdout.readline(), timeout=30)
+    if b"listening on" not in line:
+        await server.stop()
+        raise RuntimeError(f"server did not start: {line!r}\n{log.read_text()}")
+    return server
+
+
+async def run_bot(link: str, seconds: float, *extra: str) -> dict[str, Any]:
+    """Run `screenvisit bot` as its own process and return its JSON report."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "server.cli",
+        "bot",
+        link,
+        "--seconds",
+        str(seconds),
+        "--json",
+        "--width",
+        "320",
+        "--height",
+        "240",
+        *extra,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await proc.communicate()
+    assert out, f"bot printed nothing: {err.decode()[-2000:]}"
+    report: dict[str, Any] = json.loads(out)
+    report["exit_code"] = proc.returncode
+    return report

@@ -1,0 +1,47 @@
+from pathlib import Path
+
+import pytest
+
+from server.config import SETTINGS, Settings, SettingsError
+
+
+def test_defaults_env_and_flags_layer_in_that_order() -> None:
+    assert Settings.load(env={}).port == 8080
+    env = {
+        "SCREENVISIT_PORT": "9000",
+        "SCREENVISIT_DATA_DIR": "/srv/sv",
+        "SCREENVISIT_ICE_HOSTS": "10.0.0.5, 127.0.0.1",
+    }
+    loaded = Settings.load(env=env)
+    assert loaded.port == 9000 and loaded.data_dir == Path("/srv/sv")
+    assert loaded.ice_hosts == ("10.0.0.5", "127.0.0.1")
+    assert Settings.load(env=env, overrides={"port": "9100"}).port == 9100
+    assert loaded.base_url == "http://127.0.0.1:9000"
+    public = Settings.load(env={"SCREENVISIT_PUBLIC_URL": "https://video.rn.dk/"})
+    assert public.base_url == "https://video.rn.dk"
+
+
+def test_ice_servers_come_only_from_settings() -> None:
+    assert Settings.load(env={}).ice_servers == ()
+    loaded = Settings.load(
+        env={
+            "SCREENVISIT_ICE_SERVERS": '[{"urls": "turn:t:443", '
+            '"username": "u", "credential": "c"}]'
+        }
+    )
+    assert loaded.ice_servers[0].urls == ("turn:t:443",)
+    assert loaded.ice_servers[0].to_browser() == {
+        "urls": ["turn:t:443"],
+        "username": "u",
+        "credential": "c",
+    }
+
+
+def test_bad_settings_are_reported() -> None:
+    with pytest.raises(SettingsError):
+        Settings.load(env={"SCREENVISIT_PORT": "eighty"})
+
+
+def test_every_setting_has_an_env_name_and_a_flag() -> None:
+    for setting in SETTINGS:
+        assert setting.env.startswith("SCREENVISIT_") and setting.flag.startswith("--")

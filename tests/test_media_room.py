@@ -1,0 +1,153 @@
+"""The SFU room with real aiortc peers on loopback: forwarding, reconnects, slot reuse."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from media.client import ClientPeer, RemoteStats
+from media.config import MediaConfig
+from media.room import SfuRoom
+from media.sfu import Sfu
+
+LOOPBACK = ("127.0.0.1",)
+
+
+class Recorder:
+    """The RoomObserver a test sees: renegotiation requests queue up to be answered."""
+
+    def __init__(self) -> None:
+        self.renegotiate: asyncio.Queue[tuple[str, dict[str, int]]] = asyncio.Queue()
+        self.tracks_changed_for: list[str] = []
+        self.first_frames: set[tuple[str, str]] = set()
+
+    def tracks_changed(self, participant: str) -> None:
+        self.tracks_changed_for.append(participant)
+
+    def renegotiation_needed(self, participant: str, recv: dict[str, int]) -> None:
+        self.renegotiate.put_nowait((participant, recv))
+
+    def first_frame(self, participant: str, kind: str) -> None:
+        self.first_frames.add((participant, kind))
+
+    def peer_state_changed(self, participant: str, state: str) -> None:
+        pass
+
+
+class Harness:
+    def __init__(self, room: SfuRoom, recorder: Recorder) -> None:
+        self.room = room
+        self.recorder = recorder
+        self.clients: dict[str, ClientPeer] = {}
+
+    async def negotiate(self, name: str) -> None:
+        client = self.clients[name]
+        answer = await self.room.handle_offer(name, await client.create_offer())
+        await client.apply_answer(answer)
+        client.track_map = self.room.peers[name].track_map()
+
+    async def join(self, name: str, hue: int = 0) -> ClientPeer:
+        old = self.clients.pop(name, None)
+        if old is not None:
+            await old.close()
+        client = ClientPeer(ice_hosts=LOOPBACK, width=320, height=240, hue=hue)
+        self.clients[name] = client
+        await self.room.connect(name)
+        client.ensure_recv_slots(self.room.recv_slots_for(name))
+        await self.negotiate(name)
+        await self.settle()
+        return client
+
+    async def settle(self) -> None:
+        """Answer every renegotiation request, as the browser does, and refresh slot maps."""
+        while not self.recorder.renegotiate.empty():
+            name, recv = self.recorder.renegotiate.get_nowait()
+            self.clients[name].ensure_recv_slots(recv)
+            await self.negotiate(name)
+        for name, client in self.clients.items():
+            if name in self.room.peers:
+                client.track_map = self.room.peers[name].track_map()
+
+
+def sees(*names: str, video: int = 10, audio: int = 10):  # type: ignore[no-untyped-def]
+    def predicate(remotes: dict[str, RemoteStats]) -> bool:
+        return all(
+            n in remotes and remotes[n].video_frames >= video and remotes[n].audio_frames >= audio
+            for n in names
+        )
+
+    return predicate
+
+
+@pytest.fixture
+async def harness() -> AsyncIterator[Harness]:
+    sfu = Sfu(MediaConfig(ice_hosts=LOOPBACK))
+    recorder = Recorder()
+    h = Harness(sfu.room("visit", recorder), recorder)
+    yield h
+    for client in h.clients.values():
+        await client.close()
+    await sfu.close()
+
+
+async def test_three_participants_each_receive_the_other_two(harness: Harness) -> None:
+    for i, name in enumerate(("citizen", "nurse", "gp")):
+        await harness.join(name, hue=60 * i)
+    for name, client in harness.clients.items():
+        others = [n for n in harness.clients if n != name]
+        await client.wait_until(sees(*others), timeout=20)
+        assert all(client.remotes[o].width == 320 for o in others)
+    counters = harness.room._counters
+    assert counters.frames_forwarded > counters.frames_received > 0
+    assert {(n, k) for n in harness.clients for k in ("audio", "video")} <= (
+        harness.recorder.first_frames
+    )
+
+
+async def test_a_late_subscriber_gets_video_through_a_forwarded_keyframe_request(
+    harness: Harness,
+) -> None:
+    await harness.join("gp")
+    await harness.join("nurse")
+    await harness.clients["nurse"].wait_until(sees("gp"), timeout=20)
+    # The GP's encoder has long since sent its first keyframe; a new subscriber needs another.
+    citizen = await harness.join("citizen")
+    await citizen.wait_until(sees("gp", "nurse"), timeout=20)
+    assert harness.room._counters.keyframe_requests_sent >= 1
+
+
+async def test_a_reconnecting_publisher_comes_back_in_the_same_slot(harness: Harness) -> None:
+    await harness.join("gp")
+    nurse = await harness.join("nurse")
+    await nurse.wait_until(sees("gp"), timeout=20)
+    slots_before = nurse.track_map.copy()
+    renegotiations_before = harness.recorder.renegotiate.qsize()
+
+    await harness.join("gp", hue=120)  # a page reload: new peer connection, same seat
+    frames = nurse.remotes["gp"].video_frames
+    await nurse.wait_until(sees("gp", video=frames + 15), timeout=20)
+    assert nurse.track_map == slots_before
+    assert harness.recorder.renegotiate.qsize() == renegotiations_before
+
+
+async def test_a_leaver_frees_slots_that_the_next_participant_reuses(harness: Harness) -> None:
+    await harness.join("gp")
+    nurse = await harness.join("nurse")
+    await harness.join("citizen")
+    await nurse.wait_until(sees("gp", "citizen"), timeout=20)
+    mids = set(nurse.track_map)
+
+    await harness.room.leave("citizen")
+    await harness.clients.pop("citizen").close()
+    harness.recorder.tracks_changed_for.clear()
+    await harness.settle()
+    assert [entry for entry in nurse.track_map.values() if entry is None] != []
+
+    relative = await harness.join("relative")
+    assert harness.recorder.renegotiate.empty()
+    assert "nurse" in harness.recorder.tracks_changed_for
+    await nurse.wait_until(sees("relative"), timeout=20)
+    assert set(nurse.track_map) == mids  # no new m-lines for the nurse
+    await relative.wait_until(sees("gp", "nurse"), timeout=20)
