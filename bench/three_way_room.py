@@ -35,24 +35,51 @@ def free_port() -> int:
 async def main(seconds: float, width: int, height: int) -> None:
     port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
-        env = {**os.environ, "SCREENVISIT_DATA_DIR": str(Path(tmp) / "data"),
-               "SCREENVISIT_PORT": str(port), "SCREENVISIT_LOG_LEVEL": "warning"}
+        env = {
+            **os.environ,
+            "SCREENVISIT_DATA_DIR": str(Path(tmp) / "data"),
+            "SCREENVISIT_PORT": str(port),
+            "SCREENVISIT_LOG_LEVEL": "warning",
+        }
         server = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "server.cli", "serve", "--no-demo", env=env,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+            sys.executable,
+            "-m",
+            "server.cli",
+            "serve",
+            "--no-demo",
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
         )
         assert server.stdout is not None
         await server.stdout.readline()
         create = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "server.cli", "visit", "create", "--json", env=env,
+            sys.executable,
+            "-m",
+            "server.cli",
+            "visit",
+            "create",
+            "--json",
+            env=env,
             stdout=asyncio.subprocess.PIPE,
         )
         links = json.loads((await create.communicate())[0])["links"]
         bots = [
             await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "server.cli", "bot", links[role], "--json",
-                "--seconds", str(seconds), "--width", str(width), "--height", str(height),
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+                sys.executable,
+                "-m",
+                "server.cli",
+                "bot",
+                links[role],
+                "--json",
+                "--seconds",
+                str(seconds),
+                "--width",
+                str(width),
+                "--height",
+                str(height),
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.DEVNULL,
             )
             for role in ROLES
         ]
@@ -68,8 +95,10 @@ async def main(seconds: float, width: int, height: int) -> None:
     print(f"three-way room, bots at {width}x{height}@30 + Opus, {seconds:.0f} s")
     for report in reports:
         for remote in report["remotes"]:
-            print(f"  {report['role']:8s} <- {remote['role']:8s} video {remote['video_frames']:5d} "
-                  f"frames {remote['resolution']}, audio {remote['audio_frames']:5d} frames")
+            print(
+                f"  {report['role']:8s} <- {remote['role']:8s} video {remote['video_frames']:5d} "
+                f"frames {remote['resolution']}, audio {remote['audio_frames']:5d} frames"
+            )
     print(f"server CPU-seconds per second: {(cpu1 - cpu0) / (t1 - t0):.3f}")
 
 
