@@ -1,43 +1,106 @@
-"""What each role may do. Every HTTP endpoint and signaling message is checked against TABLE."""
+"""What each role may do. Every HTTP endpoint and every signaling message is checked here.
+
+TABLE says which roles may attempt an action at all; `authorize` then applies the scope: a seat
+in the visit, the host of the visit, or the principal's own organisation.
+"""
+
+from __future__ import annotations
 
 from enum import StrEnum
 
 from rooms.errors import NotPermitted
 from rooms.principal import Principal
 from rooms.roles import Role
-from rooms.visit import Visit
+from rooms.visit import Seat, Visit, VisitKind
 
 
 class Action(StrEnum):
     CREATE_VISIT = "create-visit"
     READ_VISIT = "read-visit"
+    INVITE = "invite"
+    ADMIT = "admit"
     JOIN = "join"
+    END_VISIT = "end-visit"
+    RECORD_OUTCOME = "record-outcome"
+    READ_EVALUATION = "read-evaluation"
+    READ_AUDIT = "read-audit"
+    REVOKE_TOKEN = "revoke-token"
 
 
-TABLE: dict[Role, frozenset[Action]] = {
-    Role.CITIZEN: frozenset({Action.JOIN}),
-    Role.RELATIVE: frozenset({Action.JOIN}),
-    Role.INTERPRETER: frozenset({Action.JOIN}),
-    Role.NURSE: frozenset({Action.JOIN, Action.CREATE_VISIT, Action.READ_VISIT}),
-    Role.GP: frozenset({Action.JOIN, Action.CREATE_VISIT, Action.READ_VISIT}),
-    Role.SPECIALIST: frozenset({Action.JOIN, Action.CREATE_VISIT, Action.READ_VISIT}),
-    Role.EVALUATOR: frozenset(),
-    Role.ADMIN: frozenset(),
+class Scope(StrEnum):
+    """How far an allowed action reaches."""
+
+    ANY = "any"  # no visit involved
+    OWN_ORG = "own-org"  # visits of the principal's organisation
+    SEAT = "seat"  # the visit the principal holds a seat in
+    HOST = "host"  # the visit's host: its GP or specialist, or the nurse of an assisted visit
+
+
+_CLINICIAN = {
+    Action.CREATE_VISIT: Scope.OWN_ORG,
+    Action.READ_VISIT: Scope.OWN_ORG,
+    Action.INVITE: Scope.HOST,
+    Action.ADMIT: Scope.HOST,
+    Action.JOIN: Scope.SEAT,
+    Action.END_VISIT: Scope.HOST,
+    Action.RECORD_OUTCOME: Scope.HOST,
 }
+
+TABLE: dict[Role, dict[Action, Scope]] = {
+    Role.CITIZEN: {Action.JOIN: Scope.SEAT},
+    Role.RELATIVE: {Action.JOIN: Scope.SEAT},
+    Role.INTERPRETER: {Action.JOIN: Scope.SEAT},
+    Role.NURSE: dict(_CLINICIAN),
+    Role.GP: dict(_CLINICIAN),
+    Role.SPECIALIST: dict(_CLINICIAN),
+    # Evaluators read pseudonymous, aggregated data of their own organisation or region.
+    Role.EVALUATOR: {Action.READ_EVALUATION: Scope.OWN_ORG},
+    Role.ADMIN: {Action.READ_AUDIT: Scope.ANY, Action.REVOKE_TOKEN: Scope.ANY},
+}
+
+
+def is_host_role(visit: Visit, role: Role) -> bool:
+    """The clinician decides; in an assisted screen visit the nurse hosts."""
+    return role in (Role.GP, Role.SPECIALIST) or (
+        role is Role.NURSE and visit.kind is VisitKind.ASSISTED
+    )
 
 
 def authorize(principal: Principal, action: Action, visit: Visit | None = None) -> None:
     """Raise NotPermitted unless `principal` may perform `action` (on `visit`, when given)."""
-    if action not in TABLE[principal.role]:
+    scope = TABLE[principal.role].get(action)
+    if scope is None:
         raise NotPermitted(f"role {principal.role.value} may not {action.value}")
-    if visit is None:
+    if visit is None or scope is Scope.ANY:
         return
-    if action is Action.JOIN:
-        if principal.visit != visit.id:
-            raise NotPermitted("this link belongs to another visit")
-        if principal.participant is None or principal.participant not in visit.seats:
-            raise NotPermitted("this link has no seat in the visit")
-        if visit.seats[principal.participant].role is not principal.role:
-            raise NotPermitted("the link's role does not match its seat")
-    elif principal.org != visit.org:
+    if scope is Scope.SEAT or (scope is Scope.HOST and principal.participant is not None):
+        seat = _seat_of(principal, visit)
+        if scope is Scope.HOST and not is_host_role(visit, seat.role):
+            raise NotPermitted(f"only the visit's host may {action.value}")
+        return
+    if principal.org != visit.org:
         raise NotPermitted("the visit belongs to another organisation")
+    if scope is Scope.HOST and not is_host_role(visit, principal.role):
+        raise NotPermitted(f"only the visit's host may {action.value}")
+
+
+def _seat_of(principal: Principal, visit: Visit) -> Seat:
+    if principal.visit != visit.id:
+        raise NotPermitted("this link belongs to another visit")
+    seat = visit.seats.get(principal.participant) if principal.participant else None
+    if seat is None:
+        raise NotPermitted("this link has no seat in the visit")
+    if seat.role is not principal.role:
+        raise NotPermitted("the link's role does not match its seat")
+    return seat
+
+
+def policy_table_markdown() -> str:
+    """The table as README shows it (a test keeps README in step with the code)."""
+    actions = list(Action)
+    lines = ["| role | " + " | ".join(a.value for a in actions) + " |"]
+    lines.append("| --- |" + " --- |" * len(actions))
+    for role, allowed in TABLE.items():
+        cells = [allowed[a].value if a in allowed else "" for a in actions]
+        lines.append(f"| {role.value} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -11,14 +11,20 @@ import jinja2
 from aiohttp import web
 
 from media.sfu import Sfu
-from rooms.eventlog import SqliteEventLog
+from rooms.audit import AuditRetention, SqlAuditLog
+from rooms.eventlog import SqlEventLog
+from rooms.sql import open_database
 from rooms.store import MemoryVisitStore
 from server import appkeys
+from server.access import AccessControl
 from server.auth import TokenIssuer, TokenVerifier
 from server.config import Settings
 from server.http_api import error_middleware, setup_api_routes
 from server.keys import load_or_create_signing_key
 from server.pages import setup_page_routes
+from server.ratelimit import FailureLimiter
+from server.revocation import RevocationList, SqlRevocationStore
+from server.trust import TrustConfigError, load_trust_file
 from signaling.hub import HubRegistry
 from signaling.services import SignalingServices
 
@@ -26,14 +32,22 @@ logger = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(middlewares=[error_middleware], client_max_size=256 * 1024)
+    app = web.Application(
+        middlewares=[error_middleware],
+        client_max_size=256 * 1024,
+        # Above the 8 KiB token limit, so an oversized token gets a precise error from us
+        # rather than the HTTP parser's bare 400.
+        handler_args={"max_field_size": 32 * 1024, "max_line_size": 32 * 1024},
+    )
     app[appkeys.SETTINGS] = settings
     app[appkeys.TEMPLATES] = jinja2.Environment(
         loader=jinja2.PackageLoader("web", "templates"),
         autoescape=jinja2.select_autoescape(["html"]),
     )
-    app.cleanup_ctx.append(_keys)
+    app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_events)
+    app.cleanup_ctx.append(_audit)
+    app.cleanup_ctx.append(_access)
     app.cleanup_ctx.append(_store)
     app.cleanup_ctx.append(_sfu)
     app.cleanup_ctx.append(_signaling)
@@ -43,23 +57,56 @@ def create_app(settings: Settings) -> web.Application:
     return app
 
 
-async def _keys(app: web.Application) -> AsyncIterator[None]:
+async def _database(app: web.Application) -> AsyncIterator[None]:
     settings = app[appkeys.SETTINGS]
-    key = await asyncio.to_thread(load_or_create_signing_key, settings.key_path)
-    issuer = TokenIssuer(settings.issuer, settings.audience, key)
-    verifier = TokenVerifier(settings.audience)
-    verifier.add_issuer(issuer.trusted())
-    app[appkeys.ISSUER] = issuer
-    app[appkeys.VERIFIER] = verifier
+    db = await open_database(settings.database_url or None, settings.database_path)
+    app[appkeys.DATABASE] = db
     yield
+    await db.close()
 
 
 async def _events(app: web.Application) -> AsyncIterator[None]:
-    events = SqliteEventLog(app[appkeys.SETTINGS].database_path)
-    await events.open()
-    app[appkeys.EVENTS] = events
+    app[appkeys.EVENTS] = SqlEventLog(app[appkeys.DATABASE])
     yield
-    await events.close()
+
+
+async def _audit(app: web.Application) -> AsyncIterator[None]:
+    settings = app[appkeys.SETTINGS]
+    audit = SqlAuditLog(app[appkeys.DATABASE])
+    retention = AuditRetention(audit, retention_seconds=settings.audit_days * 86400)
+    app[appkeys.AUDIT] = audit
+    retention.start()
+    yield
+    await retention.stop()
+
+
+async def _access(app: web.Application) -> AsyncIterator[None]:
+    """The server's own issuer, the trust file's issuers, revocations and the audit trail."""
+    settings = app[appkeys.SETTINGS]
+    key = await asyncio.to_thread(load_or_create_signing_key, settings.key_path)
+    audience = settings.audience
+    trusted = []
+    if settings.trust_file is not None:
+        trust = await asyncio.to_thread(
+            load_trust_file, settings.trust_file, allow_development=settings.dev_issuers
+        )
+        audience, trusted = trust.audience, trust.issuers
+    issuer = TokenIssuer(settings.issuer, audience, key)
+    revocations = RevocationList(SqlRevocationStore(app[appkeys.DATABASE]))
+    await revocations.load()
+    verifier = TokenVerifier(audience, revoked=revocations)
+    verifier.add_issuer(issuer.trusted())
+    for trusted_issuer in trusted:
+        if trusted_issuer.iss == issuer.iss:
+            raise TrustConfigError(f"the trust file names this server's own issuer {issuer.iss}")
+        verifier.add_issuer(trusted_issuer)
+    app[appkeys.ISSUER] = issuer
+    app[appkeys.VERIFIER] = verifier
+    app[appkeys.REVOCATIONS] = revocations
+    app[appkeys.ACCESS] = AccessControl(
+        verifier, app[appkeys.AUDIT], FailureLimiter(settings.auth_failures_per_minute)
+    )
+    yield
 
 
 async def _store(app: web.Application) -> AsyncIterator[None]:
@@ -77,7 +124,7 @@ async def _sfu(app: web.Application) -> AsyncIterator[None]:
 async def _signaling(app: web.Application) -> AsyncIterator[None]:
     settings = app[appkeys.SETTINGS]
     services = SignalingServices(
-        authenticator=app[appkeys.VERIFIER],
+        access=app[appkeys.ACCESS],
         store=app[appkeys.STORE],
         events=app[appkeys.EVENTS],
         sfu=app[appkeys.SFU],

@@ -4,14 +4,22 @@ import jinja2
 from aiohttp import web
 
 from media.sfu import Sfu
+from rooms.audit import AuditLog
 from rooms.eventlog import EventLog
+from rooms.sql import Database
 from rooms.store import VisitStore
+from server.access import AccessControl
 from server.auth import TokenIssuer, TokenVerifier
 from server.config import Settings
+from server.revocation import RevocationList
 from signaling.hub import HubRegistry
 from signaling.services import SignalingServices
 
 SETTINGS = web.AppKey("settings", Settings)
+DATABASE = web.AppKey("database", Database)
+AUDIT = web.AppKey("audit", AuditLog)
+ACCESS = web.AppKey("access", AccessControl)
+REVOCATIONS = web.AppKey("revocations", RevocationList)
 ISSUER = web.AppKey("issuer", TokenIssuer)
 VERIFIER = web.AppKey("verifier", TokenVerifier)
 STORE = web.AppKey("store", VisitStore)

@@ -1,8 +1,8 @@
 """Tokens in, principals out. Every decision about who someone is comes from signed claims.
 
-The verifier holds a registry of trusted issuers, each limited to the sectors and roles it may
-vouch for. Today the registry has one issuer, the server itself (its invite links); the sector
-trust model adds the municipalities', practices' and regions' issuers to the same registry.
+The verifier holds a registry of trusted issuers (server/trust.py), each limited to the sectors
+and roles it may vouch for: the server itself, for its invite links, and the municipalities',
+practices' and regions' identity providers named in the trust file.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import re
 import secrets
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -21,32 +21,32 @@ from rooms.ids import ParticipantId, VisitId
 from rooms.principal import Principal
 from rooms.roles import CLINICIAN_ROLES, Role, Sector
 from server.keys import SigningKey
+from server.trust import KeySet, TrustedIssuer
 
 MAX_TOKEN_BYTES = 8 * 1024
 LEEWAY_SECONDS = 30
 #: Ten digits with or without a dash after six: the shape of a Danish CPR number.
 CPR_LIKE = re.compile(r"^\d{6}-?\d{4}$")
 VISIT_BOUND_ROLES = frozenset({Role.CITIZEN, Role.RELATIVE, Role.INTERPRETER})
+#: Roles that act for an organisation and must name it in `org`.
+STAFF_ROLES = CLINICIAN_ROLES | {Role.EVALUATOR, Role.ADMIN}
 
 
-@dataclass(frozen=True)
-class TrustedIssuer:
-    iss: str
-    keys: dict[str, Any]
-    algorithms: frozenset[str]
-    sectors: frozenset[Sector]
-    roles: frozenset[Role]
+class RevokedTokens(Protocol):
+    def is_revoked(self, jti: str) -> bool: ...
 
 
 @dataclass
 class TokenVerifier:
     audience: str
     issuers: dict[str, TrustedIssuer] = field(default_factory=dict)
+    revoked: RevokedTokens | None = None
 
     def add_issuer(self, issuer: TrustedIssuer) -> None:
         self.issuers[issuer.iss] = issuer
 
-    def authenticate(self, token: str) -> Principal:
+    async def authenticate(self, token: str) -> Principal:
+        """Verify `token` and return its principal, or raise AuthenticationFailed."""
         if len(token.encode()) > MAX_TOKEN_BYTES:
             raise AuthenticationFailed("token-too-large", "the token is larger than allowed")
         try:
@@ -62,11 +62,18 @@ class TokenVerifier:
             raise AuthenticationFailed(
                 "token-algorithm-not-allowed", f"algorithm {alg!r} is not accepted from this issuer"
             )
-        key = issuer.keys.get(str(header.get("kid")))
+        kid = header.get("kid")
+        if not isinstance(kid, str) or not kid:
+            raise AuthenticationFailed("token-missing-kid", "the token's header names no 'kid'")
+        key = await issuer.keys.key(kid)
         if key is None:
             raise AuthenticationFailed("token-unknown-key", "the token's signing key is not known")
+        claims = self._verify(token, key, alg, issuer)
+        return self._principal(issuer, claims)
+
+    def _verify(self, token: str, key: Any, alg: str, issuer: TrustedIssuer) -> dict[str, Any]:
         try:
-            claims = jwt.decode(
+            claims: dict[str, Any] = jwt.decode(
                 token,
                 key=key,
                 algorithms=[alg],
@@ -93,9 +100,13 @@ class TokenVerifier:
             raise AuthenticationFailed(
                 "token-bad-signature", "the token's signature is wrong"
             ) from None
-        except jwt.PyJWTError as exc:
+        except (jwt.PyJWTError, ValueError, TypeError) as exc:
             raise AuthenticationFailed("token-invalid", f"the token is not valid: {exc}") from None
-        return self._principal(issuer, claims)
+        if not isinstance(claims["exp"], int | float) or not isinstance(claims["iat"], int | float):
+            raise AuthenticationFailed("token-invalid", "'exp' and 'iat' must be numbers")
+        if self.revoked is not None and self.revoked.is_revoked(str(claims["jti"])):
+            raise AuthenticationFailed("token-revoked", "this token has been revoked")
+        return claims
 
     def _principal(self, issuer: TrustedIssuer, claims: dict[str, Any]) -> Principal:
         try:
@@ -105,11 +116,22 @@ class TokenVerifier:
             raise AuthenticationFailed(
                 "token-missing-claim", "the token needs a valid 'sector' and 'role'"
             ) from None
-        if sector not in issuer.sectors or role not in issuer.roles:
+        if sector not in issuer.sectors:
             raise AuthenticationFailed(
                 "token-issuer-not-allowed",
-                f"this issuer may not issue {role.value} tokens for the {sector.value} sector",
+                f"this issuer may not issue tokens for the {sector.value} sector",
                 status=403,
+            )
+        if role not in issuer.roles:
+            raise AuthenticationFailed(
+                "token-issuer-not-allowed",
+                f"this issuer may not issue {role.value} tokens",
+                status=403,
+            )
+        if claims["exp"] - claims["iat"] > issuer.max_lifetime[role]:
+            raise AuthenticationFailed(
+                "token-lifetime-too-long",
+                f"a {role.value} token may live at most {issuer.max_lifetime[role]} s",
             )
         subject = str(claims["sub"])
         if CPR_LIKE.match(subject):
@@ -120,7 +142,7 @@ class TokenVerifier:
         if role in VISIT_BOUND_ROLES and not isinstance(visit, str):
             raise AuthenticationFailed("token-missing-claim", f"a {role.value} token needs 'visit'")
         org = claims.get("org")
-        if role in CLINICIAN_ROLES and not isinstance(org, str):
+        if role in STAFF_ROLES and not isinstance(org, str):
             raise AuthenticationFailed("token-missing-claim", f"a {role.value} token needs 'org'")
         name = claims.get("name")
         return Principal(
@@ -148,7 +170,7 @@ class TokenIssuer:
     def trusted(self) -> TrustedIssuer:
         return TrustedIssuer(
             iss=self.iss,
-            keys={self.key.kid: self.key.public_key},
+            keys=KeySet(static={self.key.kid: self.key.public_key}),
             algorithms=frozenset({"ES256"}),
             sectors=frozenset(Sector),
             roles=frozenset(Role),
@@ -172,7 +194,8 @@ class TokenIssuer:
             "sub": sub,
             "iat": now,
             "exp": now + int(lifetime),
-            "jti": secrets.token_urlsafe(12),
+            # Hex: a jti must never look like a command-line option to `token revoke`.
+            "jti": secrets.token_hex(16),
             "sector": sector.value,
             "role": role.value,
         }

@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
+import datetime
+import getpass
 import ipaddress
 import json
 import logging
@@ -17,8 +20,10 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from rooms.audit import AuditRecord, SqlAuditLog
 from rooms.principal import Principal
 from rooms.roles import Role, Sector
+from rooms.sql import open_database
 from rooms.visit import VisitKind
 from server import appkeys
 from server.app import create_app
@@ -106,18 +111,37 @@ def serve(args: argparse.Namespace) -> int:
 # --- visit create -----------------------------------------------------------------------------
 
 
-async def _create_visit(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
+async def _call_server(
+    settings: Settings, role: Role, sector: Sector, path: str, body: dict[str, Any]
+) -> dict[str, Any]:
+    """POST to the running server as `role`, with a five-minute token signed by its own key."""
     key = await asyncio.to_thread(load_or_create_signing_key, settings.key_path)
     issuer = TokenIssuer(settings.issuer, settings.audience, key)
-    host_role = Role.SPECIALIST if args.specialist else Role.GP
-    host_sector = Sector.REGION if args.specialist else Sector.GENERAL_PRACTICE
     token = issuer.sign(
         sub="cli-" + secrets.token_urlsafe(6),
-        role=host_role,
-        sector=host_sector,
+        role=role,
+        sector=sector,
         lifetime=300,
         org=settings.org,
     )
+    url = f"http://{settings.host}:{settings.port}{path}"
+    async with aiohttp.ClientSession() as http:
+        try:
+            async with http.post(url, json=body, headers={"Authorization": f"Bearer {token}"}) as r:
+                data: dict[str, Any] = await r.json()
+                if r.status >= 400:
+                    error = data.get("error", {})
+                    raise SystemExit(f"screenvisit: {error.get('code')}: {error.get('message')}")
+                return data
+        except aiohttp.ClientConnectionError:
+            raise SystemExit(
+                f"screenvisit: no server at {url}; start one with `screenvisit serve`"
+            ) from None
+
+
+async def _create_visit(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
+    host_role = Role.SPECIALIST if args.specialist else Role.GP
+    host_sector = Sector.REGION if args.specialist else Sector.GENERAL_PRACTICE
     participants: list[dict[str, Any]] = [{"role": "citizen"}, {"role": "nurse"}]
     participants.append({"role": host_role.value})
     participants += [{"role": "relative"}] * args.relative
@@ -126,19 +150,7 @@ async def _create_visit(settings: Settings, args: argparse.Namespace) -> dict[st
         if name:
             entry["name"] = name
     body = {"kind": args.kind, "participants": participants}
-    url = f"http://{settings.host}:{settings.port}/api/visits"
-    async with aiohttp.ClientSession() as http:
-        try:
-            async with http.post(url, json=body, headers={"Authorization": f"Bearer {token}"}) as r:
-                data: dict[str, Any] = await r.json()
-                if r.status != 201:
-                    error = data.get("error", {})
-                    raise SystemExit(f"screenvisit: {error.get('code')}: {error.get('message')}")
-                return data
-        except aiohttp.ClientConnectionError:
-            raise SystemExit(
-                f"screenvisit: no server at {url}; start one with `screenvisit serve`"
-            ) from None
+    return await _call_server(settings, host_role, host_sector, "/api/visits", body)
 
 
 def visit_create(args: argparse.Namespace) -> int:
@@ -150,6 +162,64 @@ def visit_create(args: argparse.Namespace) -> int:
         print(f"Visit {data['visit']}:")
         for role, url in data["links"].items():
             print(f"  {role:12s} {url}")
+    return 0
+
+
+# --- token revoke, audit ----------------------------------------------------------------------
+
+
+def token_revoke(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    body: dict[str, Any] = {"jti": args.jti}
+    if args.expires_at is not None:
+        body["expires_at"] = args.expires_at
+    data = asyncio.run(
+        _call_server(settings, Role.ADMIN, Sector.REGION, "/api/admin/revocations", body)
+    )
+    print(f"revoked {data['jti']}; closed {data['closed_sessions']} live session(s)")
+    return 0
+
+
+async def _read_audit(settings: Settings, args: argparse.Namespace) -> list[AuditRecord]:
+    db = await open_database(settings.database_url or None, settings.database_path)
+    try:
+        audit = SqlAuditLog(db)
+        records = await audit.query(
+            visit=args.visit, subject=args.subject, since=args.since, limit=args.limit
+        )
+        # Reading the audit log is itself an access to be logged.
+        await audit.record(
+            AuditRecord(
+                action="read-audit",
+                result="allowed",
+                reason="command line",
+                subject=f"local-operator:{getpass.getuser()}",
+                issuer=None,
+                sector=None,
+                org=None,
+                role="admin",
+                visit=args.visit,
+                client="local",
+            )
+        )
+        return records
+    finally:
+        await db.close()
+
+
+def audit(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    records = asyncio.run(_read_audit(settings, args))
+    if args.json:
+        print(json.dumps([dataclasses.asdict(r) for r in records]))
+        return 0
+    for r in records:
+        when = datetime.datetime.fromtimestamp(r.time, datetime.UTC).isoformat(timespec="seconds")
+        print(
+            f"{when} {r.result:8s} {r.action:14s} visit={r.visit or '-'} role={r.role or '-'} "
+            f"sector={r.sector or '-'} org={r.org or '-'} sub={r.subject or '-'} "
+            f"client={r.client or '-'} reason={r.reason or '-'}"
+        )
     return 0
 
 
@@ -242,6 +312,28 @@ def build_parser() -> argparse.ArgumentParser:
         "--names", nargs="*", help="display names in seat order: citizen, nurse, host, others"
     )
     p_create.set_defaults(func=visit_create)
+
+    p_token = commands.add_parser("token", help="manage tokens")
+    token_commands = p_token.add_subparsers(dest="token_command", required=True)
+    p_revoke = token_commands.add_parser("revoke", help="revoke a token now, by its jti")
+    _add_setting_flags(p_revoke)
+    p_revoke.add_argument("jti", help="the token's id (its `jti` claim)")
+    p_revoke.add_argument(
+        "--expires-at",
+        type=float,
+        default=None,
+        help="Unix time after which the token is dead anyway (default: 14 days)",
+    )
+    p_revoke.set_defaults(func=token_revoke)
+
+    p_audit = commands.add_parser("audit", help="read the audit log")
+    _add_setting_flags(p_audit)
+    p_audit.add_argument("--visit", help="only this visit")
+    p_audit.add_argument("--subject", help="only this token subject")
+    p_audit.add_argument("--since", type=float, help="only after this Unix time")
+    p_audit.add_argument("--limit", type=int, default=1000)
+    p_audit.add_argument("--json", action="store_true", help="print JSON")
+    p_audit.set_defaults(func=audit)
 
     p_bot = commands.add_parser("bot", help="join a visit as a headless participant")
     p_bot.add_argument("link", help="an invite link")

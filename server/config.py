@@ -52,6 +52,25 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("org", "demo", "organisation id used by `visit create` for the visit's host"),
     Setting("link-hours", "12", "how long an invite link stays valid, in hours"),
     Setting("log-level", "info", "debug, info, warning or error"),
+    Setting(
+        "database-url",
+        "",
+        "PostgreSQL URL for metadata and the audit log"
+        " (postgresql://...); empty keeps them in SQLite in the data folder",
+    ),
+    Setting("trust-file", "", "JSON file naming the trusted token issuers (see README)"),
+    Setting("dev-issuers", "false", "allow HS256 development issuers in the trust file"),
+    Setting("audit-days", "183", "days the audit log is kept before automatic deletion"),
+    Setting(
+        "auth-failures-per-minute",
+        "20",
+        "failed authentications one client address may make per minute before it is refused",
+    ),
+    Setting(
+        "trusted-proxies",
+        "",
+        "comma-separated reverse-proxy addresses whose X-Forwarded-For is believed",
+    ),
 )
 
 
@@ -68,6 +87,12 @@ class Settings:
     org: str = "demo"
     link_hours: float = 12.0
     log_level: str = "info"
+    database_url: str = ""
+    trust_file: Path | None = None
+    dev_issuers: bool = False
+    audit_days: float = 183.0
+    auth_failures_per_minute: int = 20
+    trusted_proxies: tuple[str, ...] = ()
 
     @property
     def base_url(self) -> str:
@@ -100,13 +125,19 @@ class Settings:
                 port=int(raw["port"]),
                 data_dir=Path(raw["data-dir"]),
                 public_url=raw["public-url"],
-                ice_hosts=tuple(h.strip() for h in raw["ice-hosts"].split(",") if h.strip()),
+                ice_hosts=_list(raw["ice-hosts"]),
                 ice_servers=parse_ice_servers(raw["ice-servers"]),
                 issuer=raw["issuer"],
                 audience=raw["audience"],
                 org=raw["org"],
                 link_hours=float(raw["link-hours"]),
                 log_level=raw["log-level"],
+                database_url=raw["database-url"],
+                trust_file=Path(raw["trust-file"]) if raw["trust-file"] else None,
+                dev_issuers=_flag(raw["dev-issuers"]),
+                audit_days=float(raw["audit-days"]),
+                auth_failures_per_minute=int(raw["auth-failures-per-minute"]),
+                trusted_proxies=_list(raw["trusted-proxies"]),
             )
         except (ValueError, TypeError, KeyError) as exc:
             raise SettingsError(str(exc)) from exc
@@ -114,6 +145,19 @@ class Settings:
 
 class SettingsError(ValueError):
     pass
+
+
+def _list(text: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in text.split(",") if item.strip())
+
+
+def _flag(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"expected true or false, got {text!r}")
 
 
 def parse_ice_servers(text: str) -> tuple[IceServer, ...]:

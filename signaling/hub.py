@@ -11,6 +11,7 @@ from media.tasks import OwnedTasks
 from rooms.eventlog import EventKind, VisitEvent
 from rooms.ids import ParticipantId, VisitId
 from rooms.visit import Seat, Visit, VisitState
+from signaling.errors import CLOSE_FATAL, CLOSE_VISIT_ENDED
 from signaling.services import SignalingServices
 
 if TYPE_CHECKING:
@@ -79,6 +80,15 @@ class VisitHub:
         self.broadcast({"type": "participant-left", "participant": participant})
         if not self.sessions:
             await self._registry.discard(self)
+
+    async def end_visit(self, visit: Visit) -> None:
+        """End the visit for everyone: each page is told, then its socket is closed."""
+        visit.transition(VisitState.ENDED)
+        await self._services.store.save(visit)
+        await self._record(EventKind.VISIT_ENDED)
+        for session in list(self.sessions.values()):
+            session.send({"type": "visit-ended"})
+            session.close_with(CLOSE_VISIT_ENDED, "visit-ended")
 
     def participants(self) -> list[dict[str, Any]]:
         return [session.describe() for session in self.sessions.values()]
@@ -154,6 +164,31 @@ class HubRegistry:
             del self.hubs[hub.visit_id]
             await self._services.sfu.close_room(hub.visit_id)
             await hub.tasks.aclose()
+
+    async def end_visit(self, visit: Visit) -> None:
+        hub = self.hub(visit.id)
+        async with hub.lock:
+            await hub.end_visit(visit)
+        if not hub.sessions:
+            await self.discard(hub)
+
+    def close_token(self, token_id: str) -> int:
+        """Disconnect every session that joined with a revoked token; returns how many."""
+        closed = 0
+        for hub in self.hubs.values():
+            for session in list(hub.sessions.values()):
+                if session.principal is not None and session.principal.token_id == token_id:
+                    session.send(
+                        {
+                            "type": "error",
+                            "code": "token-revoked",
+                            "fatal": True,
+                            "message": "access with this link has been revoked",
+                        }
+                    )
+                    session.close_with(CLOSE_FATAL, "token-revoked")
+                    closed += 1
+        return closed
 
     async def close(self) -> None:
         for hub in list(self.hubs.values()):

@@ -10,7 +10,6 @@ from signaling.errors import ProtocolError
 
 #: Largest text message a client may send; an offer for a full visit is about 20 KiB.
 MAX_MESSAGE_BYTES = 64 * 1024
-MAX_TOKEN_CHARS = 8 * 1024
 
 
 @dataclass(frozen=True)
@@ -34,6 +33,17 @@ class MediaState:
 
 
 @dataclass(frozen=True)
+class EndVisit:
+    ref: str | None = None
+
+
+@dataclass(frozen=True)
+class Admit:
+    participant: str
+    ref: str | None = None
+
+
+@dataclass(frozen=True)
 class Leave:
     ref: str | None = None
 
@@ -43,13 +53,15 @@ class Ping:
     ref: str | None = None
 
 
-ClientMessage = Join | Offer | MediaState | Leave | Ping
+ClientMessage = Join | Offer | MediaState | EndVisit | Admit | Leave | Ping
 
 #: type -> (class, {field: python type})
 SCHEMAS: dict[str, tuple[type, dict[str, type]]] = {
     "join": (Join, {"token": str, "visit": str}),
     "offer": (Offer, {"sdp": str}),
     "media-state": (MediaState, {"audio": bool, "video": bool}),
+    "end": (EndVisit, {}),
+    "admit": (Admit, {"participant": str}),
     "leave": (Leave, {}),
     "ping": (Ping, {}),
 }
@@ -90,8 +102,6 @@ def parse_client_message(raw: str) -> ClientMessage:
                 "invalid-field", f"field {name!r} of {kind!r} must be a {expected.__name__}"
             )
         values[name] = value
-    if kind == "join" and len(values["token"]) > MAX_TOKEN_CHARS:
-        raise ProtocolError("token-too-large", f"tokens are limited to {MAX_TOKEN_CHARS} chars")
     message: ClientMessage = cls(**values, ref=ref)
     return message
 

@@ -7,19 +7,48 @@ from typing import Any, Protocol
 
 from media.sfu import Sfu
 from rooms.eventlog import EventLog
+from rooms.policy import Action
 from rooms.principal import Principal
 from rooms.store import VisitStore
+from rooms.visit import Visit
 
 
-class Authenticator(Protocol):
-    def authenticate(self, token: str) -> Principal:
-        """Return the token's principal or raise rooms.errors.AuthenticationFailed."""
+class Access(Protocol):
+    """Authentication, policy and the audit trail (server.access.AccessControl)."""
+
+    async def authenticate(
+        self, token: str, *, action: Action, client: str | None, visit: str | None = None
+    ) -> Principal:
+        """The token's principal, or raise rooms.errors.AuthenticationFailed (audited)."""
         ...
+
+    async def authorize(
+        self,
+        principal: Principal,
+        action: Action,
+        visit: Visit | None,
+        *,
+        client: str | None,
+        visit_id: str | None = None,
+    ) -> None:
+        """Raise rooms.errors.NotPermitted unless the policy allows it; audited either way."""
+        ...
+
+    async def record(
+        self,
+        principal: Principal | None,
+        action: Action,
+        visit: str | None,
+        client: str | None,
+        *,
+        allowed: bool,
+        reason: str | None = None,
+    ) -> None: ...
 
 
 @dataclass
 class SignalingServices:
-    authenticator: Authenticator
+    access: Access
     store: VisitStore
     events: EventLog
     sfu: Sfu

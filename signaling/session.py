@@ -12,7 +12,7 @@ from aiohttp import WSMsgType, web
 from media.errors import NegotiationFailed
 from rooms.errors import AuthenticationFailed, NotPermitted, VisitNotFound
 from rooms.ids import ParticipantId
-from rooms.policy import Action, authorize
+from rooms.policy import Action
 from rooms.principal import Principal
 from rooms.roles import Role
 from rooms.visit import Seat
@@ -27,6 +27,8 @@ from signaling.errors import (
     SignalingError,
 )
 from signaling.messages import (
+    Admit,
+    EndVisit,
     Join,
     Leave,
     MediaState,
@@ -45,9 +47,14 @@ logger = logging.getLogger(__name__)
 
 class Session:
     def __init__(
-        self, ws: web.WebSocketResponse, services: SignalingServices, hubs: HubRegistry
+        self,
+        ws: web.WebSocketResponse,
+        services: SignalingServices,
+        hubs: HubRegistry,
+        client: str | None = None,
     ) -> None:
         self._ws = ws
+        self._client = client
         self._services = services
         self._hubs = hubs
         self._outbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(
@@ -86,6 +93,10 @@ class Session:
             self._close_code, self._close_reason = code, reason
             with contextlib.suppress(asyncio.QueueFull):
                 self._outbox.put_nowait(None)
+
+    def close_with(self, close_code: int, reason: str) -> None:
+        """Close after the messages already queued have been sent."""
+        self._begin_close(close_code, reason)
 
     async def close_for(self, code: str, message: str) -> None:
         self.send(error_message(code, message, fatal=True))
@@ -164,19 +175,47 @@ class Session:
             self._begin_close(CLOSE_JOIN_TIMEOUT, "join-timeout")
 
     async def _join(self, message: Join) -> None:
+        access = self._services.access
         try:
-            principal = self._services.authenticator.authenticate(message.token)
+            principal = await access.authenticate(
+                message.token, action=Action.JOIN, client=self._client, visit=message.visit
+            )
         except AuthenticationFailed as exc:
             raise FatalError(exc.code, exc.message) from None
         if principal.visit is None or principal.participant is None:
+            await access.record(
+                principal,
+                Action.JOIN,
+                message.visit,
+                self._client,
+                allowed=False,
+                reason="token-not-a-link",
+            )
             raise FatalError("token-not-a-link", "this token does not open a seat in a visit")
         if principal.visit != message.visit:
+            await access.record(
+                principal,
+                Action.JOIN,
+                message.visit,
+                self._client,
+                allowed=False,
+                reason="token-visit-mismatch",
+            )
             raise FatalError("token-visit-mismatch", "this link belongs to another visit")
         try:
             visit = await self._services.store.get(principal.visit)
-            authorize(principal, Action.JOIN, visit)
         except VisitNotFound:
+            await access.record(
+                principal,
+                Action.JOIN,
+                message.visit,
+                self._client,
+                allowed=False,
+                reason="visit-not-found",
+            )
             raise FatalError("visit-not-found", "this visit does not exist") from None
+        try:
+            await access.authorize(principal, Action.JOIN, visit, client=self._client)
         except NotPermitted as exc:
             raise FatalError("forbidden", exc.message) from None
         if not visit.is_live:
@@ -203,10 +242,13 @@ class Session:
                 exclude=self.seat.participant,
             )
 
-    async def _dispatch(self, message: Offer | MediaState | Ping | Join) -> None:
+    async def _dispatch(self, message: Offer | MediaState | EndVisit | Admit | Ping | Join) -> None:
         assert self.hub is not None and self.seat is not None
         if isinstance(message, Join):
             raise ProtocolError("already-joined", "this session has already joined")
+        if isinstance(message, EndVisit | Admit):
+            await self._host_action(message)
+            return
         if isinstance(message, Ping):
             self.send({"type": "pong", **({"ref": message.ref} if message.ref else {})})
         elif isinstance(message, Offer):
@@ -226,6 +268,26 @@ class Session:
                     "video": self.video,
                 },
                 exclude=self.seat.participant,
+            )
+
+    async def _host_action(self, message: EndVisit | Admit) -> None:
+        """Actions only the visit's host may take; anyone else is refused and audited."""
+        assert self.hub is not None and self.principal is not None
+        action = Action.END_VISIT if isinstance(message, EndVisit) else Action.ADMIT
+        visit = await self._services.store.get(self.hub.visit_id)
+        try:
+            await self._services.access.authorize(
+                self.principal, action, visit, client=self._client
+            )
+        except NotPermitted as exc:
+            raise ProtocolError("forbidden", exc.message) from None
+        if isinstance(message, EndVisit):
+            async with self.hub.lock:
+                await self.hub.end_visit(visit)
+        else:
+            # The waiting room (where admission applies) is not built yet: nobody waits.
+            raise ProtocolError(
+                "not-waiting", f"{message.participant} is not waiting to be admitted"
             )
 
     def role(self) -> Role | None:

@@ -1,4 +1,7 @@
-"""Token verification: the server's own issuer, and the refusals issue 2 names."""
+"""Token verification for the server's own issuer (its invite links).
+
+The full corpus of bad tokens, over HTTP and WebSocket with the sectors' issuers, is in
+test_access.py."""
 
 import time
 from pathlib import Path
@@ -45,7 +48,9 @@ def citizen_token(issuer: TokenIssuer, **overrides: object) -> str:
     return jwt.encode(claims, issuer.key.private_key, "ES256", headers={"kid": issuer.key.kid})
 
 
-def test_a_link_token_becomes_a_principal(issuer: TokenIssuer, verifier: TokenVerifier) -> None:
+async def test_a_link_token_becomes_a_principal(
+    issuer: TokenIssuer, verifier: TokenVerifier
+) -> None:
     token = issuer.sign(
         sub="p-1",
         role=Role.NURSE,
@@ -55,7 +60,7 @@ def test_a_link_token_becomes_a_principal(issuer: TokenIssuer, verifier: TokenVe
         org="kommune-1",
         name="Sygeplejerske Sara",
     )
-    principal = verifier.authenticate(token)
+    principal = await verifier.authenticate(token)
     assert principal.role is Role.NURSE and principal.sector is Sector.MUNICIPALITY
     assert principal.visit == "v-9" and principal.participant == "p-1"
     assert principal.org == "kommune-1" and principal.name == "Sygeplejerske Sara"
@@ -119,10 +124,10 @@ BAD_TOKENS = {
 
 
 @pytest.mark.parametrize("case", sorted(BAD_TOKENS))
-def test_bad_tokens_are_refused_with_their_reason(
+async def test_bad_tokens_are_refused_with_their_reason(
     case: str, issuer: TokenIssuer, verifier: TokenVerifier
 ) -> None:
     make, code = BAD_TOKENS[case]
     with pytest.raises(AuthenticationFailed) as caught:
-        verifier.authenticate(make(issuer))
+        await verifier.authenticate(make(issuer))
     assert caught.value.code == code

@@ -17,3 +17,9 @@ def test_every_setting_is_in_the_readme_table() -> None:
 def test_ci_runs_exactly_the_readme_test_command() -> None:
     assert TEST_COMMAND in README
     assert CI.strip().splitlines()[-1] == TEST_COMMAND
+
+
+def test_the_policy_table_in_the_readme_is_the_one_in_the_code() -> None:
+    from rooms.policy import policy_table_markdown
+
+    assert policy_table_markdown() in README

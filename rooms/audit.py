@@ -1,0 +1,190 @@
+"""The audit log: who was allowed or refused what, kept for a bounded time, then purged."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Final, Protocol
+
+from rooms.sql import Database, Row
+
+logger = logging.getLogger(__name__)
+
+ALLOWED: Final = "allowed"
+REFUSED: Final = "refused"
+
+DEFAULT_RETENTION_SECONDS: Final = 183 * 24 * 3600.0  # six months
+DEFAULT_PURGE_INTERVAL_SECONDS: Final = 3600.0
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """One access decision, by pseudonymous ids and codes.
+
+    Never put a token or a person's name in any field.
+    """
+
+    action: str
+    result: str  # ALLOWED or REFUSED
+    reason: str | None = None
+    subject: str | None = None
+    issuer: str | None = None
+    sector: str | None = None
+    org: str | None = None
+    role: str | None = None
+    visit: str | None = None
+    client: str | None = None
+    time: float = field(default_factory=time.time)
+
+    def __post_init__(self) -> None:
+        if self.result not in (ALLOWED, REFUSED):
+            raise ValueError(f"audit result must be {ALLOWED!r} or {REFUSED!r}: {self.result!r}")
+
+
+class AuditLog(Protocol):
+    async def record(self, record: AuditRecord) -> None:
+        """Store `record`; it is durable when this returns."""
+        ...
+
+    async def query(
+        self,
+        *,
+        visit: str | None = None,
+        subject: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 1000,
+    ) -> list[AuditRecord]:
+        """The newest `limit` records matching every given filter, oldest first.
+
+        `since` is inclusive, `until` exclusive.
+        """
+        ...
+
+    async def purge(self, older_than: float) -> int:
+        """Delete the records with `time < older_than`; return how many."""
+        ...
+
+
+COLUMNS: Final = "time, action, result, reason, subject, issuer, sector, org, role, visit, client"
+
+
+class SqlAuditLog:
+    """The `audit` table of a `Database` (migration 2); whoever opened the database closes it."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def record(self, record: AuditRecord) -> None:
+        await self._db.execute(
+            f"INSERT INTO audit ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            record.time,
+            record.action,
+            record.result,
+            record.reason,
+            record.subject,
+            record.issuer,
+            record.sector,
+            record.org,
+            record.role,
+            record.visit,
+            record.client,
+        )
+
+    async def query(
+        self,
+        *,
+        visit: str | None = None,
+        subject: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 1000,
+    ) -> list[AuditRecord]:
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1: {limit}")
+        conditions: list[str] = []
+        params: list[object] = []
+        for condition, value in (
+            ("visit = ?", visit),
+            ("subject = ?", subject),
+            ("time >= ?", since),
+            ("time < ?", until),
+        ):
+            if value is not None:
+                conditions.append(condition)
+                params.append(value)
+        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+        rows = await self._db.fetch(
+            f"SELECT {COLUMNS} FROM audit{where} ORDER BY time DESC, id DESC LIMIT ?",
+            *params,
+            limit,
+        )
+        return [_from_row(row) for row in reversed(rows)]
+
+    async def purge(self, older_than: float) -> int:
+        rows = await self._db.fetch("DELETE FROM audit WHERE time < ? RETURNING id", older_than)
+        return len(rows)
+
+
+def _from_row(row: Row) -> AuditRecord:
+    return AuditRecord(
+        time=row[0],
+        action=row[1],
+        result=row[2],
+        reason=row[3],
+        subject=row[4],
+        issuer=row[5],
+        sector=row[6],
+        org=row[7],
+        role=row[8],
+        visit=row[9],
+        client=row[10],
+    )
+
+
+class AuditRetention:
+    """Purges records older than `retention_seconds` at `start` and every `interval` after.
+
+    A failed purge is logged and retried at the next interval; `stop` ends the task.
+    """
+
+    def __init__(
+        self,
+        audit: AuditLog,
+        retention_seconds: float = DEFAULT_RETENTION_SECONDS,
+        interval: float = DEFAULT_PURGE_INTERVAL_SECONDS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if retention_seconds <= 0 or interval <= 0:
+            raise ValueError("retention and interval must be positive")
+        self._audit = audit
+        self._retention = retention_seconds
+        self._interval = interval
+        self._clock = clock
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is not None:
+            raise RuntimeError("audit retention already started")
+        self._task = asyncio.create_task(self._run(), name="audit-retention")
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                removed = await self._audit.purge(self._clock() - self._retention)
+                if removed:
+                    logger.info("purged %d audit records past retention", removed)
+            except Exception:
+                logger.exception("audit purge failed; retrying in %g s", self._interval)
+            await asyncio.sleep(self._interval)
+
+    async def stop(self) -> None:
+        if self._task is None:
+            return
+        task, self._task = self._task, None
+        task.cancel()
+        # wait() never raises the task's CancelledError, yet still propagates our own cancellation.
+        await asyncio.wait({task})

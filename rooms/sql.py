@@ -1,0 +1,363 @@
+"""A small SQL layer over SQLite (the embedded default) and PostgreSQL (configured by URL).
+
+Callers write each statement once, with `?` placeholders; the PostgreSQL backend rewrites them
+to `$1, $2, ...` by position. The rewrite is deliberately naive: our SQL never has a `?` inside
+a string literal, a quoted identifier or a comment, and must keep it that way.
+
+Every `execute` is committed (and, on SQLite, fsync'd) before it returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import re
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, TypeVar, TypeVarTuple
+from urllib.parse import urlsplit
+
+import asyncpg  # type: ignore[import-untyped]
+
+T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
+
+Row = tuple[Any, ...]
+
+
+class Database(Protocol):
+    dialect: str  # "sqlite" or "postgresql"
+
+    async def execute(self, sql: str, *params: object) -> None: ...
+
+    async def fetch(self, sql: str, *params: object) -> list[Row]: ...
+
+    async def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One schema step; each dialect's statements run in order, in one transaction."""
+
+    version: int
+    sqlite: tuple[str, ...]
+    postgresql: tuple[str, ...]
+
+
+MIGRATIONS: Sequence[Migration] = (
+    Migration(
+        1,
+        # IF NOT EXISTS adopts the events table that SQLite files made before migrations had.
+        sqlite=(
+            """
+            CREATE TABLE IF NOT EXISTS events (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                time REAL NOT NULL,
+                visit TEXT NOT NULL,
+                kind TEXT NOT NULL,
+                participant TEXT,
+                role TEXT,
+                sector TEXT,
+                org TEXT,
+                data TEXT NOT NULL DEFAULT '{}'
+            )
+            """,
+            "CREATE INDEX IF NOT EXISTS events_visit ON events (visit, time)",
+        ),
+        postgresql=(
+            """
+            CREATE TABLE events (
+                id BIGSERIAL PRIMARY KEY,
+                time DOUBLE PRECISION NOT NULL,
+                visit TEXT NOT NULL,
+                kind TEXT NOT NULL,
+                participant TEXT,
+                role TEXT,
+                sector TEXT,
+                org TEXT,
+                data TEXT NOT NULL DEFAULT '{}'
+            )
+            """,
+            "CREATE INDEX events_visit ON events (visit, time)",
+        ),
+    ),
+    Migration(
+        2,
+        sqlite=(
+            """
+            CREATE TABLE audit (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                time REAL NOT NULL,
+                subject TEXT,
+                issuer TEXT,
+                sector TEXT,
+                org TEXT,
+                role TEXT,
+                action TEXT NOT NULL,
+                visit TEXT,
+                result TEXT NOT NULL CHECK (result IN ('allowed', 'refused')),
+                reason TEXT,
+                client TEXT
+            )
+            """,
+            "CREATE INDEX audit_visit ON audit (visit, time)",
+            "CREATE INDEX audit_time ON audit (time)",
+        ),
+        postgresql=(
+            """
+            CREATE TABLE audit (
+                id BIGSERIAL PRIMARY KEY,
+                time DOUBLE PRECISION NOT NULL,
+                subject TEXT,
+                issuer TEXT,
+                sector TEXT,
+                org TEXT,
+                role TEXT,
+                action TEXT NOT NULL,
+                visit TEXT,
+                result TEXT NOT NULL CHECK (result IN ('allowed', 'refused')),
+                reason TEXT,
+                client TEXT
+            )
+            """,
+            "CREATE INDEX audit_visit ON audit (visit, time)",
+            "CREATE INDEX audit_time ON audit (time)",
+        ),
+    ),
+    Migration(
+        3,
+        # Revoked token ids (server/revocation.py), kept until the token would have expired.
+        sqlite=(
+            """
+            CREATE TABLE revocations (
+                jti TEXT PRIMARY KEY,
+                expires_at REAL NOT NULL,
+                revoked_at REAL NOT NULL
+            )
+            """,
+            "CREATE INDEX revocations_expires ON revocations (expires_at)",
+        ),
+        postgresql=(
+            """
+            CREATE TABLE revocations (
+                jti TEXT PRIMARY KEY,
+                expires_at DOUBLE PRECISION NOT NULL,
+                revoked_at DOUBLE PRECISION NOT NULL
+            )
+            """,
+            "CREATE INDEX revocations_expires ON revocations (expires_at)",
+        ),
+    ),
+)
+
+SCHEMA_VERSION_SQLITE = (
+    "CREATE TABLE IF NOT EXISTS schema_version"
+    " (version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)"
+)
+SCHEMA_VERSION_POSTGRESQL = (
+    "CREATE TABLE IF NOT EXISTS schema_version"
+    " (version INTEGER PRIMARY KEY, applied_at DOUBLE PRECISION NOT NULL)"
+)
+SQLITE_BUSY_TIMEOUT_SECONDS = 10.0
+# Key of the transaction-scoped advisory lock that serialises migrations across processes.
+MIGRATION_LOCK_KEY = 0x73637265656E7631  # "screenv1"
+
+
+def numbered_placeholders(sql: str) -> str:
+    """Rewrite each `?` to `$1, $2, ...` in order (see the module docstring for the limits)."""
+    counter = itertools.count(1)
+    return re.sub(r"\?", lambda _: f"${next(counter)}", sql)
+
+
+def _enable_wal(conn: sqlite3.Connection) -> None:
+    """Switch to WAL, retrying while another connection holds the lock.
+
+    Changing the journal mode fails at once with SQLITE_BUSY (the busy timeout does not apply)
+    when another process opens the same new file at the same moment.
+    """
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_SECONDS
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if error.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+                raise
+        time.sleep(0.01)  # on the database's worker thread, never the event loop
+
+
+class SqliteDatabase:
+    """sqlite3 on one dedicated worker thread, so the event loop never waits on the disk.
+
+    Autocommit, WAL and `synchronous=FULL`: a write that returned survives a crash.
+    Call `open` before use.
+    """
+
+    dialect = "sqlite"
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
+        self._conn: sqlite3.Connection | None = None
+
+    async def open(self) -> None:
+        self._conn = await self._run(self._open_sync)
+
+    def _open_sync(self) -> sqlite3.Connection:
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(
+            self._path,
+            timeout=SQLITE_BUSY_TIMEOUT_SECONDS,
+            check_same_thread=False,
+            isolation_level=None,
+        )
+        try:
+            _enable_wal(conn)
+            conn.execute("PRAGMA synchronous=FULL")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    async def _run(self, fn: Callable[[*Ts], T], *args: *Ts) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise RuntimeError("the SQLite database is not open")
+        return self._conn
+
+    async def execute(self, sql: str, *params: object) -> None:
+        await self._run(self._execute_sync, sql, params)
+
+    def _execute_sync(self, sql: str, params: tuple[object, ...]) -> None:
+        self._connection().execute(sql, params)
+
+    async def fetch(self, sql: str, *params: object) -> list[Row]:
+        return await self._run(self._fetch_sync, sql, params)
+
+    def _fetch_sync(self, sql: str, params: tuple[object, ...]) -> list[Row]:
+        return self._connection().execute(sql, params).fetchall()
+
+    async def migrate(self, migrations: Sequence[Migration]) -> list[int]:
+        """Apply the migrations not yet recorded; return the versions applied now."""
+        return await self._run(self._migrate_sync, migrations)
+
+    def _migrate_sync(self, migrations: Sequence[Migration]) -> list[int]:
+        conn = self._connection()
+        applied: list[int] = []
+        for migration in migrations:
+            # IMMEDIATE takes the write lock up front: a second process waits, then sees the row.
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute(SCHEMA_VERSION_SQLITE)
+                done = conn.execute(
+                    "SELECT 1 FROM schema_version WHERE version = ?", (migration.version,)
+                ).fetchone()
+                if done is None:
+                    for statement in migration.sqlite:
+                        conn.execute(statement)
+                    conn.execute(
+                        "INSERT INTO schema_version (version, applied_at) VALUES (?, ?)",
+                        (migration.version, time.time()),
+                    )
+                    applied.append(migration.version)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        return applied
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            await self._run(conn.close)
+        # The worker is idle now, so this neither blocks nor drops work.
+        self._executor.shutdown(wait=False)
+
+
+class PostgresDatabase:
+    """An asyncpg pool; every `execute` runs in its own implicit transaction, committed on return.
+
+    Call `open` before use.
+    """
+
+    dialect = "postgresql"
+
+    def __init__(self, url: str, *, min_size: int = 1, max_size: int = 5) -> None:
+        self._url = url
+        self._min_size = min_size
+        self._max_size = max_size
+        self._pool: Any = None  # asyncpg.Pool (asyncpg ships no type hints)
+
+    async def open(self) -> None:
+        self._pool = await asyncpg.create_pool(
+            self._url, min_size=self._min_size, max_size=self._max_size
+        )
+
+    def _require_pool(self) -> Any:
+        if self._pool is None:
+            raise RuntimeError("the PostgreSQL database is not open")
+        return self._pool
+
+    async def execute(self, sql: str, *params: object) -> None:
+        await self._require_pool().execute(numbered_placeholders(sql), *params)
+
+    async def fetch(self, sql: str, *params: object) -> list[Row]:
+        records = await self._require_pool().fetch(numbered_placeholders(sql), *params)
+        return [tuple(record) for record in records]
+
+    async def migrate(self, migrations: Sequence[Migration]) -> list[int]:
+        """Apply the migrations not yet recorded; return the versions applied now."""
+        applied: list[int] = []
+        async with self._require_pool().acquire() as conn:
+            for migration in migrations:
+                async with conn.transaction():
+                    # Held until this transaction ends: concurrent starters apply each step once.
+                    await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK_KEY)
+                    await conn.execute(SCHEMA_VERSION_POSTGRESQL)
+                    done = await conn.fetchval(
+                        "SELECT 1 FROM schema_version WHERE version = $1", migration.version
+                    )
+                    if done is None:
+                        for statement in migration.postgresql:
+                            await conn.execute(statement)
+                        await conn.execute(
+                            "INSERT INTO schema_version (version, applied_at) VALUES ($1, $2)",
+                            migration.version,
+                            time.time(),
+                        )
+                        applied.append(migration.version)
+        return applied
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
+
+
+async def open_database(url: str | None, sqlite_path: Path) -> Database:
+    """Open SQLite at `sqlite_path` when `url` is empty, else PostgreSQL; migrate it; return it."""
+    db: SqliteDatabase | PostgresDatabase
+    if not url:
+        db = SqliteDatabase(sqlite_path)
+    else:
+        scheme = urlsplit(url).scheme
+        if scheme not in ("postgresql", "postgres"):
+            # Name only the scheme: the rest of the URL may hold a password.
+            raise ValueError(
+                f"unsupported database URL scheme {scheme!r}: use postgresql://... for"
+                " PostgreSQL, or leave the URL empty for the embedded SQLite file"
+            )
+        db = PostgresDatabase(url)
+    try:
+        await db.open()
+        await db.migrate(MIGRATIONS)
+    except BaseException:
+        await db.close()
+        raise
+    return db

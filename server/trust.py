@@ -1,0 +1,216 @@
+"""Which issuers the deployment trusts, for which sectors and roles, with which keys.
+
+The trust file (SCREENVISIT_TRUST_FILE) is JSON:
+
+    {"audience": "screenvisit",
+     "issuers": [{"iss": "https://idp.kommune.example", "sectors": ["municipality"],
+                  "roles": ["nurse"], "algorithms": ["ES256"], "jwks_file": "kommune.jwks"}]}
+
+An issuer gives `jwks_file`, `jwks_url` or inline `jwks`. Keys rotate by `kid`: a token with an
+unknown kid makes the issuer's key set reload (at most once per `min_refresh_seconds`), a changed
+JWKS file is re-read on the next use, and a URL's key set is re-fetched when older than
+`max_key_age_seconds`. A key removed from the set stops working as soon as the set is reloaded.
+HS256 is accepted only from an issuer marked `"development": true` while development issuers are
+switched on (SCREENVISIT_DEV_ISSUERS), and never alongside asymmetric algorithms.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import jwt
+
+from rooms.roles import Role, Sector
+
+logger = logging.getLogger(__name__)
+
+ASYMMETRIC_ALGORITHMS = frozenset({"ES256", "RS256", "EdDSA"})
+DEVELOPMENT_ALGORITHMS = frozenset({"HS256"})
+
+#: Longest accepted token lifetime (exp - iat) per role, in seconds, unless the trust file says
+#: otherwise. Citizens' links are often sent days before a booked visit; staff sign in daily.
+DEFAULT_MAX_LIFETIME: dict[Role, int] = {
+    Role.CITIZEN: 14 * 86400,
+    Role.RELATIVE: 14 * 86400,
+    Role.INTERPRETER: 14 * 86400,
+    Role.NURSE: 12 * 3600,
+    Role.GP: 12 * 3600,
+    Role.SPECIALIST: 12 * 3600,
+    Role.EVALUATOR: 12 * 3600,
+    Role.ADMIN: 3600,
+}
+
+
+class TrustConfigError(ValueError):
+    pass
+
+
+class KeySet:
+    """One issuer's verification keys by kid, reloadable from its source."""
+
+    def __init__(
+        self,
+        *,
+        static: dict[str, Any] | None = None,
+        jwks: dict[str, Any] | None = None,
+        jwks_file: Path | None = None,
+        jwks_url: str | None = None,
+        min_refresh_seconds: float = 2.0,
+        max_key_age_seconds: float = 300.0,
+    ) -> None:
+        self._keys: dict[str, Any] = dict(static or {})
+        self._jwks = jwks
+        self._file = jwks_file
+        self._url = jwks_url
+        self._min_refresh = min_refresh_seconds
+        self._max_age = max_key_age_seconds
+        self._loaded_at = 0.0
+        self._file_stamp: tuple[int, int] | None = None
+        self._lock = asyncio.Lock()
+        if jwks is not None:
+            self._keys.update(parse_jwks(jwks))
+
+    @property
+    def reloadable(self) -> bool:
+        return self._file is not None or self._url is not None
+
+    async def key(self, kid: str) -> Any | None:
+        if self.reloadable:
+            if not self._loaded_at or await self._source_changed():
+                await self._reload()
+            elif kid not in self._keys and time.monotonic() - self._loaded_at >= self._min_refresh:
+                await self._reload()
+        return self._keys.get(kid)
+
+    async def _source_changed(self) -> bool:
+        if self._file is not None:
+            return await asyncio.to_thread(self._stamp) != self._file_stamp
+        return time.monotonic() - self._loaded_at > self._max_age
+
+    def _stamp(self) -> tuple[int, int] | None:
+        assert self._file is not None
+        try:
+            stat = self._file.stat()
+        except FileNotFoundError:
+            return None
+        return (stat.st_mtime_ns, stat.st_size)
+
+    async def _reload(self) -> None:
+        async with self._lock:
+            self._loaded_at = time.monotonic()
+            try:
+                if self._file is not None:
+                    self._file_stamp = await asyncio.to_thread(self._stamp)
+                    text = await asyncio.to_thread(self._file.read_text)
+                    self._keys = parse_jwks(json.loads(text))
+                elif self._url is not None:
+                    timeout = aiohttp.ClientTimeout(total=5)
+                    async with (
+                        aiohttp.ClientSession(timeout=timeout) as http,
+                        http.get(self._url) as response,
+                    ):
+                        response.raise_for_status()
+                        self._keys = parse_jwks(await response.json(content_type=None))
+            except (OSError, ValueError, aiohttp.ClientError, jwt.PyJWTError) as exc:
+                # Keep the previous keys: a flaky JWKS endpoint must not lock everyone out.
+                logger.warning("could not reload keys from %s: %s", self._file or self._url, exc)
+
+
+def parse_jwks(jwks: dict[str, Any]) -> dict[str, Any]:
+    """kid -> key object usable by PyJWT. Every key must have a kid."""
+    keys: dict[str, Any] = {}
+    for entry in jwks.get("keys", []):
+        kid = entry.get("kid")
+        if not isinstance(kid, str) or not kid:
+            raise TrustConfigError("every key in a JWKS needs a 'kid'")
+        keys[kid] = jwt.PyJWK.from_dict(entry).key
+    return keys
+
+
+@dataclass
+class TrustedIssuer:
+    iss: str
+    keys: KeySet
+    algorithms: frozenset[str]
+    sectors: frozenset[Sector]
+    roles: frozenset[Role]
+    max_lifetime: dict[Role, int] = field(default_factory=lambda: dict(DEFAULT_MAX_LIFETIME))
+
+
+@dataclass
+class TrustConfig:
+    audience: str
+    issuers: list[TrustedIssuer]
+
+
+def _enum_set(raw: object, enum: type[Sector] | type[Role], what: str, iss: str) -> frozenset[Any]:
+    if not isinstance(raw, list) or not raw:
+        raise TrustConfigError(f"issuer {iss}: '{what}' must be a non-empty list")
+    try:
+        return frozenset(enum(value) for value in raw)
+    except ValueError as exc:
+        raise TrustConfigError(f"issuer {iss}: {exc}") from None
+
+
+def load_trust_file(path: Path, *, allow_development: bool) -> TrustConfig:
+    """Parse and validate the trust file. Blocking: call at start-up."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise TrustConfigError(f"cannot read trust file {path}: {exc}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("issuers"), list):
+        raise TrustConfigError("the trust file needs an 'issuers' list")
+    issuers = []
+    for entry in data["issuers"]:
+        iss = entry.get("iss")
+        if not isinstance(iss, str) or not iss:
+            raise TrustConfigError("every issuer needs an 'iss'")
+        algorithms = frozenset(entry.get("algorithms") or ["ES256"])
+        unknown = algorithms - ASYMMETRIC_ALGORITHMS - DEVELOPMENT_ALGORITHMS
+        if unknown:
+            raise TrustConfigError(f"issuer {iss}: algorithms {sorted(unknown)} are not allowed")
+        if algorithms & DEVELOPMENT_ALGORITHMS:
+            if not entry.get("development"):
+                raise TrustConfigError(f'issuer {iss}: HS256 needs "development": true')
+            if not allow_development:
+                raise TrustConfigError(
+                    f"issuer {iss} is a development issuer; switch them on with "
+                    "SCREENVISIT_DEV_ISSUERS=true (never in production)"
+                )
+            if algorithms & ASYMMETRIC_ALGORITHMS:
+                raise TrustConfigError(f"issuer {iss}: HS256 cannot be mixed with other algorithms")
+        sources = [k for k in ("jwks", "jwks_file", "jwks_url") if entry.get(k)]
+        if len(sources) != 1:
+            raise TrustConfigError(f"issuer {iss}: give exactly one of jwks, jwks_file, jwks_url")
+        jwks_file = entry.get("jwks_file")
+        keys = KeySet(
+            jwks=entry.get("jwks"),
+            jwks_file=(path.parent / jwks_file) if jwks_file else None,
+            jwks_url=entry.get("jwks_url"),
+            min_refresh_seconds=float(entry.get("min_refresh_seconds", 2.0)),
+            max_key_age_seconds=float(entry.get("max_key_age_seconds", 300.0)),
+        )
+        max_lifetime = dict(DEFAULT_MAX_LIFETIME)
+        for role, seconds in (entry.get("max_lifetime_seconds") or {}).items():
+            max_lifetime[Role(role)] = int(seconds)
+        issuers.append(
+            TrustedIssuer(
+                iss=iss,
+                keys=keys,
+                algorithms=algorithms,
+                sectors=_enum_set(entry.get("sectors"), Sector, "sectors", iss),
+                roles=_enum_set(entry.get("roles"), Role, "roles", iss),
+                max_lifetime=max_lifetime,
+            )
+        )
+    audience = data.get("audience", "screenvisit")
+    if not isinstance(audience, str):
+        raise TrustConfigError("'audience' must be a string")
+    return TrustConfig(audience=audience, issuers=issuers)
