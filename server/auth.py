@@ -41,6 +41,8 @@ class TokenVerifier:
     audience: str
     issuers: dict[str, TrustedIssuer] = field(default_factory=dict)
     revoked: RevokedTokens | None = None
+    #: Clock skew tolerated on exp, nbf and iat, in seconds.
+    leeway: float = LEEWAY_SECONDS
 
     def add_issuer(self, issuer: TrustedIssuer) -> None:
         self.issuers[issuer.iss] = issuer
@@ -79,7 +81,7 @@ class TokenVerifier:
                 algorithms=[alg],
                 audience=self.audience,
                 issuer=issuer.iss,
-                leeway=LEEWAY_SECONDS,
+                leeway=self.leeway,
                 options={"require": ["exp", "iat", "jti", "sub", "iss", "aud"]},
             )
         except jwt.ExpiredSignatureError:

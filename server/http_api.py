@@ -158,6 +158,19 @@ async def end_visit(request: web.Request) -> web.Response:
     return web.json_response({"visit": visit.id, "state": visit.state.value})
 
 
+async def invite_participant(request: web.Request) -> web.Response:
+    """The host adds a seat (a relative, an interpreter, ...) and gets its invite link."""
+    _principal, visit = await _visit_for(request, Action.INVITE)
+    if not visit.is_live:
+        raise InvalidTransition(f"visit {visit.id} has {visit.state.value}", visit.state.value)
+    body = await _json_body(request)
+    [(role, name, sector)] = _participants_from({"participants": [body]})
+    seat = visit.add_seat(role, name, sector)
+    await request.app[appkeys.STORE].save(visit)
+    link = next(e for e in invite_links(request.app, visit) if e["participant"] == seat.participant)
+    return web.json_response(link, status=201)
+
+
 async def revoke_token(request: web.Request) -> web.Response:
     principal = await principal_for(request, Action.REVOKE_TOKEN)
     await request.app[appkeys.ACCESS].authorize(
@@ -236,6 +249,7 @@ def setup_api_routes(app: web.Application) -> None:
     app.router.add_post("/api/visits", create_visit)
     app.router.add_get("/api/visits/{visit}", get_visit)
     app.router.add_post("/api/visits/{visit}/end", end_visit)
+    app.router.add_post("/api/visits/{visit}/participants", invite_participant)
     app.router.add_post("/api/admin/revocations", revoke_token)
     app.router.add_get("/api/audit", read_audit)
     app.router.add_get("/healthz", health)

@@ -3,6 +3,7 @@ and every decision in the audit log."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Callable
@@ -17,9 +18,11 @@ from aiohttp.test_utils import TestClient
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from rooms.roles import Role, Sector
 from server import appkeys
 from server.app import create_app
 from server.config import Settings
+from tests.sqlbackends import backend_for
 from tests.support.identity import KOMMUNE, Identities, make_identities
 
 Client = TestClient[web.Request, web.Application]
@@ -381,3 +384,73 @@ async def test_failed_authentications_are_rate_limited_per_address(
     assert response.status == 201
     records = await other.app[appkeys.AUDIT].query()
     assert records[-1].client == "198.51.100.7"
+
+
+async def test_the_host_invites_more_people_and_others_may_not(
+    client: Client, identities: Identities
+) -> None:
+    visit = await book_by_gp(client, identities)
+    path = f"/api/visits/{visit['visit']}/participants"
+    response = await client.post(
+        path, json={"role": "interpreter"}, headers={"Authorization": f"Bearer {identities.gp()}"}
+    )
+    assert response.status == 201
+    link = (await response.json())["url"]
+    joined = await ws_join(client, token_of(link), visit["visit"])
+    assert joined["you"]["role"] == "interpreter"
+    # Someone of the same organisation who is not a host role may not invite.
+    evaluator = identities.evaluator(org="praksis-7")
+    response = await client.post(
+        path, json={"role": "relative"}, headers={"Authorization": f"Bearer {evaluator}"}
+    )
+    assert response.status == 403
+
+
+async def test_a_token_that_expires_during_the_visit_keeps_its_seat_but_cannot_rejoin(
+    client: Client, identities: Identities
+) -> None:
+    visit = await book_by_gp(client, identities)
+    verifier = client.app[appkeys.VERIFIER]
+    verifier.leeway = 0
+    seat = next(p for p in visit["participants"] if p["role"] == "citizen")["participant"]
+    issuer = client.app[appkeys.ISSUER]
+    short = issuer.sign(
+        sub=seat,
+        role=Role.CITIZEN,
+        sector=Sector.CITIZEN,
+        lifetime=1,
+        visit=visit["visit"],
+        org="praksis-7",
+    )
+    expires_at = jwt.decode(short, options={"verify_signature": False})["exp"]
+    ws = await client.ws_connect("/ws")
+    await ws.send_json({"type": "join", "token": short, "visit": visit["visit"]})
+    assert (await ws.receive_json(timeout=10))["type"] == "joined"
+    # The token's own deadline is the event here: wait until it has passed.
+    await asyncio.sleep(max(0.0, expires_at - time.time()) + 0.2)
+    await ws.send_json({"type": "ping", "id": "after-expiry"})
+    assert await ws.receive_json(timeout=10) == {"type": "pong", "ref": "after-expiry"}
+    again = await ws_join(client, short, visit["visit"])
+    assert again["code"] == "token-expired"
+    await ws.close()
+
+
+async def test_the_audit_log_lives_in_postgresql_when_configured(
+    aiohttp_client: Any, settings: Settings, identities: Identities, tmp_path: Path
+) -> None:
+    async with backend_for("postgresql", tmp_path) as backend:
+        configured = replace(
+            settings, trust_file=identities.trust_file, database_url=backend.url or ""
+        )
+        pg_client: Client = await aiohttp_client(create_app(configured))
+        visit = await book_by_gp(pg_client, identities)
+        await ws_join(pg_client, token_of(visit["links"]["citizen"]), visit["visit"])
+        response = await pg_client.get(
+            "/api/audit",
+            params={"visit": visit["visit"]},
+            headers={"Authorization": f"Bearer {identities.admin()}"},
+        )
+        records = (await response.json())["records"]
+        assert {(r["action"], r["result"]) for r in records} >= {("join", "allowed")}
+        assert pg_client.app[appkeys.DATABASE].dialect == "postgresql"
+        await pg_client.close()
