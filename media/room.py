@@ -97,6 +97,13 @@ class SfuRoom:
                 }
                 self._observer.renegotiation_needed(peer.participant, recv)
 
+    async def disconnect(self, participant: str) -> None:
+        """Close `participant`'s peer but keep their publications and everyone's slots for
+        them: they are expected back (a reload, a dropped network)."""
+        peer = self.peers.pop(participant, None)
+        if peer is not None:
+            await self._drop_peer(peer)
+
     async def leave(self, participant: str) -> None:
         """`participant` is gone for good: close their peer and their publications."""
         peer = self.peers.pop(participant, None)

@@ -19,6 +19,7 @@ class Action(StrEnum):
     READ_VISIT = "read-visit"
     INVITE = "invite"
     ADMIT = "admit"
+    MODERATE = "moderate"
     JOIN = "join"
     END_VISIT = "end-visit"
     RECORD_OUTCOME = "record-outcome"
@@ -41,6 +42,7 @@ _CLINICIAN = {
     Action.READ_VISIT: Scope.OWN_ORG,
     Action.INVITE: Scope.HOST,
     Action.ADMIT: Scope.HOST,
+    Action.MODERATE: Scope.HOST,
     Action.JOIN: Scope.SEAT,
     Action.END_VISIT: Scope.HOST,
     Action.RECORD_OUTCOME: Scope.HOST,
@@ -71,6 +73,13 @@ def authorize(principal: Principal, action: Action, visit: Visit | None = None) 
     scope = TABLE[principal.role].get(action)
     if scope is None:
         raise NotPermitted(f"role {principal.role.value} may not {action.value}")
+    if (
+        principal.visit is not None
+        and scope is Scope.OWN_ORG
+        and (visit is None or visit.id != principal.visit)
+    ):
+        # An invite link opens one visit; it is no key to the organisation's other visits.
+        raise NotPermitted("an invite link acts only within its own visit")
     if visit is None or scope is Scope.ANY:
         return
     if scope is Scope.SEAT or (scope is Scope.HOST and principal.participant is not None):

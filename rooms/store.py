@@ -1,51 +1,199 @@
-"""Live visit state behind one narrow interface. The memory store is the single-node default."""
+"""Live visit state behind one narrow interface.
+
+`MemoryVisitStore` is the single-node default; `rooms.redis_store.RedisVisitStore` shares live
+state between server nodes. Both keep a visit only as the JSON of `Visit.to_dict()`, so a caller
+never shares a mutable `Visit` with the store or with another caller, and a field added to `Visit`
+(and to its `to_dict`/`from_dict`) is stored without any change here. `open_visit_store` picks the
+implementation from a Redis URL.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Protocol
+import json
+from collections.abc import Callable
+from typing import NamedTuple, Protocol
+from urllib.parse import unquote, urlsplit
 
-from rooms.errors import VisitNotFound
+from rooms.errors import RoomsError, VisitNotFound
 from rooms.ids import VisitId
-from rooms.visit import Visit
+from rooms.visit import Visit, VisitState
+
+DEFAULT_PREFIX = "screenvisit:"
+DEFAULT_ENDED_TTL_SECONDS = 7 * 24 * 3600
+"""How long a stored visit that has ended or been cancelled is kept by stores that expire them."""
+
+FINISHED_STATES = frozenset({VisitState.ENDED, VisitState.CANCELLED})
+
+
+class StoreConflict(RoomsError):
+    """A read-modify-write kept losing to concurrent writers and gave up."""
+
+    code = "store-conflict"
+
+
+class StoreUnavailable(RoomsError):
+    """The store's backing service cannot be reached."""
+
+    code = "store-unavailable"
 
 
 class VisitStore(Protocol):
-    async def create(self, visit: Visit) -> None: ...
+    async def create(self, visit: Visit) -> None:
+        """Store a new visit, or raise ValueError if one with its id exists."""
+        ...
 
     async def get(self, visit_id: VisitId) -> Visit:
         """Return a copy of the visit, or raise VisitNotFound."""
         ...
 
-    async def save(self, visit: Visit) -> None: ...
+    async def save(self, visit: Visit) -> None:
+        """Replace a stored visit with `visit` (last writer wins), or raise VisitNotFound."""
+        ...
 
-    async def list_by_org(self, org: str) -> list[Visit]: ...
+    async def list_by_org(self, org: str) -> list[Visit]:
+        """Copies of the organisation's stored visits, in no particular order."""
+        ...
+
+    async def update(self, visit_id: VisitId, change: Callable[[Visit], None]) -> Visit:
+        """Apply `change` to a fresh copy of the visit and store it, atomically.
+
+        No other write to the visit can land between the read and the write; `change` may be
+        called more than once (on fresh copies) when a concurrent writer wins a race, so it must
+        have no effect other than on the visit it is given, and must not call the store. If it
+        raises, nothing is written and the exception propagates. Returns the visit as stored.
+        Raises VisitNotFound, or StoreConflict if concurrent writers keep winning.
+        """
+        ...
+
+    async def delete(self, visit_id: VisitId) -> None:
+        """Forget the visit; a missing visit is not an error."""
+        ...
+
+    async def close(self) -> None:
+        """Release what the store owns (connections); it is not used afterwards."""
+        ...
+
+
+def encode_visit(visit: Visit) -> str:
+    """The stored form of a visit: the JSON of its whole `to_dict()`."""
+    return json.dumps(visit.to_dict(), separators=(",", ":"), ensure_ascii=False)
+
+
+def decode_visit(raw: str | bytes) -> Visit:
+    data = json.loads(raw)
+    if not isinstance(data, dict):
+        raise ValueError("a stored visit is not a JSON object")
+    return Visit.from_dict(data)
+
+
+def is_finished(visit: Visit) -> bool:
+    """True for a visit that has ended or been cancelled: it can no longer change state."""
+    return visit.state in FINISHED_STATES
+
+
+class _Entry(NamedTuple):
+    org: str
+    json: str
 
 
 class MemoryVisitStore:
-    """Keeps visits as serialised dicts so callers never share a mutable Visit."""
+    """Keeps each visit as its JSON, so callers never share a mutable Visit. Never expires one."""
 
     def __init__(self) -> None:
-        self._visits: dict[VisitId, dict[str, object]] = {}
+        self._visits: dict[VisitId, _Entry] = {}
         self._lock = asyncio.Lock()
 
     async def create(self, visit: Visit) -> None:
         async with self._lock:
             if visit.id in self._visits:
                 raise ValueError(f"visit {visit.id} exists")
-            self._visits[visit.id] = visit.to_dict()
+            self._visits[visit.id] = _Entry(visit.org, encode_visit(visit))
 
     async def get(self, visit_id: VisitId) -> Visit:
-        data = self._visits.get(visit_id)
-        if data is None:
+        entry = self._visits.get(visit_id)
+        if entry is None:
             raise VisitNotFound(f"no visit {visit_id}")
-        return Visit.from_dict(data)
+        return decode_visit(entry.json)
 
     async def save(self, visit: Visit) -> None:
         async with self._lock:
             if visit.id not in self._visits:
                 raise VisitNotFound(f"no visit {visit.id}")
-            self._visits[visit.id] = visit.to_dict()
+            self._visits[visit.id] = _Entry(visit.org, encode_visit(visit))
 
     async def list_by_org(self, org: str) -> list[Visit]:
-        return [Visit.from_dict(d) for d in self._visits.values() if d["org"] == org]
+        return [decode_visit(e.json) for e in self._visits.values() if e.org == org]
+
+    async def update(self, visit_id: VisitId, change: Callable[[Visit], None]) -> Visit:
+        async with self._lock:
+            entry = self._visits.get(visit_id)
+            if entry is None:
+                raise VisitNotFound(f"no visit {visit_id}")
+            visit = decode_visit(entry.json)
+            change(visit)
+            if visit.id != visit_id:
+                raise ValueError(f"an update may not change the visit id ({visit_id})")
+            self._visits[visit_id] = _Entry(visit.org, encode_visit(visit))
+            return visit
+
+    async def delete(self, visit_id: VisitId) -> None:
+        async with self._lock:
+            self._visits.pop(visit_id, None)
+
+    async def close(self) -> None:
+        return None
+
+
+def describe_redis_url(redis_url: str) -> str:
+    """Where a Redis URL points (scheme, host, port, or socket path), never its credentials."""
+    parts = urlsplit(redis_url)
+    if parts.scheme == "unix":
+        return f"unix:{parts.path}"
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return f"{parts.scheme}://{parts.hostname or '?'}:{port or 6379}"
+
+
+def _without_secret(text: str, redis_url: str) -> str:
+    """`text` with the URL's password (as written and unquoted) masked."""
+    password = urlsplit(redis_url).password
+    for secret in {password, unquote(password)} if password else ():
+        text = text.replace(secret, "***")
+    return text
+
+
+async def open_visit_store(
+    redis_url: str | None,
+    *,
+    prefix: str = DEFAULT_PREFIX,
+    ended_ttl_seconds: int | None = DEFAULT_ENDED_TTL_SECONDS,
+) -> VisitStore:
+    """A memory store for no URL, else a Redis store that owns a new, checked client.
+
+    Raises StoreUnavailable, naming the host but never the password, if Redis cannot be reached.
+    The caller closes the store (`close()`).
+    """
+    if not redis_url:
+        return MemoryVisitStore()
+    from redis.asyncio import from_url
+    from redis.exceptions import RedisError
+
+    from rooms.redis_store import RedisVisitStore
+
+    where = describe_redis_url(redis_url)
+    try:
+        # A query-string socket_connect_timeout in the URL wins over this default.
+        client = from_url(redis_url, decode_responses=True, socket_connect_timeout=5)
+    except ValueError as exc:
+        reason = _without_secret(str(exc), redis_url)
+        raise StoreUnavailable(f"invalid Redis URL for {where} ({reason})") from None
+    try:
+        await client.ping()
+    except (RedisError, OSError, TimeoutError) as exc:
+        await client.aclose()
+        reason = _without_secret(f"{type(exc).__name__}: {exc}", redis_url)
+        raise StoreUnavailable(f"cannot reach Redis at {where} ({reason})") from None
+    return RedisVisitStore(client, prefix, ended_ttl_seconds=ended_ttl_seconds)

@@ -1,7 +1,12 @@
-"""A visit and its seats, with the one state machine that says how a visit may move."""
+"""A visit and its seats, with the one state machine that says how a visit may move.
+
+A visit holds no free text about the citizen: no title, no reason, no notes. What it holds is the
+booking (kind, planned start and length, waiting room, how many seats) and pseudonymous seats.
+"""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -32,7 +37,21 @@ ALLOWED_TRANSITIONS: dict[VisitState, frozenset[VisitState]] = {
     VisitState.CANCELLED: frozenset(),
 }
 
+#: States in which the booking (time, length, waiting room, seats, kind) may still change, and
+#: from which a visit may be cancelled. Once someone is in the call it can only end.
+BOOKING_STATES = frozenset({VisitState.SCHEDULED, VisitState.OPEN})
+
+#: Seats a visit of each kind must have. A conference is a GP and a specialist conferring, with
+#: or without the citizen (and whoever accompanies the citizen).
+REQUIRED_ROLES: dict[VisitKind, frozenset[Role]] = {
+    VisitKind.CONFERENCE: frozenset({Role.GP, Role.SPECIALIST}),
+}
+
 DEFAULT_MAX_PARTICIPANTS = 6
+MIN_PARTICIPANTS = 2
+MAX_PARTICIPANTS = 12
+DEFAULT_PLANNED_MINUTES = 15
+MAX_PLANNED_MINUTES = 480
 
 
 @dataclass
@@ -62,6 +81,21 @@ class Visit:
     state: VisitState = VisitState.SCHEDULED
     seats: dict[ParticipantId, Seat] = field(default_factory=dict)
     max_participants: int = DEFAULT_MAX_PARTICIPANTS
+    #: Unix time the visit is planned to start; None when it is not planned for a time.
+    planned_start: float | None = None
+    planned_minutes: int = DEFAULT_PLANNED_MINUTES
+    #: Whether non-host participants wait until a host lets them in; can be switched off per visit.
+    waiting_room: bool = True
+    #: Unix time of the last change; 0 (the default) means "when it was created".
+    updated_at: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not self.updated_at:
+            self.updated_at = self.created_at
+
+    def touch(self, now: float | None = None) -> None:
+        """Mark the visit as changed now (never moving `updated_at` backwards)."""
+        self.updated_at = max(self.updated_at, time.time() if now is None else now)
 
     @property
     def is_live(self) -> bool:
@@ -76,6 +110,19 @@ class Visit:
         seat = Seat(new_participant_id(), role, sector or DEFAULT_SECTOR[role], name)
         self.seats[seat.participant] = seat
         return seat
+
+    def missing_roles(self, kind: VisitKind | None = None) -> list[Role]:
+        """Roles a visit of `kind` (default: its own) needs and has no seat for."""
+        have = {seat.role for seat in self.seats.values()}
+        return sorted(REQUIRED_ROLES.get(kind or self.kind, frozenset()) - have)
+
+    def set_max_participants(self, limit: int) -> None:
+        """Change how many seats the visit may have; never below the seats it already has."""
+        if limit < len(self.seats):
+            raise VisitFull(
+                f"visit {self.id} already has {len(self.seats)} participants, more than {limit}"
+            )
+        self.max_participants = limit
 
     def seat(self, participant: ParticipantId) -> Seat:
         try:
@@ -93,6 +140,26 @@ class Visit:
                 current=self.state.value,
             )
         self.state = new
+        self.touch()
+
+    def ensure_bookable(self) -> None:
+        """Raise InvalidTransition (naming the current state) unless the booking may change."""
+        if self.state not in BOOKING_STATES:
+            raise InvalidTransition(
+                f"visit {self.id} has state {self.state.value}; only a scheduled or open visit"
+                " can be changed",
+                current=self.state.value,
+            )
+
+    def cancel(self) -> None:
+        """Cancel a scheduled or open visit. Unlike `transition`, cancelling a cancelled visit is
+        an error too, so that a second cancel is answered with the current state."""
+        if self.state not in BOOKING_STATES:
+            raise InvalidTransition(
+                f"visit {self.id} cannot be cancelled: it has state {self.state.value}",
+                current=self.state.value,
+            )
+        self.transition(VisitState.CANCELLED)
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -102,6 +169,10 @@ class Visit:
             "created_at": self.created_at,
             "state": self.state.value,
             "max_participants": self.max_participants,
+            "planned_start": self.planned_start,
+            "planned_minutes": self.planned_minutes,
+            "waiting_room": self.waiting_room,
+            "updated_at": self.updated_at,
             "seats": [seat.to_dict() for seat in self.seats.values()],
         }
 
@@ -116,8 +187,15 @@ class Visit:
             for s in seats_raw
         }
         created_at = data["created_at"]
-        max_participants = data["max_participants"]
+        max_participants = data.get("max_participants", DEFAULT_MAX_PARTICIPANTS)
+        planned_start = data.get("planned_start")
+        planned_minutes = data.get("planned_minutes", DEFAULT_PLANNED_MINUTES)
+        waiting_room = data.get("waiting_room", True)
+        updated_at = data.get("updated_at", created_at)
         assert isinstance(created_at, int | float) and isinstance(max_participants, int)
+        assert planned_start is None or isinstance(planned_start, int | float)
+        assert isinstance(planned_minutes, int) and isinstance(waiting_room, bool)
+        assert isinstance(updated_at, int | float)
         return cls(
             id=VisitId(str(data["id"])),
             kind=VisitKind(str(data["kind"])),
@@ -126,4 +204,8 @@ class Visit:
             state=VisitState(str(data["state"])),
             seats=seats,
             max_participants=max_participants,
+            planned_start=None if planned_start is None else float(planned_start),
+            planned_minutes=planned_minutes,
+            waiting_room=waiting_room,
+            updated_at=float(updated_at),
         )

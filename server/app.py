@@ -14,7 +14,7 @@ from media.sfu import Sfu
 from rooms.audit import AuditRetention, SqlAuditLog
 from rooms.eventlog import SqlEventLog
 from rooms.sql import open_database
-from rooms.store import MemoryVisitStore
+from rooms.store import open_visit_store
 from server import appkeys
 from server.access import AccessControl
 from server.auth import TokenIssuer, TokenVerifier
@@ -110,8 +110,10 @@ async def _access(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _store(app: web.Application) -> AsyncIterator[None]:
-    app[appkeys.STORE] = MemoryVisitStore()
+    store = await open_visit_store(app[appkeys.SETTINGS].redis_url or None)
+    app[appkeys.STORE] = store
     yield
+    await store.close()
 
 
 async def _sfu(app: web.Application) -> AsyncIterator[None]:
@@ -129,6 +131,8 @@ async def _signaling(app: web.Application) -> AsyncIterator[None]:
         events=app[appkeys.EVENTS],
         sfu=app[appkeys.SFU],
         browser_ice_servers=[s.to_browser() for s in settings.ice_servers],
+        reconnect_grace=settings.reconnect_grace,
+        departure_timeout=settings.departure_timeout,
     )
     hubs = HubRegistry(services)
     app[appkeys.SIGNALING] = services

@@ -149,7 +149,9 @@ async def _create_visit(settings: Settings, args: argparse.Namespace) -> dict[st
     for entry, name in zip(participants, args.names or [], strict=False):
         if name:
             entry["name"] = name
-    body = {"kind": args.kind, "participants": participants}
+    body: dict[str, Any] = {"kind": args.kind, "participants": participants}
+    if args.no_waiting_room:
+        body["waiting_room"] = False
     return await _call_server(settings, host_role, host_sector, "/api/visits", body)
 
 
@@ -234,6 +236,7 @@ def bot(args: argparse.Namespace) -> int:
         height=args.height,
         fps=args.fps,
         hue=args.hue,
+        admit_all=args.admit_all,
     )
     logging.basicConfig(level=logging.WARNING)
     try:
@@ -311,6 +314,11 @@ def build_parser() -> argparse.ArgumentParser:
     p_create.add_argument(
         "--names", nargs="*", help="display names in seat order: citizen, nurse, host, others"
     )
+    p_create.add_argument(
+        "--no-waiting-room",
+        action="store_true",
+        help="everyone enters directly (default: non-hosts wait to be let in)",
+    )
     p_create.set_defaults(func=visit_create)
 
     p_token = commands.add_parser("token", help="manage tokens")
@@ -349,6 +357,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_bot.add_argument("--height", type=int, default=480)
     p_bot.add_argument("--fps", type=int, default=30)
     p_bot.add_argument("--hue", type=int, default=0, help="tint of the synthetic picture")
+    p_bot.add_argument(
+        "--admit-all", action="store_true", help="as the visit's host, let in everyone who waits"
+    )
     p_bot.set_defaults(func=bot)
     return parser
 

@@ -53,6 +53,17 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("link-hours", "12", "how long an invite link stays valid, in hours"),
     Setting("log-level", "info", "debug, info, warning or error"),
     Setting(
+        "reconnect-grace",
+        "60",
+        "seconds a dropped participant keeps seat and media without the waiting room again",
+    ),
+    Setting("departure-timeout", "120", "seconds after everyone has left before the visit ends"),
+    Setting(
+        "redis-url",
+        "",
+        "Redis URL for live visit state (redis://host:6379/0); empty keeps it in memory",
+    ),
+    Setting(
         "database-url",
         "",
         "PostgreSQL URL for metadata and the audit log"
@@ -87,6 +98,9 @@ class Settings:
     org: str = "demo"
     link_hours: float = 12.0
     log_level: str = "info"
+    reconnect_grace: float = 60.0
+    departure_timeout: float = 120.0
+    redis_url: str = ""
     database_url: str = ""
     trust_file: Path | None = None
     dev_issuers: bool = False
@@ -132,6 +146,9 @@ class Settings:
                 org=raw["org"],
                 link_hours=float(raw["link-hours"]),
                 log_level=raw["log-level"],
+                reconnect_grace=float(raw["reconnect-grace"]),
+                departure_timeout=float(raw["departure-timeout"]),
+                redis_url=raw["redis-url"],
                 database_url=raw["database-url"],
                 trust_file=Path(raw["trust-file"]) if raw["trust-file"] else None,
                 dev_issuers=_flag(raw["dev-issuers"]),

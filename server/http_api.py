@@ -3,40 +3,98 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
+import math
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
-from rooms.errors import InvalidTransition, RoomsError, VisitNotFound
+from rooms.errors import InvalidTransition, NotPermitted, RoomsError, VisitNotFound
+from rooms.eventlog import EventKind, VisitEvent
 from rooms.ids import VisitId
 from rooms.policy import Action
 from rooms.principal import Principal
 from rooms.roles import PARTICIPANT_ROLES, Role, Sector
-from rooms.visit import Visit, VisitKind
+from rooms.visit import (
+    DEFAULT_MAX_PARTICIPANTS,
+    DEFAULT_PLANNED_MINUTES,
+    MAX_PARTICIPANTS,
+    MAX_PLANNED_MINUTES,
+    MIN_PARTICIPANTS,
+    Seat,
+    Visit,
+    VisitKind,
+    VisitState,
+)
 from server import appkeys
 from server.clientaddr import client_address
 from server.errors import ApiError, status_for
+from server.openapi import openapi_document
 from server.trust import DEFAULT_MAX_LIFETIME
-from server.visits import book_visit, invite_links, links_by_role
+from server.visits import (
+    EARLIEST_TIME,
+    KEEP,
+    LATEST_TIME,
+    MAX_NAME,
+    VISIT_ID_PATTERN,
+    BookingChange,
+    FieldError,
+    Keep,
+    book_visit,
+    ensure_live,
+    invite_links,
+    links_by_role,
+    update_visit,
+)
+from signaling.errors import CLOSE_VISIT_ENDED
 from signaling.session import Session
 
 #: Revoke for at least as long as any token can live.
 MAX_TOKEN_LIFETIME = max(DEFAULT_MAX_LIFETIME.values())
 
+VISIT_ID = re.compile(VISIT_ID_PATTERN)
+MAX_AUDIT_LIMIT = 10_000
+MAX_QUERY_TEXT = 200
+
+#: Fields of POST /api/visits. Nothing else is accepted: a visit holds no free text about the
+#: citizen (no title, reason or notes), so such a field is refused rather than dropped.
+CREATE_FIELDS = (
+    "kind",
+    "participants",
+    "planned_start",
+    "planned_minutes",
+    "waiting_room",
+    "max_participants",
+)
+#: Fields PATCH /api/visits/{visit} may change.
+BOOKING_FIELDS = ("kind", "planned_start", "planned_minutes", "waiting_room", "max_participants")
+PARTICIPANT_FIELDS = ("role", "name", "sector")
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def _error(code: str, message: str, status: int, **extra: Any) -> web.Response:
-    return web.json_response({"error": {"code": code, "message": message, **extra}}, status=status)
+def _error(
+    code: str,
+    message: str,
+    status: int,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> web.Response:
+    return web.json_response(
+        {"error": {"code": code, "message": message, **extra}}, status=status, headers=headers
+    )
 
 
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
+    except FieldError as exc:
+        return _error(exc.code, exc.message, exc.status, field=exc.field)
     except ApiError as exc:
         return _error(exc.code, exc.message, exc.status)
     except InvalidTransition as exc:
@@ -45,7 +103,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return _error(getattr(exc, "code", "error"), exc.message, status_for(exc))
     except web.HTTPException as exc:
         if request.path.startswith("/api/") and exc.status >= 400:
-            return _error("http-" + str(exc.status), exc.reason, exc.status)
+            allow = exc.headers.get("Allow")
+            headers = {"Allow": allow} if allow is not None else None
+            return _error("http-" + str(exc.status), exc.reason, exc.status, headers)
         raise
 
 
@@ -73,37 +133,216 @@ async def principal_for(
 async def _json_body(request: web.Request) -> dict[str, Any]:
     try:
         body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         raise ApiError("malformed-json", "the request body is not valid JSON") from None
     if not isinstance(body, dict):
         raise ApiError("invalid-body", "the request body must be a JSON object")
     return body
 
 
+# --- validation ---------------------------------------------------------------------------------
+
+
+def _unix_time(value: object, earliest: float = EARLIEST_TIME) -> float | None:
+    """A number (Unix time) or an ISO 8601 string with a timezone, from `earliest` (default
+    2000) to 2100; None when `value` is neither."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        try:
+            seconds = float(value)
+        except OverflowError:
+            return None
+    elif isinstance(value, str) and len(value) <= 64:
+        try:
+            moment = datetime.datetime.fromisoformat(value)
+            if moment.tzinfo is None or moment.utcoffset() is None:
+                return None
+            seconds = moment.timestamp()
+        except (ValueError, OverflowError):
+            return None
+    else:
+        return None
+    if not math.isfinite(seconds) or not earliest <= seconds <= LATEST_TIME:
+        return None
+    return seconds
+
+
+def _whole(value: object, low: int, high: int) -> int | None:
+    """`value` when it is a whole number (not a boolean) from `low` to `high`, else None."""
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        return None
+    return value
+
+
+def _refuse_unknown(body: dict[str, Any], allowed: tuple[str, ...], prefix: str = "") -> None:
+    for key in body:
+        if key not in allowed:
+            raise FieldError(
+                prefix + str(key),
+                f"unknown field '{prefix}{key}'; accepted: {', '.join(allowed)}"
+                " (a visit holds no free text about the citizen)",
+            )
+
+
+def _kind(value: object) -> VisitKind:
+    try:
+        return VisitKind(value) if isinstance(value, str) else VisitKind("")
+    except ValueError:
+        kinds = ", ".join(k.value for k in VisitKind)
+        raise FieldError("kind", f"'kind' must be one of {kinds}") from None
+
+
+def _planned_start(value: object) -> float | None:
+    if value is None:
+        return None
+    seconds = _unix_time(value)
+    if seconds is None:
+        raise FieldError(
+            "planned_start",
+            "'planned_start' must be a Unix time or an ISO 8601 time with a timezone"
+            " (e.g. 2030-05-01T09:30:00+02:00), between 2000 and 2100, or null",
+        )
+    return seconds
+
+
+def _planned_minutes(value: object) -> int:
+    minutes = _whole(value, 1, MAX_PLANNED_MINUTES)
+    if minutes is None:
+        raise FieldError(
+            "planned_minutes",
+            f"'planned_minutes' must be a whole number from 1 to {MAX_PLANNED_MINUTES}",
+        )
+    return minutes
+
+
+def _waiting_room(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise FieldError("waiting_room", "'waiting_room' must be true or false")
+    return value
+
+
+def _max_participants(value: object) -> int:
+    limit = _whole(value, MIN_PARTICIPANTS, MAX_PARTICIPANTS)
+    if limit is None:
+        raise FieldError(
+            "max_participants",
+            f"'max_participants' must be a whole number from {MIN_PARTICIPANTS}"
+            f" to {MAX_PARTICIPANTS}",
+        )
+    return limit
+
+
+def _participant(entry: object, prefix: str) -> tuple[Role, str | None, Sector | None]:
+    """One seat request; `prefix` names where it is in the body (e.g. "participants[2].")."""
+    if not isinstance(entry, dict):
+        raise FieldError(prefix.rstrip("."), f"'{prefix.rstrip('.')}' must be an object")
+    _refuse_unknown(entry, PARTICIPANT_FIELDS, prefix)
+    raw_role = entry.get("role")
+    try:
+        role = Role(raw_role) if isinstance(raw_role, str) else Role("")
+    except ValueError:
+        roles = ", ".join(sorted(r.value for r in PARTICIPANT_ROLES))
+        raise FieldError(prefix + "role", f"'{prefix}role' must be one of {roles}") from None
+    if role not in PARTICIPANT_ROLES:
+        raise FieldError(prefix + "role", f"'{prefix}role': {role.value} does not take part")
+    name = entry.get("name")
+    if name is not None and (not isinstance(name, str) or len(name) > MAX_NAME):
+        raise FieldError(
+            prefix + "name", f"'{prefix}name' must be a string of at most {MAX_NAME} characters"
+        )
+    raw_sector = entry.get("sector")
+    try:
+        sector = Sector(raw_sector) if isinstance(raw_sector, str) else None
+    except ValueError:
+        sector = None
+    if raw_sector is not None and sector is None:
+        sectors = ", ".join(s.value for s in Sector)
+        raise FieldError(prefix + "sector", f"'{prefix}sector' must be one of {sectors}")
+    return role, name, sector
+
+
 def _participants_from(body: dict[str, Any]) -> list[tuple[Role, str | None, Sector | None]]:
     raw = body.get("participants")
     if not isinstance(raw, list) or not raw:
-        raise ApiError("invalid-field", "'participants' must be a non-empty list")
-    out = []
-    for entry in raw:
-        if not isinstance(entry, dict):
-            raise ApiError("invalid-field", "each participant must be an object")
-        try:
-            role = Role(str(entry.get("role")))
-        except ValueError:
-            raise ApiError("invalid-field", f"unknown role {entry.get('role')!r}") from None
-        if role not in PARTICIPANT_ROLES:
-            raise ApiError("invalid-field", f"role {role.value} does not take part in visits")
-        name = entry.get("name")
-        if name is not None and (not isinstance(name, str) or len(name) > 80):
-            raise ApiError("invalid-field", "'name' must be a string of at most 80 characters")
-        sector_raw = entry.get("sector")
-        try:
-            sector = Sector(sector_raw) if sector_raw is not None else None
-        except ValueError:
-            raise ApiError("invalid-field", f"unknown sector {sector_raw!r}") from None
-        out.append((role, name, sector))
-    return out
+        raise FieldError("participants", "'participants' must be a non-empty list")
+    if len(raw) > MAX_PARTICIPANTS:
+        raise FieldError(
+            "participants", f"'participants' may list at most {MAX_PARTICIPANTS} seats"
+        )
+    return [_participant(entry, f"participants[{i}].") for i, entry in enumerate(raw)]
+
+
+def _booking_change(body: dict[str, Any]) -> BookingChange:
+    _refuse_unknown(body, BOOKING_FIELDS)
+    if not body:
+        raise ApiError(
+            "invalid-body", f"name at least one field to change: {', '.join(BOOKING_FIELDS)}"
+        )
+    planned_start: float | Keep | None = KEEP
+    if "planned_start" in body:
+        planned_start = _planned_start(body["planned_start"])
+    return BookingChange(
+        kind=_kind(body["kind"]) if "kind" in body else None,
+        planned_start=planned_start,
+        planned_minutes=(
+            _planned_minutes(body["planned_minutes"]) if "planned_minutes" in body else None
+        ),
+        waiting_room=_waiting_room(body["waiting_room"]) if "waiting_room" in body else None,
+        max_participants=(
+            _max_participants(body["max_participants"]) if "max_participants" in body else None
+        ),
+    )
+
+
+def _query_time(request: web.Request, name: str, earliest: float = EARLIEST_TIME) -> float | None:
+    raw = request.query.get(name)
+    if raw is None:
+        return None
+    value: object = raw
+    try:
+        value = float(raw)
+    except ValueError:
+        pass
+    seconds = _unix_time(value, earliest)
+    if seconds is None:
+        since = "1970" if earliest <= 0 else "2000"
+        raise ApiError(
+            "invalid-query",
+            f"'{name}' must be a Unix time or an ISO 8601 time with a timezone,"
+            f" between {since} and 2100",
+        )
+    return seconds
+
+
+def _is_short_text(text: str) -> bool:
+    return len(text) <= MAX_QUERY_TEXT and text.isprintable()
+
+
+def _query_text(request: web.Request, name: str) -> str | None:
+    raw = request.query.get(name)
+    if raw is not None and not _is_short_text(raw):
+        raise ApiError(
+            "invalid-query", f"'{name}' must be printable text of at most {MAX_QUERY_TEXT}"
+        )
+    return raw
+
+
+# --- visits -------------------------------------------------------------------------------------
+
+
+def _booking(visit: Visit) -> dict[str, Any]:
+    """The visit's own fields, as the create response repeats them beside the links."""
+    return {
+        "kind": visit.kind.value,
+        "org": visit.org,
+        "created_at": visit.created_at,
+        "updated_at": visit.updated_at,
+        "planned_start": visit.planned_start,
+        "planned_minutes": visit.planned_minutes,
+        "waiting_room": visit.waiting_room,
+        "max_participants": visit.max_participants,
+    }
 
 
 async def create_visit(request: web.Request) -> web.Response:
@@ -112,16 +351,29 @@ async def create_visit(request: web.Request) -> web.Response:
         principal, Action.CREATE_VISIT, None, client=client_of(request)
     )
     body = await _json_body(request)
-    try:
-        kind = VisitKind(body.get("kind", VisitKind.CONSULTATION.value))
-    except ValueError:
-        raise ApiError("invalid-field", f"unknown visit kind {body.get('kind')!r}") from None
-    visit = await book_visit(request.app, principal, kind, _participants_from(body))
+    _refuse_unknown(body, CREATE_FIELDS)
+    kind = _kind(body.get("kind", VisitKind.CONSULTATION.value))
+    planned_start = _planned_start(body.get("planned_start"))
+    planned_minutes = _planned_minutes(body.get("planned_minutes", DEFAULT_PLANNED_MINUTES))
+    waiting_room = _waiting_room(body.get("waiting_room", True))
+    max_participants = _max_participants(body.get("max_participants", DEFAULT_MAX_PARTICIPANTS))
+    seats = _participants_from(body)
+    visit = await book_visit(
+        request.app,
+        principal,
+        kind,
+        seats,
+        planned_start=planned_start,
+        planned_minutes=planned_minutes,
+        waiting_room=waiting_room,
+        max_participants=max_participants,
+    )
     participants = invite_links(request.app, visit)
     return web.json_response(
         {
             "visit": visit.id,
             "state": visit.state.value,
+            **_booking(visit),
             "links": links_by_role(participants),
             "participants": participants,
         },
@@ -129,15 +381,62 @@ async def create_visit(request: web.Request) -> web.Response:
     )
 
 
+async def list_visits(request: web.Request) -> web.Response:
+    """The caller's organisation's visits, newest planned start first; unplanned ones last,
+    newest booked first. `state`, and `from`/`to` (bounds on the planned start), filter."""
+    principal = await principal_for(request, Action.READ_VISIT)
+    access = request.app[appkeys.ACCESS]
+    if principal.visit is not None or principal.participant is not None:
+        reason = "an invite link opens only its own visit"
+        await access.record(
+            principal, Action.READ_VISIT, None, client_of(request), allowed=False, reason=reason
+        )
+        raise NotPermitted(reason)
+    await access.authorize(principal, Action.READ_VISIT, None, client=client_of(request))
+    if principal.org is None:  # staff tokens always name one; refuse rather than list all
+        raise ApiError("org-required", "the token names no organisation", 403)
+    raw_state = request.query.get("state")
+    state: VisitState | None = None
+    if raw_state is not None:
+        try:
+            state = VisitState(raw_state)
+        except ValueError:
+            states = ", ".join(s.value for s in VisitState)
+            raise ApiError("invalid-query", f"'state' must be one of {states}") from None
+    start, end = _query_time(request, "from"), _query_time(request, "to")
+    visits = await request.app[appkeys.STORE].list_by_org(principal.org)
+    chosen = [
+        v
+        for v in visits
+        if (state is None or v.state is state)
+        and (start is None or (v.planned_start is not None and v.planned_start >= start))
+        and (end is None or (v.planned_start is not None and v.planned_start <= end))
+    ]
+    chosen.sort(
+        key=lambda v: (v.planned_start is not None, v.planned_start or 0.0, v.created_at),
+        reverse=True,
+    )
+    return web.json_response({"visits": [v.to_dict() for v in chosen]})
+
+
 async def _visit_for(request: web.Request, action: Action) -> tuple[Principal, Visit]:
     visit_id = request.match_info["visit"]
-    principal = await principal_for(request, action, visit_id)
+    well_formed = VISIT_ID.fullmatch(visit_id) is not None
+    # A malformed id is never written to the audit log: it may be anything at all.
+    principal = await principal_for(request, action, visit_id if well_formed else None)
     access = request.app[appkeys.ACCESS]
     try:
+        if not well_formed:
+            raise VisitNotFound("no such visit")
         visit = await request.app[appkeys.STORE].get(VisitId(visit_id))
     except VisitNotFound:
         await access.record(
-            principal, action, visit_id, client_of(request), allowed=False, reason="visit-not-found"
+            principal,
+            action,
+            visit_id if well_formed else None,
+            client_of(request),
+            allowed=False,
+            reason="visit-not-found",
         )
         raise
     await access.authorize(principal, action, visit, client=client_of(request))
@@ -152,22 +451,79 @@ async def get_visit(request: web.Request) -> web.Response:
     return web.json_response(body)
 
 
+async def patch_visit(request: web.Request) -> web.Response:
+    """The host changes the booking (time, length, waiting room, seats, kind) while the visit is
+    scheduled or open; later, 409 with the current state."""
+    _principal, visit = await _visit_for(request, Action.INVITE)
+    change = _booking_change(await _json_body(request))
+    updated = await update_visit(request.app, visit.id, change.apply)
+    return web.json_response(updated.to_dict())
+
+
+async def cancel_visit(request: web.Request) -> web.Response:
+    """Cancel a scheduled or open visit; anyone already connected is told and disconnected."""
+    principal, visit = await _visit_for(request, Action.END_VISIT)
+    hub = request.app[appkeys.HUBS].hubs.get(visit.id)
+    if hub is None:
+        cancelled = await update_visit(request.app, visit.id, Visit.cancel)
+    else:
+        async with hub.lock:
+            cancelled = await update_visit(request.app, visit.id, Visit.cancel)
+            for session in list(hub.sessions.values()):
+                session.send({"type": "visit-ended"})
+                session.close_with(CLOSE_VISIT_ENDED, "visit-cancelled")
+    await request.app[appkeys.EVENTS].append(
+        VisitEvent(
+            visit=cancelled.id,
+            kind=EventKind.VISIT_CANCELLED,
+            role=principal.role.value,
+            sector=principal.sector.value,
+            org=cancelled.org,
+        )
+    )
+    return web.json_response({"visit": cancelled.id, "state": cancelled.state.value})
+
+
 async def end_visit(request: web.Request) -> web.Response:
     _principal, visit = await _visit_for(request, Action.END_VISIT)
+    if visit.state is VisitState.ENDED:
+        raise InvalidTransition(f"visit {visit.id} has already ended", visit.state.value)
     await request.app[appkeys.HUBS].end_visit(visit)
     return web.json_response({"visit": visit.id, "state": visit.state.value})
+
+
+async def reissue_links(request: web.Request) -> web.Response:
+    """New invite links for every seat, for the host to pass on (the server sends no SMS or
+    mail). Links issued before stay valid until they expire or are revoked."""
+    _principal, visit = await _visit_for(request, Action.INVITE)
+    ensure_live(visit)
+    participants = invite_links(request.app, visit)
+    return web.json_response(
+        {
+            "visit": visit.id,
+            "state": visit.state.value,
+            "links": links_by_role(participants),
+            "participants": participants,
+        }
+    )
 
 
 async def invite_participant(request: web.Request) -> web.Response:
     """The host adds a seat (a relative, an interpreter, ...) and gets its invite link."""
     _principal, visit = await _visit_for(request, Action.INVITE)
-    if not visit.is_live:
-        raise InvalidTransition(f"visit {visit.id} has {visit.state.value}", visit.state.value)
+    ensure_live(visit)
     body = await _json_body(request)
-    [(role, name, sector)] = _participants_from({"participants": [body]})
-    seat = visit.add_seat(role, name, sector)
-    await request.app[appkeys.STORE].save(visit)
-    link = next(e for e in invite_links(request.app, visit) if e["participant"] == seat.participant)
+    role, name, sector = _participant(body, "")
+    added: list[Seat] = []
+
+    def add(fresh: Visit) -> None:
+        ensure_live(fresh)
+        added.append(fresh.add_seat(role, name, sector))
+
+    updated = await update_visit(request.app, visit.id, add)
+    seat = added[-1]  # the store may have run `add` more than once; the last one was stored
+    links = invite_links(request.app, updated)
+    link = next(e for e in links if e["participant"] == seat.participant)
     return web.json_response(link, status=201)
 
 
@@ -177,45 +533,41 @@ async def revoke_token(request: web.Request) -> web.Response:
         principal, Action.REVOKE_TOKEN, None, client=client_of(request)
     )
     body = await _json_body(request)
+    _refuse_unknown(body, ("jti", "expires_at"))
     jti = body.get("jti")
-    if not isinstance(jti, str) or not jti or len(jti) > 200:
-        raise ApiError("invalid-field", "'jti' must be a token id")
-    expires_at = body.get("expires_at", time.time() + MAX_TOKEN_LIFETIME)
-    if not isinstance(expires_at, int | float):
-        raise ApiError("invalid-field", "'expires_at' must be a Unix time")
-    await request.app[appkeys.REVOCATIONS].revoke(jti, float(expires_at))
+    if not isinstance(jti, str) or not jti or len(jti) > 200 or not jti.isprintable():
+        raise FieldError("jti", "'jti' must be a token id (at most 200 printable characters)")
+    expires_at = _unix_time(body.get("expires_at", time.time() + MAX_TOKEN_LIFETIME), 0.0)
+    if expires_at is None:
+        raise FieldError("expires_at", "'expires_at' must be a Unix time before 2100")
+    await request.app[appkeys.REVOCATIONS].revoke(jti, expires_at)
     closed = request.app[appkeys.HUBS].close_token(jti)
     return web.json_response({"jti": jti, "closed_sessions": closed}, status=201)
 
 
-def _query_time(request: web.Request, name: str) -> float | None:
-    raw = request.query.get(name)
-    if raw is None:
-        return None
-    try:
-        return float(raw)
-    except ValueError:
-        raise ApiError("invalid-query", f"'{name}' must be a Unix time") from None
-
-
 async def read_audit(request: web.Request) -> web.Response:
     principal = await principal_for(request, Action.READ_AUDIT)
+    visit = request.query.get("visit")
     await request.app[appkeys.ACCESS].authorize(
         principal,
         Action.READ_AUDIT,
         None,
         client=client_of(request),
-        visit_id=request.query.get("visit"),
+        visit_id=visit if visit is not None and _is_short_text(visit) else None,
     )
     try:
-        limit = min(int(request.query.get("limit", "1000")), 10_000)
+        limit = int(request.query.get("limit", "1000"))
     except ValueError:
-        raise ApiError("invalid-query", "'limit' must be a whole number") from None
+        limit = 0
+    if not 1 <= limit <= MAX_AUDIT_LIMIT:
+        raise ApiError(
+            "invalid-query", f"'limit' must be a whole number from 1 to {MAX_AUDIT_LIMIT}"
+        )
     records = await request.app[appkeys.AUDIT].query(
-        visit=request.query.get("visit"),
-        subject=request.query.get("subject"),
-        since=_query_time(request, "since"),
-        until=_query_time(request, "until"),
+        visit=_query_text(request, "visit"),
+        subject=_query_text(request, "subject"),
+        since=_query_time(request, "since", 0.0),
+        until=_query_time(request, "until", 0.0),
         limit=limit,
     )
     return web.json_response({"records": [dataclasses.asdict(r) for r in records]})
@@ -245,10 +597,20 @@ async def signaling_socket(request: web.Request) -> web.WebSocketResponse:
     return ws
 
 
+async def openapi_json(request: web.Request) -> web.Response:
+    """The API's OpenAPI 3.0 description (public: it says what the API is, not what it holds)."""
+    return web.json_response(openapi_document())
+
+
 def setup_api_routes(app: web.Application) -> None:
+    app.router.add_get("/api/openapi.json", openapi_json)
     app.router.add_post("/api/visits", create_visit)
+    app.router.add_get("/api/visits", list_visits)
     app.router.add_get("/api/visits/{visit}", get_visit)
+    app.router.add_patch("/api/visits/{visit}", patch_visit)
+    app.router.add_post("/api/visits/{visit}/cancel", cancel_visit)
     app.router.add_post("/api/visits/{visit}/end", end_visit)
+    app.router.add_post("/api/visits/{visit}/links", reissue_links)
     app.router.add_post("/api/visits/{visit}/participants", invite_participant)
     app.router.add_post("/api/admin/revocations", revoke_token)
     app.router.add_get("/api/audit", read_audit)

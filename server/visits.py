@@ -3,30 +3,127 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import Final
 
 from aiohttp import web
 
+from rooms.errors import InvalidTransition
 from rooms.eventlog import EventKind, VisitEvent
-from rooms.ids import new_visit_id
+from rooms.ids import VisitId, new_visit_id
 from rooms.principal import Principal
 from rooms.roles import Role, Sector
-from rooms.visit import Visit, VisitKind
+from rooms.visit import (
+    DEFAULT_MAX_PARTICIPANTS,
+    DEFAULT_PLANNED_MINUTES,
+    Visit,
+    VisitKind,
+)
 from server import appkeys
 from server.errors import ApiError
 
 SeatRequest = tuple[Role, str | None, Sector | None]
 
+#: Times the API accepts for a planned start (and query bounds): 2000 to 2100, UTC.
+EARLIEST_TIME = 946_684_800
+LATEST_TIME = 4_102_444_800
+#: The shape of the ids `rooms.ids.new_visit_id` makes (with room to spare).
+VISIT_ID_PATTERN = r"v-[A-Za-z0-9_-]{1,64}"
+#: Longest display name of a seat.
+MAX_NAME = 80
+
+
+class FieldError(ApiError):
+    """A 400 `invalid-field` that names the field it is about (also as `error.field`)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__("invalid-field", message, 400)
+        self.field = field
+
+
+class Keep(Enum):
+    """A sentinel: "leave this field as it is", for a field whose new value may be None."""
+
+    KEEP = "keep"
+
+
+KEEP: Final = Keep.KEEP
+
+
+@dataclass(frozen=True)
+class BookingChange:
+    """What a PATCH changes; None (or KEEP, for planned_start) leaves a field as it is."""
+
+    kind: VisitKind | None = None
+    planned_start: float | Keep | None = KEEP
+    planned_minutes: int | None = None
+    waiting_room: bool | None = None
+    max_participants: int | None = None
+
+    def apply(self, visit: Visit, now: float | None = None) -> None:
+        """Change `visit` in place, or raise (and change nothing that is kept)."""
+        visit.ensure_bookable()
+        if self.kind is not None:
+            missing = visit.missing_roles(self.kind)
+            if missing:
+                raise FieldError(
+                    "kind",
+                    f"'kind' cannot become {self.kind.value}: the visit has no "
+                    + " or ".join(role.value for role in missing)
+                    + " seat",
+                )
+        if self.max_participants is not None:
+            visit.set_max_participants(self.max_participants)
+        if self.kind is not None:
+            visit.kind = self.kind
+        if self.planned_start is not KEEP:
+            visit.planned_start = self.planned_start
+        if self.planned_minutes is not None:
+            visit.planned_minutes = self.planned_minutes
+        if self.waiting_room is not None:
+            visit.waiting_room = self.waiting_room
+        visit.touch(now)
+
 
 async def book_visit(
-    app: web.Application, principal: Principal, kind: VisitKind, seats: Sequence[SeatRequest]
+    app: web.Application,
+    principal: Principal,
+    kind: VisitKind,
+    seats: Sequence[SeatRequest],
+    *,
+    planned_start: float | None = None,
+    planned_minutes: int = DEFAULT_PLANNED_MINUTES,
+    waiting_room: bool = True,
+    max_participants: int = DEFAULT_MAX_PARTICIPANTS,
 ) -> Visit:
-    """Create the visit and its seats. The caller has authorized `principal` for CREATE_VISIT."""
+    """Create the visit and its seats. The caller has authorized `principal` for CREATE_VISIT.
+
+    Raises VisitFull when there are more seats than `max_participants`, and FieldError when a
+    visit of `kind` lacks a seat it needs (a conference: a gp and a specialist)."""
     if principal.org is None:
         raise ApiError("org-required", "the creator's token names no organisation", 403)
-    visit = Visit(id=new_visit_id(), kind=kind, org=principal.org, created_at=time.time())
+    now = time.time()
+    visit = Visit(
+        id=new_visit_id(),
+        kind=kind,
+        org=principal.org,
+        created_at=now,
+        max_participants=max_participants,
+        planned_start=planned_start,
+        planned_minutes=planned_minutes,
+        waiting_room=waiting_room,
+    )
     for role, name, sector in seats:
         visit.add_seat(role, name, sector)
+    missing = visit.missing_roles()
+    if missing:
+        raise FieldError(
+            "participants",
+            f"'participants' of a {kind.value} must include "
+            + " and ".join(role.value for role in missing),
+        )
     await app[appkeys.STORE].create(visit)
     await app[appkeys.EVENTS].append(
         VisitEvent(
@@ -39,6 +136,34 @@ async def book_visit(
         )
     )
     return visit
+
+
+async def update_visit(
+    app: web.Application, visit_id: VisitId, change: Callable[[Visit], None]
+) -> Visit:
+    """Apply `change` to the stored visit and store the result; returns the visit as stored.
+
+    Uses the store's atomic `update` where the store has one (`change` may then run more than
+    once, on fresh copies, so it must only change the visit it is given); otherwise reads,
+    changes and saves. If `change` raises, nothing is written.
+    """
+    store = app[appkeys.STORE]
+    update = getattr(store, "update", None)
+    if update is not None:
+        updated = await update(visit_id, change)
+        if isinstance(updated, Visit):
+            return updated
+        return await store.get(visit_id)
+    visit = await store.get(visit_id)
+    change(visit)
+    await store.save(visit)
+    return visit
+
+
+def ensure_live(visit: Visit) -> None:
+    """Raise InvalidTransition, naming the state, unless people can still join the visit."""
+    if not visit.is_live:
+        raise InvalidTransition(f"visit {visit.id} has {visit.state.value}", visit.state.value)
 
 
 def invite_links(app: web.Application, visit: Visit) -> list[dict[str, str]]:

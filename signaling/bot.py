@@ -34,6 +34,8 @@ class BotOptions:
     height: int = 480
     fps: int = 30
     hue: int = 0
+    #: As a host, let in everyone who waits (an operator's probe, or a test's host).
+    admit_all: bool = False
 
 
 @dataclass
@@ -42,6 +44,7 @@ class BotReport:
     participant: str = ""
     role: str = ""
     join_seconds: float | None = None
+    waited_seconds: float | None = None
     remotes: list[dict[str, Any]] = field(default_factory=list)
     errors: list[dict[str, Any]] = field(default_factory=list)
 
@@ -51,6 +54,7 @@ class BotReport:
             "participant": self.participant,
             "role": self.role,
             "join_seconds": self.join_seconds,
+            "waited_seconds": self.waited_seconds,
             "remotes": self.remotes,
             "errors": self.errors,
         }
@@ -96,6 +100,8 @@ class Bot:
         self._offer_pending = False
         self._offer_again = False
         self._offers = 0
+        self._started = time.monotonic()
+        self._ice_servers: list[IceServer] = []
 
     async def run(self) -> BotReport:
         async with aiohttp.ClientSession() as http, http.ws_connect(self._ws_url) as ws:
@@ -136,19 +142,33 @@ class Bot:
         self.report.visit = joined["visit"]["id"]
         self.report.participant = you["participant"]
         self.report.role = you["role"]
-        for p in joined["participants"]:
+        self._started = started
+        self._ice_servers = [IceServer.from_browser(s) for s in joined["ice_servers"]]
+        if self._options.admit_all and you.get("host"):
+            for waiting in joined.get("waiting_room", []):
+                await self._send({"type": "admit", "participant": waiting["participant"]})
+        if not joined["waiting"]:
+            self.report.waited_seconds = 0.0
+            await self._enter_call(joined)
+
+    async def _enter_call(self, state: dict[str, Any]) -> None:
+        for p in state["participants"]:
             self._roles[p["participant"]] = p
         self._peer = ClientPeer(
-            ice_servers=[IceServer.from_browser(s) for s in joined["ice_servers"]],
+            ice_servers=self._ice_servers,
             ice_hosts=self._ice_hosts,
             width=self._options.width,
             height=self._options.height,
             fps=self._options.fps,
             hue=self._options.hue,
-            started=started,
+            started=self._started,
         )
-        self._peer.ensure_recv_slots(joined["recv"])
+        self._peer.ensure_recv_slots(state["recv"])
         await self._offer()
+
+    async def _send(self, message: dict[str, Any]) -> None:
+        assert self._ws is not None
+        await self._ws.send_json(message)
 
     async def _offer(self) -> None:
         assert self._peer is not None and self._ws is not None
@@ -161,8 +181,27 @@ class Bot:
         await self._ws.send_json({"type": "offer", "id": f"offer-{self._offers}", "sdp": sdp})
 
     async def _handle(self, data: dict[str, Any]) -> None:
-        assert self._peer is not None
         kind = data.get("type")
+        if kind == "admitted":
+            self.report.waited_seconds = time.monotonic() - self._started
+            await self._enter_call(data)
+            return
+        if kind == "waiting":
+            if self._options.admit_all:
+                await self._send(
+                    {"type": "admit", "participant": data["participant"]["participant"]}
+                )
+            return
+        if kind == "error":
+            self.report.errors.append({"code": data.get("code"), "message": data.get("message")})
+            if str(data.get("ref", "")).startswith("offer-"):
+                self._offer_pending = False
+            return
+        if kind == "participant-joined":
+            self._roles[data["participant"]["participant"]] = data["participant"]
+            return
+        if self._peer is None:
+            return
         if kind == "answer":
             await self._peer.apply_answer(data["sdp"])
             self._peer.track_map = data["tracks"]
@@ -175,12 +214,6 @@ class Bot:
         elif kind == "renegotiate":
             self._peer.ensure_recv_slots(data["recv"])
             await self._offer()
-        elif kind == "participant-joined":
-            self._roles[data["participant"]["participant"]] = data["participant"]
-        elif kind == "error":
-            self.report.errors.append({"code": data.get("code"), "message": data.get("message")})
-            if data.get("ref", "").startswith("offer-"):
-                self._offer_pending = False
 
     def _collect(self) -> None:
         if self._peer is None:

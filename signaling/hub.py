@@ -1,23 +1,33 @@
-"""One hub per live visit on this node: its connected sessions, its SFU room, its fan-out."""
+"""One hub per live visit on this node: who is connected, waiting, in the call or reconnecting.
+
+A seat moves waiting -> in the call (admitted, or a host, or no waiting room) -> reconnecting
+(socket lost, seat and media kept for the grace period) -> left. Everything the others must see
+is broadcast from here; everything evaluators need is written to the event log from here.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from media.room import SfuRoom
 from media.tasks import OwnedTasks
 from rooms.eventlog import EventKind, VisitEvent
 from rooms.ids import ParticipantId, VisitId
+from rooms.policy import is_host_role
 from rooms.visit import Seat, Visit, VisitState
-from signaling.errors import CLOSE_FATAL, CLOSE_VISIT_ENDED
+from signaling.errors import CLOSE_FATAL, CLOSE_VISIT_ENDED, ProtocolError
 from signaling.services import SignalingServices
 
 if TYPE_CHECKING:
     from signaling.session import Session
 
 logger = logging.getLogger(__name__)
+
+CHAT_HISTORY = 100
 
 
 class VisitHub:
@@ -30,72 +40,288 @@ class VisitHub:
         self._services = services
         self._registry = registry
         self.sessions: dict[ParticipantId, Session] = {}
+        self.in_call: set[ParticipantId] = set()
+        self.admitted: set[ParticipantId] = set()
+        self.reconnecting: dict[ParticipantId, asyncio.Task[None]] = {}
+        self.assisting: ParticipantId | None = None
+        self.chat: deque[dict[str, Any]] = deque(maxlen=CHAT_HISTORY)
         self.lock = asyncio.Lock()
         self.tasks = OwnedTasks(f"hub {visit_id}")
         self.room: SfuRoom = services.sfu.room(visit_id, self)
         self._seats: dict[ParticipantId, Seat] = {}
         self._org: str | None = None
+        self._departure: asyncio.Task[None] | None = None
 
-    # --- membership -------------------------------------------------------------------------
+    # --- arriving ---------------------------------------------------------------------------
 
-    async def enter(self, session: Session, visit: Visit, seat: Seat) -> bool:
-        """Seat `session`; returns True when the seat was already connected (a reconnect)."""
+    async def enter(self, session: Session, visit: Visit, seat: Seat) -> tuple[bool, bool]:
+        """Seat `session`. Returns (reconnect, waiting)."""
         self._org = visit.org
         self._seats[seat.participant] = seat
-        previous = self.sessions.get(seat.participant)
-        self.sessions[seat.participant] = session
+        participant = seat.participant
+        previous = self.sessions.get(participant)
+        self.sessions[participant] = session
         if previous is not None:
             await previous.replaced()
-        await self.room.connect(seat.participant)
+        grace = self.reconnecting.pop(participant, None)
+        if grace is not None:
+            grace.cancel()
+        self._cancel_departure()
+        reconnect = previous is not None or grace is not None
+        host = is_host_role(visit, seat.role)
+        if host or not _waiting_room(visit) or participant in self.admitted:
+            self.admitted.add(participant)
+            await self._into_call(visit, seat, reconnect)
+            return reconnect, False
+        await self._record(EventKind.PARTICIPANT_WAITING, seat)
+        self._to_hosts(visit, {"type": "waiting", "participant": session.describe()})
+        return reconnect, True
+
+    async def _into_call(self, visit: Visit, seat: Seat, reconnect: bool) -> None:
+        participant = seat.participant
+        rejoining = participant in self.in_call
+        self.in_call.add(participant)
+        await self.room.connect(participant)
         await self._record(
-            EventKind.PARTICIPANT_RECONNECTED if previous else EventKind.PARTICIPANT_JOINED,
+            EventKind.PARTICIPANT_RECONNECTED
+            if reconnect and rejoining
+            else EventKind.PARTICIPANT_JOINED,
             seat,
         )
-        await self._advance(visit)
-        return previous is not None
+        await self._advance()
+        session = self.sessions[participant]
+        kind = "participant-reconnected" if rejoining else "participant-joined"
+        self.broadcast({"type": kind, "participant": session.describe()}, exclude=participant)
 
-    async def _advance(self, visit: Visit) -> None:
-        """Move the visit along as people arrive: open at the first, in progress at the second."""
-        changed = False
-        if visit.state is VisitState.SCHEDULED:
-            visit.transition(VisitState.OPEN)
-            await self._record(EventKind.VISIT_OPENED)
-            changed = True
-        if visit.state is VisitState.OPEN and len(self.sessions) >= 2:
-            visit.transition(VisitState.IN_PROGRESS)
-            await self._record(EventKind.VISIT_STARTED)
-            changed = True
-        if changed:
-            await self._services.store.save(visit)
+    async def _advance(self) -> None:
+        """Move the visit along as people arrive: open at the first, in progress at the second.
 
-    async def leave(self, session: Session) -> None:
+        Through the store's atomic update, so a cancel or an end on another request or node is
+        never overwritten by a stale copy."""
+        moved: list[EventKind] = []
+        in_call = len(self.in_call)
+
+        def change(visit: Visit) -> None:
+            moved.clear()
+            if visit.state is VisitState.SCHEDULED:
+                visit.transition(VisitState.OPEN)
+                moved.append(EventKind.VISIT_OPENED)
+            if visit.state is VisitState.OPEN and in_call >= 2:
+                visit.transition(VisitState.IN_PROGRESS)
+                moved.append(EventKind.VISIT_STARTED)
+
+        current = await self._services.store.get(self.visit_id)
+        if current.state is VisitState.SCHEDULED or (
+            current.state is VisitState.OPEN and in_call >= 2
+        ):
+            await self._services.store.update(self.visit_id, change)
+            for kind in moved:
+                await self._record(kind)
+
+    # --- the host's decisions -----------------------------------------------------------------
+
+    def waiting(self) -> list[ParticipantId]:
+        return [p for p in self.sessions if p not in self.in_call]
+
+    async def admit(self, visit: Visit, participant: ParticipantId) -> None:
+        session = self.sessions.get(participant)
+        if session is None or participant in self.in_call:
+            raise ProtocolError("not-waiting", f"{participant} is not waiting to be admitted")
+        self.admitted.add(participant)
+        seat = self._seats[participant]
+        await self._record(EventKind.PARTICIPANT_ADMITTED, seat)
+        await self._into_call(visit, seat, reconnect=False)
+        session.send({"type": "admitted", **self.call_state(participant)})
+        self._to_hosts(visit, {"type": "waiting-ended", "participant": participant})
+
+    async def admit_all(self, visit: Visit) -> None:
+        for participant in self.waiting():
+            await self.admit(visit, participant)
+
+    async def decline(self, visit: Visit, participant: ParticipantId) -> None:
+        session = self.sessions.get(participant)
+        if session is None or participant in self.in_call:
+            raise ProtocolError("not-waiting", f"{participant} is not waiting to be admitted")
+        await self._record(EventKind.PARTICIPANT_DECLINED, self._seats[participant])
+        session.send(
+            {
+                "type": "error",
+                "code": "declined",
+                "fatal": True,
+                "message": "the host did not let you in this time",
+            }
+        )
+        session.close_with(CLOSE_FATAL, "declined")
+        self._to_hosts(visit, {"type": "waiting-ended", "participant": participant})
+
+    async def remove(self, participant: ParticipantId) -> None:
+        if participant not in self.in_call:
+            raise ProtocolError("not-in-call", f"{participant} is not in the call")
+        session = self.sessions.get(participant)
+        await self._record(EventKind.PARTICIPANT_REMOVED, self._seats[participant])
+        await self._depart(participant, reason="removed")
+        if session is not None:
+            del self.sessions[participant]
+            session.send(
+                {
+                    "type": "error",
+                    "code": "removed",
+                    "fatal": True,
+                    "message": "the host has removed you from the visit",
+                }
+            )
+            session.close_with(CLOSE_FATAL, "removed")
+        self._maybe_departure()
+
+    def mute_request(self, participant: ParticipantId, by: ParticipantId) -> None:
+        session = self.sessions.get(participant)
+        if session is None or participant not in self.in_call:
+            raise ProtocolError("not-in-call", f"{participant} is not in the call")
+        session.send({"type": "mute-request", "by": by})
+
+    async def fallback_to_phone(self, by: Seat) -> None:
+        await self._record(EventKind.VISIT_FELL_BACK_TO_PHONE, by)
+        self.broadcast({"type": "fallback-phone", "by": by.participant})
+
+    async def end_visit(self, visit: Visit, reason: str = "host") -> None:
+        """End the visit for everyone: each page is told, then its socket is closed."""
+        ended = await self._services.store.update(
+            self.visit_id, lambda v: v.transition(VisitState.ENDED)
+        )
+        visit.state = ended.state
+        await self._record(EventKind.VISIT_ENDED, reason=reason)
+        for session in list(self.sessions.values()):
+            session.send({"type": "visit-ended"})
+            session.close_with(CLOSE_VISIT_ENDED, "visit-ended")
+        for timer in self.reconnecting.values():
+            timer.cancel()
+        self.reconnecting.clear()
+
+    # --- in the call --------------------------------------------------------------------------
+
+    async def set_assisting(self, visit: Visit, seat: Seat, on: bool) -> None:
+        """In an assisted visit the nurse's device can be the citizen's device too."""
+        if seat.role.value != "nurse" or visit.kind.value != "assisted":
+            raise ProtocolError("forbidden", "only the nurse of an assisted visit assists")
+        self.assisting = seat.participant if on else None
+        await self._record(EventKind.CITIZEN_ASSISTED, seat, on=on)
+        self.broadcast({"type": "assisting", "participant": seat.participant, "on": on})
+
+    def post_chat(self, seat: Seat, text: str) -> None:
+        """Chat is kept in memory for the visit's length only, never in any log or record."""
+        message = {
+            "type": "chat",
+            "participant": seat.participant,
+            "text": text.strip(),
+            "time": time.time(),
+        }
+        self.chat.append(message)
+        self.broadcast(message)
+
+    async def restart_media(self, seat: Seat) -> dict[str, int]:
+        await self.room.connect(seat.participant)
+        await self._record(EventKind.MEDIA_RESTARTED, seat)
+        return self.room.recv_slots_for(seat.participant)
+
+    def call_state(self, participant: ParticipantId) -> dict[str, Any]:
+        """What a participant entering the call needs: who is there, and how many slots."""
+        return {
+            "participants": [self.describe(p) for p in self.in_call if p != participant],
+            "chat": list(self.chat),
+            "recv": self.room.recv_slots_for(participant),
+        }
+
+    def describe(self, participant: ParticipantId) -> dict[str, Any]:
+        session = self.sessions.get(participant)
+        if session is not None:
+            return session.describe()
+        return {
+            **self._seats[participant].to_dict(),
+            "audio": False,
+            "video": False,
+            "assisting": self.assisting == participant,
+            "reconnecting": True,
+        }
+
+    # --- leaving ------------------------------------------------------------------------------
+
+    async def leave(self, session: Session, *, explicit: bool) -> None:
         participant = session.participant
         if participant is None or self.sessions.get(participant) is not session:
             return
         del self.sessions[participant]
+        seat = self._seats[participant]
+        if participant not in self.in_call:
+            await self._record(EventKind.PARTICIPANT_LEFT, seat, reason="left-waiting-room")
+            self._to_hosts_cached({"type": "waiting-ended", "participant": participant})
+        elif explicit:
+            await self._depart(participant, reason="left")
+        else:
+            await self.room.disconnect(participant)
+            await self._record(EventKind.PARTICIPANT_RECONNECTING, seat)
+            self.broadcast({"type": "participant-reconnecting", "participant": participant})
+            timer = self.tasks.spawn(self._grace_expires(participant))
+            if timer is not None:
+                self.reconnecting[participant] = timer
+        self._maybe_departure()
+
+    async def _grace_expires(self, participant: ParticipantId) -> None:
+        await asyncio.sleep(self._services.reconnect_grace)
+        async with self.lock:
+            if self.reconnecting.pop(participant, None) is None:
+                return
+            await self._depart(participant, reason="connection-lost")
+            self._maybe_departure()
+
+    async def _depart(self, participant: ParticipantId, reason: str) -> None:
+        self.in_call.discard(participant)
+        # Coming back after this needs admission again.
+        self.admitted.discard(participant)
+        if self.assisting == participant:
+            self.assisting = None
         await self.room.leave(participant)
-        seat = self._seats.get(participant)
-        if seat is not None:
-            await self._record(EventKind.PARTICIPANT_LEFT, seat)
+        await self._record(EventKind.PARTICIPANT_LEFT, self._seats[participant], reason=reason)
         self.broadcast({"type": "participant-left", "participant": participant})
-        if not self.sessions:
-            await self._registry.discard(self)
 
-    async def end_visit(self, visit: Visit) -> None:
-        """End the visit for everyone: each page is told, then its socket is closed."""
-        visit.transition(VisitState.ENDED)
-        await self._services.store.save(visit)
-        await self._record(EventKind.VISIT_ENDED)
-        for session in list(self.sessions.values()):
-            session.send({"type": "visit-ended"})
-            session.close_with(CLOSE_VISIT_ENDED, "visit-ended")
+    def _maybe_departure(self) -> None:
+        if self.sessions or self.reconnecting or self._departure is not None:
+            return
+        self._departure = self.tasks.spawn(self._departure_timeout())
 
-    def participants(self) -> list[dict[str, Any]]:
-        return [session.describe() for session in self.sessions.values()]
+    def _cancel_departure(self) -> None:
+        if self._departure is not None:
+            self._departure.cancel()
+            self._departure = None
+
+    async def _departure_timeout(self) -> None:
+        """A visit everyone left ends after a grace period (they may yet come back)."""
+        await asyncio.sleep(self._services.departure_timeout)
+        async with self.lock:
+            self._departure = None
+            if self.sessions or self.reconnecting:
+                return
+            visit = await self._services.store.get(self.visit_id)
+            if visit.is_live and visit.state is not VisitState.SCHEDULED:
+                await self.end_visit(visit, reason="everyone-left")
+        await self._registry.discard(self)
+
+    # --- fan-out --------------------------------------------------------------------------
 
     def broadcast(self, message: dict[str, Any], exclude: ParticipantId | None = None) -> None:
+        """To everyone in the call (not the waiting room)."""
         for participant, session in list(self.sessions.items()):
-            if participant != exclude:
+            if participant != exclude and participant in self.in_call:
+                session.send(message)
+
+    def _to_hosts(self, visit: Visit, message: dict[str, Any]) -> None:
+        for participant, session in self.sessions.items():
+            if participant in self.in_call and is_host_role(visit, self._seats[participant].role):
+                session.send(message)
+
+    def _to_hosts_cached(self, message: dict[str, Any]) -> None:
+        """To hosts, when no Visit is at hand: a host is whoever the session says it is."""
+        for participant, session in self.sessions.items():
+            if participant in self.in_call and session.is_host:
                 session.send(message)
 
     async def _record(self, kind: EventKind, seat: Seat | None = None, **data: object) -> None:
@@ -141,8 +367,12 @@ class VisitHub:
     async def close(self) -> None:
         for session in list(self.sessions.values()):
             await session.close_for("server-shutdown", "the server is shutting down")
-        await self._services.sfu.close_room(self.visit_id)
         await self.tasks.aclose()
+        await self._services.sfu.close_room(self.visit_id)
+
+
+def _waiting_room(visit: Visit) -> bool:
+    return bool(getattr(visit, "waiting_room", True))
 
 
 class HubRegistry:
@@ -160,10 +390,9 @@ class HubRegistry:
         return hub
 
     async def discard(self, hub: VisitHub) -> None:
-        if self.hubs.get(hub.visit_id) is hub and not hub.sessions:
+        if self.hubs.get(hub.visit_id) is hub and not hub.sessions and not hub.reconnecting:
             del self.hubs[hub.visit_id]
             await self._services.sfu.close_room(hub.visit_id)
-            await hub.tasks.aclose()
 
     async def end_visit(self, visit: Visit) -> None:
         hub = self.hub(visit.id)

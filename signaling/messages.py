@@ -44,6 +44,51 @@ class Admit:
 
 
 @dataclass(frozen=True)
+class AdmitAll:
+    ref: str | None = None
+
+
+@dataclass(frozen=True)
+class Decline:
+    participant: str
+    ref: str | None = None
+
+
+@dataclass(frozen=True)
+class Remove:
+    participant: str
+    ref: str | None = None
+
+
+@dataclass(frozen=True)
+class MuteRequest:
+    participant: str
+    ref: str | None = None
+
+
+@dataclass(frozen=True)
+class FallbackPhone:
+    ref: str | None = None
+
+
+@dataclass(frozen=True)
+class Chat:
+    text: str
+    ref: str | None = None
+
+
+@dataclass(frozen=True)
+class Assisting:
+    on: bool
+    ref: str | None = None
+
+
+@dataclass(frozen=True)
+class MediaRestart:
+    ref: str | None = None
+
+
+@dataclass(frozen=True)
 class Leave:
     ref: str | None = None
 
@@ -53,7 +98,14 @@ class Ping:
     ref: str | None = None
 
 
-ClientMessage = Join | Offer | MediaState | EndVisit | Admit | Leave | Ping
+#: Messages only the visit's host may send.
+HostMessage = EndVisit | Admit | AdmitAll | Decline | Remove | MuteRequest | FallbackPhone
+
+ClientMessage = (
+    Join | Offer | MediaState | HostMessage | Chat | Assisting | MediaRestart | Leave | Ping
+)
+
+MAX_CHAT_CHARS = 500
 
 #: type -> (class, {field: python type})
 SCHEMAS: dict[str, tuple[type, dict[str, type]]] = {
@@ -62,6 +114,14 @@ SCHEMAS: dict[str, tuple[type, dict[str, type]]] = {
     "media-state": (MediaState, {"audio": bool, "video": bool}),
     "end": (EndVisit, {}),
     "admit": (Admit, {"participant": str}),
+    "admit-all": (AdmitAll, {}),
+    "decline": (Decline, {"participant": str}),
+    "remove": (Remove, {"participant": str}),
+    "mute-request": (MuteRequest, {"participant": str}),
+    "fallback-phone": (FallbackPhone, {}),
+    "chat": (Chat, {"text": str}),
+    "assisting": (Assisting, {"on": bool}),
+    "media-restart": (MediaRestart, {}),
     "leave": (Leave, {}),
     "ping": (Ping, {}),
 }
@@ -102,6 +162,8 @@ def parse_client_message(raw: str) -> ClientMessage:
                 "invalid-field", f"field {name!r} of {kind!r} must be a {expected.__name__}"
             )
         values[name] = value
+    if kind == "chat" and not 0 < len(values["text"].strip()) <= MAX_CHAT_CHARS:
+        raise ProtocolError("invalid-field", f"a chat message has 1 to {MAX_CHAT_CHARS} characters")
     message: ClientMessage = cls(**values, ref=ref)
     return message
 

@@ -56,3 +56,7 @@ class SignalingServices:
     browser_ice_servers: list[dict[str, Any]] = field(default_factory=list)
     join_timeout: float = 10.0
     outbound_queue: int = 256
+    #: Seconds a participant whose connection dropped keeps seat and media, without admission.
+    reconnect_grace: float = 60.0
+    #: Seconds after everyone has left before the visit ends by itself.
+    departure_timeout: float = 120.0

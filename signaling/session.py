@@ -12,7 +12,7 @@ from aiohttp import WSMsgType, web
 from media.errors import NegotiationFailed
 from rooms.errors import AuthenticationFailed, NotPermitted, VisitNotFound
 from rooms.ids import ParticipantId
-from rooms.policy import Action
+from rooms.policy import Action, is_host_role
 from rooms.principal import Principal
 from rooms.roles import Role
 from rooms.visit import Seat
@@ -28,12 +28,22 @@ from signaling.errors import (
 )
 from signaling.messages import (
     Admit,
+    AdmitAll,
+    Assisting,
+    Chat,
+    ClientMessage,
+    Decline,
     EndVisit,
+    FallbackPhone,
+    HostMessage,
     Join,
     Leave,
+    MediaRestart,
     MediaState,
+    MuteRequest,
     Offer,
     Ping,
+    Remove,
     error_message,
     parse_client_message,
 )
@@ -43,6 +53,18 @@ if TYPE_CHECKING:
     from signaling.hub import HubRegistry, VisitHub
 
 logger = logging.getLogger(__name__)
+
+#: Host messages and the policy action each is checked against.
+HOST_ACTIONS: dict[type, Action] = {
+    EndVisit: Action.END_VISIT,
+    Admit: Action.ADMIT,
+    AdmitAll: Action.ADMIT,
+    Decline: Action.ADMIT,
+    Remove: Action.MODERATE,
+    MuteRequest: Action.MODERATE,
+    FallbackPhone: Action.RECORD_OUTCOME,
+}
+HOST_MESSAGE_TYPES = (EndVisit, Admit, AdmitAll, Decline, Remove, MuteRequest, FallbackPhone)
 
 
 class Session:
@@ -67,6 +89,8 @@ class Session:
         self.hub: VisitHub | None = None
         self.audio = True
         self.video = True
+        self.is_host = False
+        self._left = False
 
     @property
     def participant(self) -> ParticipantId | None:
@@ -74,7 +98,15 @@ class Session:
 
     def describe(self) -> dict[str, Any]:
         assert self.seat is not None
-        return {**self.seat.to_dict(), "audio": self.audio, "video": self.video}
+        assisting = self.hub is not None and self.hub.assisting == self.seat.participant
+        return {
+            **self.seat.to_dict(),
+            "audio": self.audio,
+            "video": self.video,
+            "host": self.is_host,
+            "assisting": assisting,
+            "reconnecting": False,
+        }
 
     # --- outbound ---------------------------------------------------------------------------
 
@@ -132,7 +164,7 @@ class Session:
             # Tell the others first: a departure must not wait for a slow close handshake.
             if self.hub is not None:
                 async with self.hub.lock:
-                    await self.hub.leave(self)
+                    await self.hub.leave(self, explicit=self._left)
             self._begin_close(1000, "")
             try:
                 await asyncio.wait_for(writer, timeout=2)
@@ -161,6 +193,7 @@ class Session:
                             joined = True
                             join_deadline.reschedule(None)
                         elif isinstance(message, Leave):
+                            self._left = True
                             self._begin_close(CLOSE_LEFT, "left")
                             return
                         else:
@@ -222,73 +255,96 @@ class Session:
             raise FatalError("visit-closed", f"this visit has {visit.state.value}")
         self.principal = principal
         self.seat = visit.seat(principal.participant)
+        self.is_host = is_host_role(visit, self.seat.role)
         hub = self._hubs.hub(visit.id)
         async with hub.lock:
             self.hub = hub
-            reconnect = await hub.enter(self, visit, self.seat)
-            self.send(
-                {
-                    "type": "joined",
-                    "visit": {"id": visit.id, "kind": visit.kind.value, "state": visit.state.value},
-                    "you": self.describe(),
-                    "reconnect": reconnect,
-                    "participants": [s.describe() for s in hub.sessions.values() if s is not self],
-                    "ice_servers": self._services.browser_ice_servers,
-                    "recv": hub.room.recv_slots_for(self.seat.participant),
-                }
-            )
-            hub.broadcast(
-                {"type": "participant-joined", "participant": self.describe()},
-                exclude=self.seat.participant,
-            )
+            reconnect, waiting = await hub.enter(self, visit, self.seat)
+            state = (await self._services.store.get(visit.id)).state
+            joined: dict[str, Any] = {
+                "type": "joined",
+                "visit": {"id": visit.id, "kind": visit.kind.value, "state": state.value},
+                "you": self.describe(),
+                "reconnect": reconnect,
+                "waiting": waiting,
+                "ice_servers": self._services.browser_ice_servers,
+            }
+            if waiting:
+                joined.update({"participants": [], "chat": [], "recv": {"audio": 0, "video": 0}})
+            else:
+                joined.update(hub.call_state(self.seat.participant))
+            if self.is_host:
+                joined["waiting_room"] = [hub.describe(p) for p in hub.waiting()]
+            self.send(joined)
 
-    async def _dispatch(self, message: Offer | MediaState | EndVisit | Admit | Ping | Join) -> None:
+    async def _dispatch(self, message: ClientMessage) -> None:
         assert self.hub is not None and self.seat is not None
+        hub, seat = self.hub, self.seat
         if isinstance(message, Join):
             raise ProtocolError("already-joined", "this session has already joined")
-        if isinstance(message, EndVisit | Admit):
-            await self._host_action(message)
-            return
         if isinstance(message, Ping):
             self.send({"type": "pong", **({"ref": message.ref} if message.ref else {})})
-        elif isinstance(message, Offer):
+            return
+        if isinstance(message, HOST_MESSAGE_TYPES):
+            await self._host_action(message)
+            return
+        if seat.participant not in hub.in_call:
+            raise ProtocolError("not-admitted", "wait until the host lets you in")
+        if isinstance(message, Offer):
             try:
-                answer = await self.hub.room.handle_offer(self.seat.participant, message.sdp)
+                answer = await hub.room.handle_offer(seat.participant, message.sdp)
             except NegotiationFailed as exc:
                 raise ProtocolError("negotiation-failed", str(exc)) from None
-            peer = self.hub.room.peers[self.seat.participant]
+            peer = hub.room.peers[seat.participant]
             self.send({"type": "answer", "sdp": answer, "tracks": peer.track_map()})
         elif isinstance(message, MediaState):
             self.audio, self.video = message.audio, message.video
-            self.hub.broadcast(
+            hub.broadcast(
                 {
                     "type": "media-state",
-                    "participant": self.seat.participant,
+                    "participant": seat.participant,
                     "audio": self.audio,
                     "video": self.video,
                 },
-                exclude=self.seat.participant,
+                exclude=seat.participant,
             )
+        elif isinstance(message, Chat):
+            hub.post_chat(seat, message.text)
+        elif isinstance(message, Assisting):
+            visit = await self._services.store.get(hub.visit_id)
+            async with hub.lock:
+                await hub.set_assisting(visit, seat, message.on)
+        elif isinstance(message, MediaRestart):
+            async with hub.lock:
+                recv = await hub.restart_media(seat)
+            self.send({"type": "media-restarted", "recv": recv})
 
-    async def _host_action(self, message: EndVisit | Admit) -> None:
+    async def _host_action(self, message: HostMessage) -> None:
         """Actions only the visit's host may take; anyone else is refused and audited."""
-        assert self.hub is not None and self.principal is not None
-        action = Action.END_VISIT if isinstance(message, EndVisit) else Action.ADMIT
-        visit = await self._services.store.get(self.hub.visit_id)
+        assert self.hub is not None and self.principal is not None and self.seat is not None
+        hub = self.hub
+        visit = await self._services.store.get(hub.visit_id)
         try:
             await self._services.access.authorize(
-                self.principal, action, visit, client=self._client
+                self.principal, HOST_ACTIONS[type(message)], visit, client=self._client
             )
         except NotPermitted as exc:
             raise ProtocolError("forbidden", exc.message) from None
-        if isinstance(message, EndVisit):
-            async with self.hub.lock:
-                await self.hub.end_visit(visit)
-        else:
-            # The waiting room (where admission applies) is not built yet: nobody waits.
-            raise ProtocolError(
-                "not-waiting", f"{message.participant} is not waiting to be admitted"
-            )
+        async with hub.lock:
+            if isinstance(message, EndVisit):
+                await hub.end_visit(visit)
+            elif isinstance(message, Admit):
+                await hub.admit(visit, ParticipantId(message.participant))
+            elif isinstance(message, AdmitAll):
+                await hub.admit_all(visit)
+            elif isinstance(message, Decline):
+                await hub.decline(visit, ParticipantId(message.participant))
+            elif isinstance(message, Remove):
+                await hub.remove(ParticipantId(message.participant))
+            elif isinstance(message, MuteRequest):
+                hub.mute_request(ParticipantId(message.participant), self.seat.participant)
+            elif isinstance(message, FallbackPhone):
+                await hub.fallback_to_phone(self.seat)
 
     def role(self) -> Role | None:
         return self.seat.role if self.seat else None

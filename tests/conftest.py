@@ -37,10 +37,17 @@ def host_principal(org: str = "demo") -> Principal:
     )
 
 
-async def book(app: web.Application, *roles: Role) -> tuple[Visit, dict[str, str]]:
-    """Book a visit in-process; return it with a token per role."""
+async def book(
+    app: web.Application,
+    *roles: Role,
+    waiting_room: bool = False,
+    kind: VisitKind = VisitKind.CONSULTATION,
+) -> tuple[Visit, dict[str, str]]:
+    """Book a visit in-process; return it with a token per role. No waiting room unless asked."""
     seats = [(role, None, None) for role in roles or (Role.CITIZEN, Role.NURSE, Role.GP)]
-    visit = await book_visit(app, host_principal(), VisitKind.CONSULTATION, seats)
+    visit = await book_visit(app, host_principal(), kind, seats)
+    visit.waiting_room = waiting_room
+    await app[appkeys.STORE].save(visit)
     tokens = {entry["role"]: entry["url"].split("#", 1)[1] for entry in invite_links(app, visit)}
     return visit, tokens
 

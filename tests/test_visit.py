@@ -48,3 +48,86 @@ def test_round_trip_through_dict() -> None:
     visit.add_seat(Role.GP, name="Dr. Hansen")
     visit.transition(VisitState.OPEN)
     assert Visit.from_dict(visit.to_dict()) == visit
+
+
+def test_booking_fields_round_trip_and_old_dicts_still_load() -> None:
+    visit = make_visit()
+    visit.planned_start = 1_900_000_000.0
+    visit.planned_minutes = 45
+    visit.waiting_room = False
+    visit.max_participants = 3
+    visit.touch(5.0)
+    data = visit.to_dict()
+    assert (data["planned_start"], data["planned_minutes"], data["waiting_room"]) == (
+        1_900_000_000.0,
+        45,
+        False,
+    )
+    assert data["updated_at"] == 5.0
+    assert Visit.from_dict(data) == visit
+
+    old = make_visit().to_dict()
+    for key in ("planned_start", "planned_minutes", "waiting_room", "updated_at"):
+        del old[key]
+    loaded = Visit.from_dict(old)
+    assert (loaded.planned_start, loaded.planned_minutes, loaded.waiting_room) == (None, 15, True)
+    assert loaded.updated_at == loaded.created_at == 1.0
+    assert "title" not in data  # no free text about the citizen
+
+
+def test_a_transition_moves_updated_at_forward() -> None:
+    visit = make_visit()
+    assert visit.updated_at == 1.0
+    visit.transition(VisitState.OPEN)
+    assert visit.updated_at > 1.0
+    before = visit.updated_at
+    visit.touch(0.5)  # never backwards
+    assert visit.updated_at == before
+
+
+@pytest.mark.parametrize("state", [VisitState.SCHEDULED, VisitState.OPEN])
+def test_cancel_from_scheduled_or_open(state: VisitState) -> None:
+    visit = make_visit()
+    visit.transition(state)
+    visit.ensure_bookable()
+    visit.cancel()
+    assert visit.state is VisitState.CANCELLED and not visit.is_live
+    with pytest.raises(InvalidTransition) as again:
+        visit.cancel()
+    assert again.value.current == "cancelled"
+    with pytest.raises(InvalidTransition):
+        visit.ensure_bookable()
+
+
+@pytest.mark.parametrize("path", [[VisitState.OPEN, VisitState.IN_PROGRESS], [VisitState.ENDED]])
+def test_no_cancel_or_booking_change_once_in_progress_or_ended(path: list[VisitState]) -> None:
+    visit = make_visit()
+    for state in path:
+        visit.transition(state)
+    for attempt in (visit.cancel, visit.ensure_bookable):
+        with pytest.raises(InvalidTransition) as caught:
+            attempt()
+        assert caught.value.current == path[-1].value
+    assert visit.state is path[-1]
+
+
+def test_max_participants_never_drops_below_the_seats() -> None:
+    visit = make_visit()
+    for role in (Role.CITIZEN, Role.NURSE, Role.GP):
+        visit.add_seat(role)
+    visit.set_max_participants(3)
+    with pytest.raises(VisitFull):
+        visit.set_max_participants(2)
+    with pytest.raises(VisitFull):
+        visit.add_seat(Role.RELATIVE)
+    assert visit.max_participants == 3
+
+
+def test_a_conference_needs_a_gp_and_a_specialist() -> None:
+    visit = make_visit()
+    visit.add_seat(Role.CITIZEN)
+    visit.add_seat(Role.GP)
+    assert visit.missing_roles() == []  # an assisted visit needs no particular seat
+    assert visit.missing_roles(VisitKind.CONFERENCE) == [Role.SPECIALIST]
+    visit.add_seat(Role.SPECIALIST)
+    assert visit.missing_roles(VisitKind.CONFERENCE) == []

@@ -65,7 +65,7 @@ async def open_link(browser: Browser, link: str, join: bool = True) -> Page:
 async def test_three_browsers_see_and_hear_each_other_leave_and_reload(
     server: RunningServer, browser: Browser
 ) -> None:
-    visit = await server.create_visit()
+    visit = await server.create_visit("--no-waiting-room")
     pages = {
         role: await open_link(browser, visit["links"][role]) for role in ("citizen", "nurse", "gp")
     }
@@ -81,19 +81,22 @@ async def test_three_browsers_see_and_hear_each_other_leave_and_reload(
     print("page load to first remote frame (ms):", first_frames)
     assert all(ms is not None and ms > 0 for ms in first_frames.values())
 
-    # A reload gets the nurse's seat and media back, with no second press on Deltag.
-    for role in ("citizen", "gp"):
-        await pages[role].evaluate(
-            "document.querySelectorAll('.tile.remote').forEach(t => t.dataset.before = '1')"
-        )
+    # A reload gets the nurse's seat and media back, with no second press on Deltag: the
+    # others keep her tile (briefly "genopretter forbindelse") and its video resumes.
+    nurse_frames = """() => { const t = [...document.querySelectorAll('.tile.remote')].find(
+        t => t.querySelector('figcaption').textContent.startsWith('Sygeplejerske'));
+      return t ? t.querySelector('video').getVideoPlaybackQuality().totalVideoFrames : -1; }"""
+    before = {role: await pages[role].evaluate(nurse_frames) for role in ("citizen", "gp")}
     await pages["nurse"].reload()
     await pages["nurse"].wait_for_function(TWO_REMOTE_VIDEOS_PLAYING, arg=5, timeout=30_000)
     for role in ("citizen", "gp"):
+        # Two seconds of new frames cannot come from the nurse's old, closed connection.
         await pages[role].wait_for_function(
-            """() => [...document.querySelectorAll('.tile.remote')].some(t =>
-                 !t.dataset.before && t.querySelector('figcaption').textContent === 'Sygeplejerske'
-                 && t.querySelector('video').getVideoPlaybackQuality().totalVideoFrames > 5)""",
-            timeout=30_000,
+            f"(least) => ({nurse_frames})() > least", arg=before[role] + 60, timeout=30_000
+        )
+        captions = await pages[role].locator(".tile.remote figcaption").all_text_contents()
+        assert sorted(captions) == (
+            ["Læge", "Sygeplejerske"] if role == "citizen" else ["Borger", "Sygeplejerske"]
         )
 
     # The citizen leaves: their tile disappears from the others' view.
@@ -129,3 +132,27 @@ async def test_the_page_speaks_english_on_request(server: RunningServer, browser
     await page.get_by_role("button", name="English").click()
     await page.get_by_role("button", name="Join", exact=True).wait_for()
     assert await page.evaluate("document.documentElement.lang") == "en"
+
+
+async def test_the_gp_is_told_of_each_arrival_and_lets_them_in(
+    server: RunningServer, browser: Browser
+) -> None:
+    visit = await server.create_visit("--relative")
+    gp = await open_link(browser, visit["links"]["gp"])
+    await gp.get_by_text("Ingen venter.").wait_for()
+    citizen = await open_link(browser, visit["links"]["citizen"])
+    await citizen.get_by_text("Du er i venteværelset").wait_for()
+    await gp.get_by_role("alert").filter(has_text="Borger venter i venteværelset").wait_for()
+    relative = await open_link(browser, visit["links"]["relative"])
+    await gp.get_by_role("alert").filter(has_text="Pårørende venter i venteværelset").wait_for()
+    assert await gp.evaluate("window.screenvisit.metrics.arrivalsNotified") == 2
+
+    await gp.get_by_role("button", name="Luk alle ind").click()
+    for page in (citizen, relative):
+        await page.wait_for_function(TWO_REMOTE_VIDEOS_PLAYING, arg=3, timeout=30_000)
+    await gp.wait_for_function(TWO_REMOTE_VIDEOS_PLAYING, arg=3, timeout=30_000)
+
+    # The GP ends the visit for everyone.
+    await gp.get_by_role("button", name="Afslut for alle").click()
+    for page in (citizen, relative, gp):
+        await page.get_by_text("Besøget er afsluttet").wait_for()

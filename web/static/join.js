@@ -1,5 +1,5 @@
 "use strict";
-// The join page: self-preview, "Deltag", then one tile per remote participant.
+// The join page: self-preview, "Deltag", the waiting room, then one tile per remote participant.
 // Standard WebRTC only (unified plan). The browser makes every offer; the server answers and
 // tells us which participant each receiving transceiver (by mid) carries.
 (() => {
@@ -8,6 +8,7 @@
   const visitId = document.body.dataset.visit;
   const joinedKey = `screenvisit-joined-${visitId}`;
   const token = location.hash.slice(1);
+  const RECONNECT_DELAYS_MS = [500, 1000, 2000, 4000, 8000];
 
   const state = {
     lang: pickLanguage(),
@@ -15,7 +16,10 @@
     pc: null,
     local: null,
     me: null,
+    visit: null,
+    inCall: false,
     participants: new Map(), // participant id -> description from the server
+    waiting: new Map(), // for hosts: who waits in the waiting room
     tracks: {}, // mid -> {participant, kind} or null
     trackByMid: new Map(), // mid -> MediaStreamTrack
     negotiation: Promise.resolve(),
@@ -25,8 +29,9 @@
     videoOn: true,
     leaving: false,
     fatal: false,
+    reconnects: 0,
     // Measured in the page, read by operators' diagnostics and by the browser tests.
-    metrics: { firstRemoteFrameMs: null, firstFrameByParticipant: {} },
+    metrics: { firstRemoteFrameMs: null, firstFrameByParticipant: {}, arrivalsNotified: 0 },
   };
   window.screenvisit = state;
 
@@ -57,8 +62,8 @@
     render();
   }
 
-  function setStatus(key) {
-    $("status").textContent = key ? t(key) : "";
+  function setStatus(key, vars) {
+    $("status").textContent = key ? t(key, vars) : "";
   }
 
   function showError(code, message) {
@@ -81,8 +86,7 @@
         audio: true,
         video: { width: { ideal: 640 }, height: { ideal: 480 } },
       });
-      $("preview").srcObject = state.local;
-      $("self").srcObject = state.local;
+      for (const id of ["preview", "waiting-preview", "self"]) $(id).srcObject = state.local;
     } catch (err) {
       state.local = null;
       setStatus("noCamera");
@@ -104,7 +108,7 @@
   function connect() {
     $("join").disabled = true;
     $("error").hidden = true;
-    setStatus("connecting");
+    setStatus(state.reconnects ? "reconnecting" : "connecting");
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
     const ws = new WebSocket(`${scheme}//${location.host}/ws`);
     state.ws = ws;
@@ -113,11 +117,12 @@
     ws.onclose = () => {
       if (state.ws !== ws) return;
       closePeer();
-      if (!state.leaving && !state.fatal) {
-        showError("connection-lost");
-        showView("lobby");
-        $("join").disabled = false;
-      }
+      if (state.leaving || state.fatal) return;
+      // Network dropped or the server restarted: the seat is kept for a while, so go back.
+      const delay = RECONNECT_DELAYS_MS[Math.min(state.reconnects, RECONNECT_DELAYS_MS.length - 1)];
+      state.reconnects += 1;
+      setStatus("reconnecting");
+      setTimeout(connect, delay);
     };
   }
 
@@ -125,19 +130,29 @@
     switch (msg.type) {
       case "joined":
         return onJoined(msg);
+      case "admitted":
+        return enterCall(msg);
       case "answer":
         if (state.pending) state.pending.resolve(msg);
-        return;
+        return undefined;
       case "tracks":
         state.tracks = msg.tracks;
         return render();
       case "renegotiate":
         ensureReceivers(msg.recv);
         return negotiate();
+      case "media-restarted":
+        return startPeer(msg.recv);
       case "participant-joined":
+      case "participant-reconnected":
         state.participants.set(msg.participant.participant, msg.participant);
-        announce("joinedNotice", msg.participant);
+        if (msg.type === "participant-joined") announce("joinedNotice", msg.participant);
         return render();
+      case "participant-reconnecting": {
+        const who = state.participants.get(msg.participant);
+        if (who) who.reconnecting = true;
+        return render();
+      }
       case "participant-left": {
         const who = state.participants.get(msg.participant);
         state.participants.delete(msg.participant);
@@ -149,6 +164,30 @@
         if (who) Object.assign(who, { audio: msg.audio, video: msg.video });
         return render();
       }
+      case "assisting": {
+        const who = state.participants.get(msg.participant) || (state.me && state.me.participant === msg.participant ? state.me : null);
+        if (who) who.assisting = msg.on;
+        return render();
+      }
+      case "waiting":
+        state.waiting.set(msg.participant.participant, msg.participant);
+        notifyArrival(msg.participant);
+        return renderWaiting();
+      case "waiting-ended":
+        state.waiting.delete(msg.participant);
+        return renderWaiting();
+      case "mute-request":
+        if (state.audioOn) toggle("audio");
+        return setStatus("muteRequested");
+      case "chat":
+        return addChat(msg);
+      case "fallback-phone":
+        return setStatus("phoneNotice");
+      case "visit-ended":
+        state.fatal = true;
+        sessionStorage.removeItem(joinedKey);
+        closePeer();
+        return showView("ended");
       case "error":
         if (state.pending && msg.ref === state.pending.ref) state.pending.reject(new Error(msg.message));
         if (msg.fatal) {
@@ -166,10 +205,41 @@
 
   function onJoined(msg) {
     state.me = msg.you;
-    state.participants = new Map(msg.participants.map((p) => [p.participant, p]));
+    state.visit = msg.visit;
+    state.reconnects = 0;
+    state.iceServers = msg.ice_servers;
     sessionStorage.setItem(joinedKey, "1");
+    state.waiting = new Map((msg.waiting_room || []).map((p) => [p.participant, p]));
+    const host = Boolean(msg.you.host);
+    $("host-panel").hidden = !host;
+    $("phone").hidden = !host;
+    $("end").hidden = !host;
+    const assistingNurse = msg.you.role === "nurse" && msg.visit.kind === "assisted";
+    $("assisting-row").hidden = !assistingNurse;
+    if (msg.waiting) {
+      state.inCall = false;
+      showView("waiting");
+      setStatus("");
+      return;
+    }
+    enterCall(msg);
+    if (assistingNurse && !msg.reconnect) send({ type: "assisting", on: $("assisting").checked });
+    renderWaiting();
+  }
+
+  function enterCall(msg) {
+    state.inCall = true;
+    state.participants = new Map(msg.participants.map((p) => [p.participant, p]));
+    for (const line of msg.chat || []) addChat(line);
     showView("call");
-    const pc = new RTCPeerConnection({ iceServers: msg.ice_servers, bundlePolicy: "max-bundle" });
+    startPeer(msg.recv);
+    send({ type: "media-state", audio: state.audioOn, video: state.videoOn });
+    render();
+  }
+
+  function startPeer(recv) {
+    if (state.pc) state.pc.close();
+    const pc = new RTCPeerConnection({ iceServers: state.iceServers, bundlePolicy: "max-bundle" });
     state.pc = pc;
     state.tracks = {};
     state.trackByMid = new Map();
@@ -177,16 +247,21 @@
       state.trackByMid.set(event.transceiver.mid, event.track);
       render();
     };
+    pc.onconnectionstatechange = () => {
+      // aiortc cannot restart ICE on a live connection, so a failed one is replaced whole,
+      // over the same signaling socket: the seat is kept and the waiting room skipped.
+      if (pc.connectionState === "failed" && state.pc === pc && !state.fatal) {
+        send({ type: "media-restart" });
+      }
+    };
     if (state.local) {
       for (const track of state.local.getTracks()) {
         const transceiver = pc.addTransceiver(track, { direction: "sendonly", streams: [state.local] });
         preferForwardedCodecs(transceiver, track.kind);
       }
     }
-    ensureReceivers(msg.recv);
+    ensureReceivers(recv);
     negotiate();
-    send({ type: "media-state", audio: state.audioOn, video: state.videoOn });
-    render();
   }
 
   function ensureReceivers(recv) {
@@ -246,21 +321,81 @@
   function closePeer() {
     if (state.pc) state.pc.close();
     state.pc = null;
+    state.pending = null;
+    state.negotiation = Promise.resolve();
     state.trackByMid = new Map();
     state.tracks = {};
-    state.participants = new Map();
     render();
+  }
+
+  // --- the host's waiting room --------------------------------------------------------------
+
+  function notifyArrival(p) {
+    // Every arrival, not only the first: a sound and a visible notice (read out by screen readers).
+    state.metrics.arrivalsNotified += 1;
+    const notice = $("arrival");
+    notice.textContent = t("arrivalNotice", { name: label(p) });
+    notice.hidden = false;
+    chime();
+  }
+
+  function chime() {
+    try {
+      const AudioContextClass = window.AudioContext || window.webkitAudioContext;
+      if (!AudioContextClass) return;
+      state.audioContext = state.audioContext || new AudioContextClass();
+      const ctx = state.audioContext;
+      for (const [i, freq] of [660, 880].entries()) {
+        const osc = ctx.createOscillator();
+        const gain = ctx.createGain();
+        osc.frequency.value = freq;
+        gain.gain.setValueAtTime(0.15, ctx.currentTime + i * 0.18);
+        gain.gain.exponentialRampToValueAtTime(0.001, ctx.currentTime + i * 0.18 + 0.16);
+        osc.connect(gain).connect(ctx.destination);
+        osc.start(ctx.currentTime + i * 0.18);
+        osc.stop(ctx.currentTime + i * 0.18 + 0.17);
+      }
+    } catch (err) {
+      // A missing sound must never stop the notice.
+    }
+  }
+
+  function renderWaiting() {
+    const list = $("waiting-list");
+    list.textContent = "";
+    for (const [id, p] of state.waiting) {
+      const item = document.createElement("li");
+      item.dataset.participant = id;
+      const name = document.createElement("span");
+      name.textContent = label(p);
+      const admit = document.createElement("button");
+      admit.type = "button";
+      admit.textContent = t("admit");
+      admit.addEventListener("click", () => send({ type: "admit", participant: id }));
+      const decline = document.createElement("button");
+      decline.type = "button";
+      decline.textContent = t("decline");
+      decline.addEventListener("click", () => send({ type: "decline", participant: id }));
+      item.append(name, admit, decline);
+      list.append(item);
+    }
+    if (!state.waiting.size) {
+      const empty = document.createElement("li");
+      empty.textContent = t("waitingEmpty");
+      list.append(empty);
+      $("arrival").hidden = true;
+    }
+    $("admit-all").hidden = state.waiting.size < 2;
   }
 
   // --- the call view ------------------------------------------------------------------------
 
   function showView(name) {
-    $("lobby").hidden = name !== "lobby";
-    $("call").hidden = name !== "call";
-    $("left").hidden = name !== "left";
+    for (const view of ["lobby", "waiting", "call", "left", "ended"]) $(view).hidden = view !== name;
   }
 
   function label(p) {
+    if (p.assisting) return p.name ? `${t("assistedBy")} · ${p.name}` : t("assistedBy");
     const role = t(`roles.${p.role}`);
     return p.name ? `${role} · ${p.name}` : role;
   }
@@ -294,6 +429,20 @@
     audio.autoplay = true;
     const caption = document.createElement("figcaption");
     tile.append(video, audio, caption);
+    if (state.me && state.me.host) {
+      const tools = document.createElement("div");
+      tools.className = "tile-tools";
+      const mute = document.createElement("button");
+      mute.type = "button";
+      mute.className = "ask-mute";
+      mute.addEventListener("click", () => send({ type: "mute-request", participant }));
+      const remove = document.createElement("button");
+      remove.type = "button";
+      remove.className = "remove";
+      remove.addEventListener("click", () => send({ type: "remove", participant }));
+      tools.append(mute, remove);
+      tile.append(tools);
+    }
     $("tiles").append(tile);
     watchFirstFrame(participant, video);
     return tile;
@@ -333,13 +482,31 @@
       attach(tile.querySelector("video"), tracks.video);
       attach(tile.querySelector("audio"), tracks.audio);
       const flags = [];
+      if (p.reconnecting) flags.push(t("reconnectingTile"));
       if (p.audio === false) flags.push(t("muted"));
       if (p.video === false) flags.push(t("cameraIsOff"));
+      if (p.quality && p.quality !== "good") flags.push(t(`quality.${p.quality}`));
       tile.querySelector("figcaption").textContent =
         label(p) + (flags.length ? ` (${flags.join(", ")})` : "");
+      tile.dataset.quality = p.quality || "";
       tile.classList.toggle("camera-off", p.video === false);
+      tile.classList.toggle("reconnecting", Boolean(p.reconnecting));
+      const mute = tile.querySelector(".ask-mute");
+      if (mute) mute.textContent = t("askMute");
+      const remove = tile.querySelector(".remove");
+      if (remove) remove.textContent = t("remove");
     }
     if (state.pc && !state.fatal) setStatus(state.participants.size ? "inCall" : "waitingForOthers");
+  }
+
+  function addChat(msg) {
+    const who = state.participants.get(msg.participant) ||
+      (state.me && msg.participant === state.me.participant ? { role: "you" } : null);
+    const item = document.createElement("li");
+    const from = document.createElement("strong");
+    from.textContent = who && who.role !== "you" ? label(who) : t("you");
+    item.append(from, document.createTextNode(`: ${msg.text}`));
+    $("chat-log").append(item);
   }
 
   function updateControls() {
@@ -379,6 +546,7 @@
       state.lang = el.dataset.setLang;
       localStorage.setItem("screenvisit-lang", state.lang);
       applyTexts();
+      renderWaiting();
     });
   }
   $("join").addEventListener("click", connect);
@@ -386,6 +554,16 @@
   $("camera").addEventListener("click", () => toggle("video"));
   $("leave").addEventListener("click", leave);
   $("rejoin").addEventListener("click", () => location.reload());
+  $("admit-all").addEventListener("click", () => send({ type: "admit-all" }));
+  $("end").addEventListener("click", () => send({ type: "end" }));
+  $("phone").addEventListener("click", () => send({ type: "fallback-phone" }));
+  $("assisting").addEventListener("change", (e) => send({ type: "assisting", on: e.target.checked }));
+  $("chat-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const input = $("chat-text");
+    if (input.value.trim()) send({ type: "chat", text: input.value.trim() });
+    input.value = "";
+  });
   applyTexts();
 
   if (!token) {
