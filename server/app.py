@@ -13,6 +13,7 @@ from aiohttp import web
 from media.sfu import Sfu
 from rooms.audit import AuditRetention, SqlAuditLog
 from rooms.eventlog import SqlEventLog
+from rooms.janitor import EmptyVisitJanitor
 from rooms.sql import open_database
 from rooms.store import open_visit_store
 from server import appkeys
@@ -49,6 +50,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_audit)
     app.cleanup_ctx.append(_access)
     app.cleanup_ctx.append(_store)
+    app.cleanup_ctx.append(_janitor)
     app.cleanup_ctx.append(_sfu)
     app.cleanup_ctx.append(_signaling)
     setup_api_routes(app)
@@ -116,6 +118,20 @@ async def _store(app: web.Application) -> AsyncIterator[None]:
     await store.close()
 
 
+async def _janitor(app: web.Application) -> AsyncIterator[None]:
+    settings = app[appkeys.SETTINGS]
+    janitor = EmptyVisitJanitor(
+        app[appkeys.STORE],
+        app[appkeys.EVENTS],
+        settings.empty_timeout,
+        interval=min(10.0, max(settings.empty_timeout / 4, 0.05)),
+    )
+    app[appkeys.JANITOR] = janitor
+    janitor.start()
+    yield
+    await janitor.stop()
+
+
 async def _sfu(app: web.Application) -> AsyncIterator[None]:
     sfu = Sfu(app[appkeys.SETTINGS].media())
     app[appkeys.SFU] = sfu
@@ -133,6 +149,7 @@ async def _signaling(app: web.Application) -> AsyncIterator[None]:
         browser_ice_servers=[s.to_browser() for s in settings.ice_servers],
         reconnect_grace=settings.reconnect_grace,
         departure_timeout=settings.departure_timeout,
+        quality_interval=settings.quality_interval,
     )
     hubs = HubRegistry(services)
     app[appkeys.SIGNALING] = services

@@ -6,6 +6,7 @@ from aiohttp import web
 from media.sfu import Sfu
 from rooms.audit import AuditLog
 from rooms.eventlog import EventLog
+from rooms.janitor import EmptyVisitJanitor
 from rooms.sql import Database
 from rooms.store import VisitStore
 from server.access import AccessControl
@@ -20,6 +21,7 @@ DATABASE = web.AppKey("database", Database)
 AUDIT = web.AppKey("audit", AuditLog)
 ACCESS = web.AppKey("access", AccessControl)
 REVOCATIONS = web.AppKey("revocations", RevocationList)
+JANITOR = web.AppKey("janitor", EmptyVisitJanitor)
 ISSUER = web.AppKey("issuer", TokenIssuer)
 VERIFIER = web.AppKey("verifier", TokenVerifier)
 STORE = web.AppKey("store", VisitStore)

@@ -57,6 +57,12 @@ SETTINGS: tuple[Setting, ...] = (
         "60",
         "seconds a dropped participant keeps seat and media without the waiting room again",
     ),
+    Setting(
+        "empty-timeout",
+        "1800",
+        "seconds after a visit's planned end (or creation) before one nobody joined is closed",
+    ),
+    Setting("quality-interval", "5", "seconds between connection-quality samples"),
     Setting("departure-timeout", "120", "seconds after everyone has left before the visit ends"),
     Setting(
         "redis-url",
@@ -100,6 +106,8 @@ class Settings:
     log_level: str = "info"
     reconnect_grace: float = 60.0
     departure_timeout: float = 120.0
+    quality_interval: float = 5.0
+    empty_timeout: float = 1800.0
     redis_url: str = ""
     database_url: str = ""
     trust_file: Path | None = None
@@ -148,6 +156,8 @@ class Settings:
                 log_level=raw["log-level"],
                 reconnect_grace=float(raw["reconnect-grace"]),
                 departure_timeout=float(raw["departure-timeout"]),
+                quality_interval=float(raw["quality-interval"]),
+                empty_timeout=float(raw["empty-timeout"]),
                 redis_url=raw["redis-url"],
                 database_url=raw["database-url"],
                 trust_file=Path(raw["trust-file"]) if raw["trust-file"] else None,

@@ -457,6 +457,7 @@ async def patch_visit(request: web.Request) -> web.Response:
     _principal, visit = await _visit_for(request, Action.INVITE)
     change = _booking_change(await _json_body(request))
     updated = await update_visit(request.app, visit.id, change.apply)
+    request.app[appkeys.JANITOR].watch(updated)
     return web.json_response(updated.to_dict())
 
 

@@ -125,6 +125,7 @@ async def book_visit(
             + " and ".join(role.value for role in missing),
         )
     await app[appkeys.STORE].create(visit)
+    app[appkeys.JANITOR].watch(visit)
     await app[appkeys.EVENTS].append(
         VisitEvent(
             visit=visit.id,

@@ -46,6 +46,8 @@ class BotReport:
     join_seconds: float | None = None
     waited_seconds: float | None = None
     remotes: list[dict[str, Any]] = field(default_factory=list)
+    #: The latest connection-quality level the server announced for each remote participant.
+    quality: dict[str, str] = field(default_factory=dict)
     errors: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -56,6 +58,7 @@ class BotReport:
             "join_seconds": self.join_seconds,
             "waited_seconds": self.waited_seconds,
             "remotes": self.remotes,
+            "quality": self.quality,
             "errors": self.errors,
         }
 
@@ -199,6 +202,9 @@ class Bot:
             return
         if kind == "participant-joined":
             self._roles[data["participant"]["participant"]] = data["participant"]
+            return
+        if kind == "quality":
+            self.report.quality[data["participant"]] = data["level"]
             return
         if self._peer is None:
             return

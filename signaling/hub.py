@@ -13,6 +13,7 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+from media.quality import QualityMeter
 from media.room import SfuRoom
 from media.tasks import OwnedTasks
 from rooms.eventlog import EventKind, VisitEvent
@@ -51,6 +52,10 @@ class VisitHub:
         self._seats: dict[ParticipantId, Seat] = {}
         self._org: str | None = None
         self._departure: asyncio.Task[None] | None = None
+        self._quality_task: asyncio.Task[None] | None = None
+        self._meters: dict[ParticipantId, QualityMeter] = {}
+        #: The latest connection-quality level of each participant in the call.
+        self.quality: dict[ParticipantId, str] = {}
 
     # --- arriving ---------------------------------------------------------------------------
 
@@ -82,6 +87,8 @@ class VisitHub:
         rejoining = participant in self.in_call
         self.in_call.add(participant)
         await self.room.connect(participant)
+        if self._quality_task is None:
+            self._quality_task = self.tasks.spawn(self._quality_loop())
         await self._record(
             EventKind.PARTICIPANT_RECONNECTED
             if reconnect and rejoining
@@ -242,6 +249,24 @@ class VisitHub:
             "assisting": self.assisting == participant,
             "reconnecting": True,
         }
+
+    async def _quality_loop(self) -> None:
+        """Sample each participant's connection and tell everyone when a level changes."""
+        while True:
+            await asyncio.sleep(self._services.quality_interval)
+            for participant in list(self.in_call):
+                peer = self.room.peers.get(participant)
+                if peer is None:
+                    continue
+                meter = self._meters.get(participant)
+                if meter is None or meter.peer is not peer:
+                    meter = self._meters[participant] = QualityMeter(peer)
+                sample = await meter.sample()
+                if self.quality.get(participant) != sample.level:
+                    self.quality[participant] = sample.level
+                    self.broadcast(
+                        {"type": "quality", "participant": participant, "level": sample.level}
+                    )
 
     # --- leaving ------------------------------------------------------------------------------
 

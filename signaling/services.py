@@ -60,3 +60,5 @@ class SignalingServices:
     reconnect_grace: float = 60.0
     #: Seconds after everyone has left before the visit ends by itself.
     departure_timeout: float = 120.0
+    #: Seconds between connection-quality samples of each participant.
+    quality_interval: float = 5.0

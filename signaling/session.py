@@ -106,6 +106,7 @@ class Session:
             "host": self.is_host,
             "assisting": assisting,
             "reconnecting": False,
+            "quality": self.hub.quality.get(self.seat.participant) if self.hub else None,
         }
 
     # --- outbound ---------------------------------------------------------------------------

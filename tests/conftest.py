@@ -54,7 +54,7 @@ async def book(
 
 @pytest.fixture
 async def server(tmp_path: Path) -> AsyncIterator[RunningServer]:
-    running = await start_server(tmp_path)
+    running = await start_server(tmp_path, "--quality-interval", "1")
     yield running
     await running.stop()
 

@@ -16,6 +16,7 @@ from aiohttp.test_utils import TestClient
 
 from rooms.eventlog import EventKind
 from rooms.ids import VisitId
+from rooms.janitor import EmptyVisitJanitor
 from rooms.roles import Role
 from rooms.visit import VisitKind, VisitState
 from server import appkeys
@@ -250,4 +251,40 @@ async def test_a_media_restart_keeps_the_seat(client: Client) -> None:
     restarted = await next_of(citizen, "media-restarted")
     assert restarted["recv"] == {"audio": 1, "video": 1}
     assert "media-restarted" in await kinds(client, visit.id)
+    await gp.close()
+
+
+async def test_a_visit_nobody_joined_closes_after_the_empty_timeout(
+    aiohttp_client: Any, settings: Settings
+) -> None:
+    client: Client = await aiohttp_client(create_app(replace(settings, empty_timeout=0.2)))
+    visit, _tokens = await book(client.app)
+    joined_visit, joined_tokens = await book(client.app)
+    gp, _ = await join(client, joined_tokens["gp"], joined_visit.id)
+    store = client.app[appkeys.STORE]
+    planned_minutes = (await store.get(visit.id)).planned_minutes
+    assert planned_minutes > 0
+    # Pretend both were booked for an hour ago: their planned end plus the timeout have passed.
+    for booked in (visit.id, joined_visit.id):
+        await store.update(booked, lambda v: setattr(v, "created_at", v.created_at - 3600))
+        client.app[appkeys.JANITOR].watch(await store.get(booked))
+
+    async def closed() -> bool:
+        return (await store.get(visit.id)).state is VisitState.ENDED
+
+    await eventually(closed)
+    ended = [
+        e
+        for e in await client.app[appkeys.EVENTS].for_visit(visit.id)
+        if e.kind is EventKind.VISIT_ENDED
+    ]
+    assert ended[0].data == {"reason": "nobody-joined"}
+    # The visit someone joined is left alone, though its deadline has passed just the same.
+    assert (await store.get(joined_visit.id)).state is VisitState.OPEN
+    again, _ = await book(client.app)
+    await store.update(again.id, lambda v: setattr(v, "created_at", v.created_at - 3600))
+    janitor = EmptyVisitJanitor(store, client.app[appkeys.EVENTS], empty_timeout=0.2)
+    for booked in (again.id, joined_visit.id):
+        janitor.watch(await store.get(booked))
+    assert await janitor.sweep() == [again.id]
     await gp.close()

@@ -37,6 +37,9 @@ async def test_each_bot_decodes_the_other_two_and_the_server_decodes_nothing(
             assert remote["audio_frames"] > 50, report
             assert remote["resolution"] == [320, 240]
             assert remote["first_frame_seconds"] is not None
+        # The server's own statistics put a quality level on every remote tile (loopback: good).
+        assert {r["participant"] for r in report["remotes"]} <= set(report["quality"]), report
+        assert set(report["quality"].values()) == {"good"}, report
 
     health = await server.health()
     assert health["media"]["frames_forwarded"] > 0

@@ -181,6 +181,11 @@
         return setStatus("muteRequested");
       case "chat":
         return addChat(msg);
+      case "quality": {
+        const who = state.participants.get(msg.participant);
+        if (who) who.quality = msg.level;
+        return render();
+      }
       case "fallback-phone":
         return setStatus("phoneNotice");
       case "visit-ended":
