@@ -43,6 +43,30 @@ REMOTE_AUDIO_LIVE = """() => [...document.querySelectorAll('.tile.remote audio')
   a => a.srcObject && a.srcObject.getAudioTracks()[0].readyState === 'live')"""
 
 
+DIAGNOSIS = """() => ({
+  participants: [...window.screenvisit.participants.keys()],
+  tracks: window.screenvisit.tracks,
+  mids: [...window.screenvisit.trackByMid.keys()],
+  pc: window.screenvisit.pc && window.screenvisit.pc.connectionState,
+  signaling: window.screenvisit.pc && window.screenvisit.pc.signalingState,
+  transceivers: window.screenvisit.pc && window.screenvisit.pc.getTransceivers().map(
+    t => [t.mid, t.direction, t.currentDirection]),
+  videos: [...document.querySelectorAll('.tile.remote video')].map(
+    v => [v.videoWidth, v.getVideoPlaybackQuality().totalVideoFrames]),
+  status: document.getElementById('status').textContent,
+  error: document.getElementById('error').hidden ? null : document.getElementById('error').textContent,
+})"""
+
+
+async def playing_or_explain(page: Page, pages: list[Page]) -> None:
+    """Wait for two playing remote videos; on failure, say what every page saw."""
+    try:
+        await page.wait_for_function(TWO_REMOTE_VIDEOS_PLAYING, arg=3, timeout=30_000)
+    except Exception:
+        states = [await p.evaluate(DIAGNOSIS) for p in pages]
+        raise AssertionError(f"not playing; the pages saw: {states}") from None
+
+
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
     if not CHROMIUM_PRESENT:
@@ -148,9 +172,8 @@ async def test_the_gp_is_told_of_each_arrival_and_lets_them_in(
     assert await gp.evaluate("window.screenvisit.metrics.arrivalsNotified") == 2
 
     await gp.get_by_role("button", name="Luk alle ind").click()
-    for page in (citizen, relative):
-        await page.wait_for_function(TWO_REMOTE_VIDEOS_PLAYING, arg=3, timeout=30_000)
-    await gp.wait_for_function(TWO_REMOTE_VIDEOS_PLAYING, arg=3, timeout=30_000)
+    for page in (citizen, relative, gp):
+        await playing_or_explain(page, [citizen, relative, gp])
 
     # The GP ends the visit for everyone.
     await gp.get_by_role("button", name="Afslut for alle").click()

@@ -133,6 +133,9 @@
       case "admitted":
         return enterCall(msg);
       case "answer":
+        // Apply the slot map now, in message order: a "tracks" message that follows the
+        // answer is newer, and must not be overwritten once the answer has been applied.
+        state.tracks = msg.tracks;
         if (state.pending) state.pending.resolve(msg);
         return undefined;
       case "tracks":
@@ -313,7 +316,6 @@
         state.pending = null;
         if (state.pc !== pc) return;
         await pc.setRemoteDescription({ type: "answer", sdp: answer.sdp });
-        state.tracks = answer.tracks;
         render();
       })
       .catch((err) => {
