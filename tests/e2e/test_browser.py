@@ -54,7 +54,7 @@ DIAGNOSIS = """() => ({
   videos: [...document.querySelectorAll('.tile.remote video')].map(
     v => [v.videoWidth, v.getVideoPlaybackQuality().totalVideoFrames]),
   status: document.getElementById('status').textContent,
-  error: document.getElementById('error').hidden ? null : document.getElementById('error').textContent,
+  error: document.getElementById('error').textContent,
 })"""
 
 
