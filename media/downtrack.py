@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import fractions
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import av
@@ -27,8 +28,14 @@ QUEUE_FRAMES = {"video": 30, "audio": 50}
 
 
 class DownTrack(MediaStreamTrack):
-    def __init__(self, kind: str, counters: MediaCounters) -> None:
+    def __init__(
+        self,
+        kind: str,
+        counters: MediaCounters,
+        on_first_frame: Callable[[DownTrack], None] | None = None,
+    ) -> None:
         super().__init__()
+        self._on_first_frame = on_first_frame
         self.kind = kind
         self._counters = counters
         self._time_base = fractions.Fraction(1, CLOCK_RATE[kind])
@@ -105,6 +112,8 @@ class DownTrack(MediaStreamTrack):
         packet.time_base = self._time_base
         self.frames_sent += 1
         self._counters.frames_forwarded += 1
+        if self.frames_sent == 1 and self._on_first_frame is not None:
+            self._on_first_frame(self)
         return packet
 
     def stop(self) -> None:

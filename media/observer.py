@@ -13,5 +13,8 @@ class RoomObserver(Protocol):
     def first_frame(self, participant: str, kind: str) -> None:
         """The first frame of `participant`'s `kind` track reached the server."""
 
+    def first_frame_delivered(self, participant: str, kind: str) -> None:
+        """The first frame of `kind` was sent down to `participant`."""
+
     def peer_state_changed(self, participant: str, state: str) -> None:
         """The participant's peer connection moved to `state` (connected, failed, closed...)."""

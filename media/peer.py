@@ -60,11 +60,14 @@ class MediaPeer:
         tasks: OwnedTasks,
         counters: MediaCounters,
         on_state: Callable[[str], None],
+        on_delivered: Callable[[str], None] | None = None,
     ) -> None:
         self.participant = participant
         self._config = config
         self._tasks = tasks
         self._counters = counters
+        self._on_delivered = on_delivered
+        self._delivered: set[str] = set()
         self.pc = RTCPeerConnection(
             RTCConfiguration(
                 iceServers=[
@@ -154,11 +157,17 @@ class MediaPeer:
         )
 
     def _add_slot(self, transceiver: RTCRtpTransceiver) -> None:
-        track = DownTrack(transceiver.kind, self._counters)
+        track = DownTrack(transceiver.kind, self._counters, self._first_delivery)
         transceiver.sender.replaceTrack(track)
         # A subscriber's PLI/FIR must reach the publisher; aiortc would only flag its own encoder.
         setattr(transceiver.sender, "_send_keyframe", track.request_keyframe)  # noqa: B010
         self.slots.append(DownSlot(transceiver.mid or "", transceiver.kind, transceiver, track))
+
+    def _first_delivery(self, track: DownTrack) -> None:
+        """The first frame of a kind sent to this participant: media flows down to them."""
+        if track.kind not in self._delivered and self._on_delivered is not None:
+            self._delivered.add(track.kind)
+            self._on_delivered(track.kind)
 
     def free_slot(self, kind: str) -> DownSlot | None:
         for slot in self.slots:

@@ -47,6 +47,7 @@ class SfuRoom:
             self._tasks,
             self._counters,
             lambda state: self._observer.peer_state_changed(participant, state),
+            lambda kind: self._observer.first_frame_delivered(participant, kind),
         )
         self.peers[participant] = peer
         return peer

@@ -33,6 +33,8 @@ class EventKind(StrEnum):
     PARTICIPANT_RECONNECTED = "participant-reconnected"
     PARTICIPANT_REMOVED = "participant-removed"
     CITIZEN_ASSISTED = "citizen-assisted"
+    OUTCOME_RECORDED = "outcome-recorded"
+    SURVEY_ANSWERED = "survey-answered"
     MEDIA_FIRST_FRAME = "media-first-frame"
     MEDIA_RESTARTED = "media-restarted"
     MEDIA_FAILED = "media-failed"

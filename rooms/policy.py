@@ -23,6 +23,7 @@ class Action(StrEnum):
     JOIN = "join"
     END_VISIT = "end-visit"
     RECORD_OUTCOME = "record-outcome"
+    ANSWER_SURVEY = "answer-survey"
     READ_EVALUATION = "read-evaluation"
     READ_AUDIT = "read-audit"
     REVOKE_TOKEN = "revoke-token"
@@ -49,7 +50,7 @@ _CLINICIAN = {
 }
 
 TABLE: dict[Role, dict[Action, Scope]] = {
-    Role.CITIZEN: {Action.JOIN: Scope.SEAT},
+    Role.CITIZEN: {Action.JOIN: Scope.SEAT, Action.ANSWER_SURVEY: Scope.SEAT},
     Role.RELATIVE: {Action.JOIN: Scope.SEAT},
     Role.INTERPRETER: {Action.JOIN: Scope.SEAT},
     Role.NURSE: dict(_CLINICIAN),

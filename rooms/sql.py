@@ -152,6 +152,108 @@ MIGRATIONS: Sequence[Migration] = (
             "CREATE INDEX revocations_expires ON revocations (expires_at)",
         ),
     ),
+    Migration(
+        4,
+        # Evaluation data (rooms/quality_log.py): connection-quality samples, written in batches;
+        # the clinical outcome per visit (a code); the clinician's optional note, kept apart
+        # because it is free text and never exported; the citizen's experience answers.
+        sqlite=(
+            """
+            CREATE TABLE quality (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                time REAL NOT NULL,
+                visit TEXT NOT NULL,
+                participant TEXT NOT NULL,
+                role TEXT,
+                sector TEXT,
+                level TEXT NOT NULL,
+                rtt_ms REAL,
+                loss_up REAL,
+                loss_down REAL,
+                jitter_ms REAL,
+                bitrate_up_kbps REAL,
+                bitrate_down_kbps REAL,
+                fps_up REAL
+            )
+            """,
+            "CREATE INDEX quality_visit ON quality (visit, time)",
+            "CREATE INDEX quality_time ON quality (time)",
+            """
+            CREATE TABLE outcomes (
+                visit TEXT PRIMARY KEY,
+                outcome TEXT NOT NULL,
+                time REAL NOT NULL
+            )
+            """,
+            """
+            CREATE TABLE outcome_notes (
+                visit TEXT PRIMARY KEY,
+                note TEXT NOT NULL,
+                time REAL NOT NULL
+            )
+            """,
+            """
+            CREATE TABLE surveys (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                time REAL NOT NULL,
+                visit TEXT NOT NULL,
+                participant TEXT NOT NULL,
+                q1 INTEGER CHECK (q1 BETWEEN 1 AND 5),
+                q2 INTEGER CHECK (q2 BETWEEN 1 AND 5),
+                q3 INTEGER CHECK (q3 BETWEEN 1 AND 5)
+            )
+            """,
+            "CREATE INDEX surveys_visit ON surveys (visit, time)",
+        ),
+        postgresql=(
+            """
+            CREATE TABLE quality (
+                id BIGSERIAL PRIMARY KEY,
+                time DOUBLE PRECISION NOT NULL,
+                visit TEXT NOT NULL,
+                participant TEXT NOT NULL,
+                role TEXT,
+                sector TEXT,
+                level TEXT NOT NULL,
+                rtt_ms DOUBLE PRECISION,
+                loss_up DOUBLE PRECISION,
+                loss_down DOUBLE PRECISION,
+                jitter_ms DOUBLE PRECISION,
+                bitrate_up_kbps DOUBLE PRECISION,
+                bitrate_down_kbps DOUBLE PRECISION,
+                fps_up DOUBLE PRECISION
+            )
+            """,
+            "CREATE INDEX quality_visit ON quality (visit, time)",
+            "CREATE INDEX quality_time ON quality (time)",
+            """
+            CREATE TABLE outcomes (
+                visit TEXT PRIMARY KEY,
+                outcome TEXT NOT NULL,
+                time DOUBLE PRECISION NOT NULL
+            )
+            """,
+            """
+            CREATE TABLE outcome_notes (
+                visit TEXT PRIMARY KEY,
+                note TEXT NOT NULL,
+                time DOUBLE PRECISION NOT NULL
+            )
+            """,
+            """
+            CREATE TABLE surveys (
+                id BIGSERIAL PRIMARY KEY,
+                time DOUBLE PRECISION NOT NULL,
+                visit TEXT NOT NULL,
+                participant TEXT NOT NULL,
+                q1 INTEGER CHECK (q1 BETWEEN 1 AND 5),
+                q2 INTEGER CHECK (q2 BETWEEN 1 AND 5),
+                q3 INTEGER CHECK (q3 BETWEEN 1 AND 5)
+            )
+            """,
+            "CREATE INDEX surveys_visit ON surveys (visit, time)",
+        ),
+    ),
 )
 
 SCHEMA_VERSION_SQLITE = (

@@ -14,6 +14,14 @@ from media.sfu import Sfu
 from rooms.audit import AuditRetention, SqlAuditLog
 from rooms.eventlog import SqlEventLog
 from rooms.janitor import EmptyVisitJanitor
+from rooms.outcomes import OutcomeRecorder
+from rooms.quality_log import (
+    OutcomeStore,
+    QualityBatcher,
+    QualityRecord,
+    SqlQualityLog,
+    SurveyStore,
+)
 from rooms.sql import open_database
 from rooms.store import open_visit_store
 from server import appkeys
@@ -49,6 +57,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_events)
     app.cleanup_ctx.append(_audit)
     app.cleanup_ctx.append(_access)
+    app.cleanup_ctx.append(_evaluation)
     app.cleanup_ctx.append(_store)
     app.cleanup_ctx.append(_janitor)
     app.cleanup_ctx.append(_sfu)
@@ -118,6 +127,19 @@ async def _store(app: web.Application) -> AsyncIterator[None]:
     await store.close()
 
 
+async def _evaluation(app: web.Application) -> AsyncIterator[None]:
+    """Outcomes, the citizen's answers, and quality samples written in batches."""
+    db = app[appkeys.DATABASE]
+    app[appkeys.OUTCOMES] = OutcomeRecorder(
+        app[appkeys.SETTINGS].outcomes, OutcomeStore(db), SurveyStore(db), app[appkeys.EVENTS]
+    )
+    batcher = QualityBatcher(SqlQualityLog(db))
+    app[appkeys.QUALITY] = batcher
+    batcher.start()
+    yield
+    await batcher.stop()
+
+
 async def _janitor(app: web.Application) -> AsyncIterator[None]:
     settings = app[appkeys.SETTINGS]
     janitor = EmptyVisitJanitor(
@@ -150,6 +172,10 @@ async def _signaling(app: web.Application) -> AsyncIterator[None]:
         reconnect_grace=settings.reconnect_grace,
         departure_timeout=settings.departure_timeout,
         quality_interval=settings.quality_interval,
+        outcomes=app[appkeys.OUTCOMES],
+        quality_sink=lambda visit, participant, role, sector, sample: app[appkeys.QUALITY].add(
+            QualityRecord.from_sample(visit, participant, role, sector, sample)
+        ),
     )
     hubs = HubRegistry(services)
     app[appkeys.SIGNALING] = services

@@ -7,6 +7,8 @@ from media.sfu import Sfu
 from rooms.audit import AuditLog
 from rooms.eventlog import EventLog
 from rooms.janitor import EmptyVisitJanitor
+from rooms.outcomes import OutcomeRecorder
+from rooms.quality_log import QualityBatcher
 from rooms.sql import Database
 from rooms.store import VisitStore
 from server.access import AccessControl
@@ -22,6 +24,8 @@ AUDIT = web.AppKey("audit", AuditLog)
 ACCESS = web.AppKey("access", AccessControl)
 REVOCATIONS = web.AppKey("revocations", RevocationList)
 JANITOR = web.AppKey("janitor", EmptyVisitJanitor)
+OUTCOMES = web.AppKey("outcomes", OutcomeRecorder)
+QUALITY = web.AppKey("quality", QualityBatcher)
 ISSUER = web.AppKey("issuer", TokenIssuer)
 VERIFIER = web.AppKey("verifier", TokenVerifier)
 STORE = web.AppKey("store", VisitStore)

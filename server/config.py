@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from media.config import IceServer, MediaConfig
+from rooms.outcomes import DEFAULT_OUTCOMES
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,12 @@ SETTINGS: tuple[Setting, ...] = (
         "1800",
         "seconds after a visit's planned end (or creation) before one nobody joined is closed",
     ),
+    Setting(
+        "outcomes",
+        "handled-remotely,physical-visit-needed,referred-to-hospital,admission-avoided,"
+        "new-video-visit,other",
+        "the clinical outcomes a host picks from when a visit ends (comma-separated codes)",
+    ),
     Setting("quality-interval", "5", "seconds between connection-quality samples"),
     Setting("departure-timeout", "120", "seconds after everyone has left before the visit ends"),
     Setting(
@@ -107,6 +114,7 @@ class Settings:
     reconnect_grace: float = 60.0
     departure_timeout: float = 120.0
     quality_interval: float = 5.0
+    outcomes: tuple[str, ...] = DEFAULT_OUTCOMES
     empty_timeout: float = 1800.0
     redis_url: str = ""
     database_url: str = ""
@@ -157,6 +165,7 @@ class Settings:
                 reconnect_grace=float(raw["reconnect-grace"]),
                 departure_timeout=float(raw["departure-timeout"]),
                 quality_interval=float(raw["quality-interval"]),
+                outcomes=_list(raw["outcomes"]) or DEFAULT_OUTCOMES,
                 empty_timeout=float(raw["empty-timeout"]),
                 redis_url=raw["redis-url"],
                 database_url=raw["database-url"],

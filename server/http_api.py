@@ -16,6 +16,7 @@ from aiohttp import web
 from rooms.errors import InvalidTransition, NotPermitted, RoomsError, VisitNotFound
 from rooms.eventlog import EventKind, VisitEvent
 from rooms.ids import VisitId
+from rooms.outcomes import SURVEY_QUESTIONS, OutcomeRejected
 from rooms.policy import Action
 from rooms.principal import Principal
 from rooms.roles import PARTICIPANT_ROLES, Role, Sector
@@ -48,6 +49,7 @@ from server.visits import (
     ensure_live,
     invite_links,
     links_by_role,
+    record_invited,
     update_visit,
 )
 from signaling.errors import CLOSE_VISIT_ENDED
@@ -523,9 +525,48 @@ async def invite_participant(request: web.Request) -> web.Response:
 
     updated = await update_visit(request.app, visit.id, add)
     seat = added[-1]  # the store may have run `add` more than once; the last one was stored
+    await record_invited(request.app, updated, seat)
     links = invite_links(request.app, updated)
     link = next(e for e in links if e["participant"] == seat.participant)
     return web.json_response(link, status=201)
+
+
+async def record_outcome(request: web.Request) -> web.Response:
+    """The host records the clinical outcome (a code from the configured list, and an optional
+    note that stays out of every evaluation export)."""
+    principal, visit = await _visit_for(request, Action.RECORD_OUTCOME)
+    body = await _json_body(request)
+    outcome, note = body.get("outcome"), body.get("note")
+    unknown = set(body) - {"outcome", "note"}
+    if unknown:
+        raise ApiError("invalid-field", f"unknown field(s) {sorted(unknown)}")
+    if not isinstance(outcome, str) or (note is not None and not isinstance(note, str)):
+        raise ApiError("invalid-field", "'outcome' must be a string, and 'note' one if given")
+    seat = visit.seats.get(principal.participant) if principal.participant else None
+    try:
+        await request.app[appkeys.OUTCOMES].record_outcome(
+            visit.id, visit.org, seat, principal.role.value, principal.sector.value, outcome, note
+        )
+    except OutcomeRejected as exc:
+        raise ApiError(exc.code, exc.message) from None
+    return web.json_response({"visit": visit.id, "outcome": outcome}, status=201)
+
+
+async def answer_survey(request: web.Request) -> web.Response:
+    """The citizen's three optional questions (1-5), with their own link, also after the visit."""
+    principal, visit = await _visit_for(request, Action.ANSWER_SURVEY)
+    body = await _json_body(request)
+    assert principal.participant is not None  # the SEAT scope made sure of it
+    try:
+        answers = await request.app[appkeys.OUTCOMES].record_survey(
+            visit.id, visit.org, visit.seats[principal.participant], body
+        )
+    except OutcomeRejected as exc:
+        raise ApiError(exc.code, exc.message) from None
+    return web.json_response(
+        {"visit": visit.id, "answers": dict(zip(SURVEY_QUESTIONS, answers, strict=True))},
+        status=201,
+    )
 
 
 async def revoke_token(request: web.Request) -> web.Response:
@@ -611,6 +652,8 @@ def setup_api_routes(app: web.Application) -> None:
     app.router.add_patch("/api/visits/{visit}", patch_visit)
     app.router.add_post("/api/visits/{visit}/cancel", cancel_visit)
     app.router.add_post("/api/visits/{visit}/end", end_visit)
+    app.router.add_post("/api/visits/{visit}/outcome", record_outcome)
+    app.router.add_post("/api/visits/{visit}/survey", answer_survey)
     app.router.add_post("/api/visits/{visit}/links", reissue_links)
     app.router.add_post("/api/visits/{visit}/participants", invite_participant)
     app.router.add_post("/api/admin/revocations", revoke_token)

@@ -478,6 +478,81 @@ def _paths() -> dict[str, Schema]:
                 },
             },
         },
+        "/api/visits/{visit}/outcome": {
+            "parameters": visit_param,
+            "post": {
+                "operationId": "recordOutcome",
+                "summary": "Record the clinical outcome (host)",
+                "description": "A code from the configured list (SCREENVISIT_OUTCOMES); the"
+                " optional note is for the clinician only and is never exported.",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "additionalProperties": False,
+                                "required": ["outcome"],
+                                "properties": {
+                                    "outcome": {"type": "string"},
+                                    "note": {"type": "string", "maxLength": 2000},
+                                },
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "201": _json(
+                        {
+                            "type": "object",
+                            "required": ["visit", "outcome"],
+                            "properties": {
+                                "visit": {"type": "string"},
+                                "outcome": {"type": "string"},
+                            },
+                        },
+                        "Recorded",
+                    ),
+                    **_errors(400, 401, 403, 404, 409, 429),
+                },
+            },
+        },
+        "/api/visits/{visit}/survey": {
+            "parameters": visit_param,
+            "post": {
+                "operationId": "answerSurvey",
+                "summary": "The citizen's three optional questions, each 1 to 5",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "additionalProperties": False,
+                                "properties": {
+                                    q: {"type": "integer", "minimum": 1, "maximum": 5}
+                                    for q in ("q1", "q2", "q3")
+                                },
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "201": _json(
+                        {
+                            "type": "object",
+                            "required": ["visit", "answers"],
+                            "properties": {
+                                "visit": {"type": "string"},
+                                "answers": {"type": "object"},
+                            },
+                        },
+                        "Recorded",
+                    ),
+                    **_errors(400, 401, 403, 404, 409, 429),
+                },
+            },
+        },
         "/api/audit": {
             "get": {
                 "operationId": "readAudit",

@@ -18,6 +18,7 @@ from rooms.roles import Role, Sector
 from rooms.visit import (
     DEFAULT_MAX_PARTICIPANTS,
     DEFAULT_PLANNED_MINUTES,
+    Seat,
     Visit,
     VisitKind,
 )
@@ -133,10 +134,30 @@ async def book_visit(
             role=principal.role.value,
             sector=principal.sector.value,
             org=visit.org,
-            data={"kind": visit.kind.value, "seats": len(visit.seats)},
+            data={
+                "kind": visit.kind.value,
+                "seats": len(visit.seats),
+                "planned_start": visit.planned_start,
+                "planned_minutes": visit.planned_minutes,
+            },
         )
     )
+    for seat in visit.seats.values():
+        await record_invited(app, visit, seat)
     return visit
+
+
+async def record_invited(app: web.Application, visit: Visit, seat: Seat) -> None:
+    await app[appkeys.EVENTS].append(
+        VisitEvent(
+            visit=visit.id,
+            kind=EventKind.PARTICIPANT_INVITED,
+            participant=seat.participant,
+            role=seat.role.value,
+            sector=seat.sector.value,
+            org=visit.org,
+        )
+    )
 
 
 async def update_visit(

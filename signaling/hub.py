@@ -262,6 +262,16 @@ class VisitHub:
                 if meter is None or meter.peer is not peer:
                     meter = self._meters[participant] = QualityMeter(peer)
                 sample = await meter.sample()
+                sink = self._services.quality_sink
+                seat = self._seats[participant]
+                if sink is not None:
+                    sink(
+                        self.visit_id,
+                        participant,
+                        seat.role.value,
+                        seat.sector.value,
+                        sample.to_dict(),
+                    )
                 if self.quality.get(participant) != sample.level:
                     self.quality[participant] = sample.level
                     self.broadcast(
@@ -379,6 +389,12 @@ class VisitHub:
         seat = self._seats.get(ParticipantId(participant))
         self.tasks.spawn(
             self._record(EventKind.MEDIA_FIRST_FRAME, seat, media=kind, direction="up")
+        )
+
+    def first_frame_delivered(self, participant: str, kind: str) -> None:
+        seat = self._seats.get(ParticipantId(participant))
+        self.tasks.spawn(
+            self._record(EventKind.MEDIA_FIRST_FRAME, seat, media=kind, direction="down")
         )
 
     def peer_state_changed(self, participant: str, state: str) -> None:

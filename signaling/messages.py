@@ -72,6 +72,13 @@ class FallbackPhone:
 
 
 @dataclass(frozen=True)
+class RecordOutcome:
+    outcome: str
+    note: str | None = None
+    ref: str | None = None
+
+
+@dataclass(frozen=True)
 class Chat:
     text: str
     ref: str | None = None
@@ -99,7 +106,9 @@ class Ping:
 
 
 #: Messages only the visit's host may send.
-HostMessage = EndVisit | Admit | AdmitAll | Decline | Remove | MuteRequest | FallbackPhone
+HostMessage = (
+    EndVisit | Admit | AdmitAll | Decline | Remove | MuteRequest | FallbackPhone | RecordOutcome
+)
 
 ClientMessage = (
     Join | Offer | MediaState | HostMessage | Chat | Assisting | MediaRestart | Leave | Ping
@@ -119,12 +128,17 @@ SCHEMAS: dict[str, tuple[type, dict[str, type]]] = {
     "remove": (Remove, {"participant": str}),
     "mute-request": (MuteRequest, {"participant": str}),
     "fallback-phone": (FallbackPhone, {}),
+    "outcome": (RecordOutcome, {"outcome": str}),
     "chat": (Chat, {"text": str}),
     "assisting": (Assisting, {"on": bool}),
     "media-restart": (MediaRestart, {}),
     "leave": (Leave, {}),
     "ping": (Ping, {}),
 }
+
+
+#: type -> {field: python type} of fields that may be left out.
+OPTIONAL: dict[str, dict[str, type]] = {"outcome": {"note": str}}
 
 
 def parse_client_message(raw: str) -> ClientMessage:
@@ -149,7 +163,8 @@ def parse_client_message(raw: str) -> ClientMessage:
     ref = data.get("id")
     if ref is not None and not isinstance(ref, str):
         raise ProtocolError("invalid-field", "field 'id' must be a string")
-    unknown = set(data) - set(fields) - {"type", "id"}
+    optional = OPTIONAL.get(kind, {})
+    unknown = set(data) - set(fields) - set(optional) - {"type", "id"}
     if unknown:
         raise ProtocolError("invalid-field", f"unknown field(s) {sorted(unknown)} in {kind!r}")
     values: dict[str, Any] = {}
@@ -162,6 +177,13 @@ def parse_client_message(raw: str) -> ClientMessage:
                 "invalid-field", f"field {name!r} of {kind!r} must be a {expected.__name__}"
             )
         values[name] = value
+    for name, expected in optional.items():
+        if name in data and data[name] is not None:
+            if type(data[name]) is not expected:
+                raise ProtocolError(
+                    "invalid-field", f"field {name!r} of {kind!r} must be a {expected.__name__}"
+                )
+            values[name] = data[name]
     if kind == "chat" and not 0 < len(values["text"].strip()) <= MAX_CHAT_CHARS:
         raise ProtocolError("invalid-field", f"a chat message has 1 to {MAX_CHAT_CHARS} characters")
     message: ClientMessage = cls(**values, ref=ref)

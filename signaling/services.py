@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from media.sfu import Sfu
 from rooms.eventlog import EventLog
+from rooms.outcomes import OutcomeRecorder
 from rooms.policy import Action
 from rooms.principal import Principal
 from rooms.store import VisitStore
@@ -52,6 +54,7 @@ class SignalingServices:
     store: VisitStore
     events: EventLog
     sfu: Sfu
+    outcomes: OutcomeRecorder
     #: ICE servers as the browser's RTCPeerConnection expects them.
     browser_ice_servers: list[dict[str, Any]] = field(default_factory=list)
     join_timeout: float = 10.0
@@ -62,3 +65,6 @@ class SignalingServices:
     departure_timeout: float = 120.0
     #: Seconds between connection-quality samples of each participant.
     quality_interval: float = 5.0
+    #: Receives every sample (visit, participant, role, sector, sample as a dict) for the
+    #: evaluation data; written in batches by the server.
+    quality_sink: Callable[[str, str, str, str, dict[str, Any]], None] | None = None

@@ -12,6 +12,7 @@ from aiohttp import WSMsgType, web
 from media.errors import NegotiationFailed
 from rooms.errors import AuthenticationFailed, NotPermitted, VisitNotFound
 from rooms.ids import ParticipantId
+from rooms.outcomes import OutcomeRejected
 from rooms.policy import Action, is_host_role
 from rooms.principal import Principal
 from rooms.roles import Role
@@ -43,6 +44,7 @@ from signaling.messages import (
     MuteRequest,
     Offer,
     Ping,
+    RecordOutcome,
     Remove,
     error_message,
     parse_client_message,
@@ -63,8 +65,18 @@ HOST_ACTIONS: dict[type, Action] = {
     Remove: Action.MODERATE,
     MuteRequest: Action.MODERATE,
     FallbackPhone: Action.RECORD_OUTCOME,
+    RecordOutcome: Action.RECORD_OUTCOME,
 }
-HOST_MESSAGE_TYPES = (EndVisit, Admit, AdmitAll, Decline, Remove, MuteRequest, FallbackPhone)
+HOST_MESSAGE_TYPES = (
+    EndVisit,
+    Admit,
+    AdmitAll,
+    Decline,
+    Remove,
+    MuteRequest,
+    FallbackPhone,
+    RecordOutcome,
+)
 
 
 class Session:
@@ -276,6 +288,7 @@ class Session:
                 joined.update(hub.call_state(self.seat.participant))
             if self.is_host:
                 joined["waiting_room"] = [hub.describe(p) for p in hub.waiting()]
+                joined["outcomes"] = list(self._services.outcomes.outcomes)
             self.send(joined)
 
     async def _dispatch(self, message: ClientMessage) -> None:
@@ -346,6 +359,27 @@ class Session:
                 hub.mute_request(ParticipantId(message.participant), self.seat.participant)
             elif isinstance(message, FallbackPhone):
                 await hub.fallback_to_phone(self.seat)
+            elif isinstance(message, RecordOutcome):
+                try:
+                    await self._services.outcomes.record_outcome(
+                        hub.visit_id,
+                        visit.org,
+                        self.seat,
+                        self.seat.role.value,
+                        self.seat.sector.value,
+                        message.outcome,
+                        message.note,
+                    )
+                except OutcomeRejected as exc:
+                    raise ProtocolError(exc.code, exc.message) from None
+                # Acknowledged only once it is committed: it survives a crash from here on.
+                self.send(
+                    {
+                        "type": "outcome-recorded",
+                        "outcome": message.outcome,
+                        **({"ref": message.ref} if message.ref else {}),
+                    }
+                )
 
     def role(self) -> Role | None:
         return self.seat.role if self.seat else None

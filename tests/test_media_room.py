@@ -32,6 +32,9 @@ class Recorder:
     def first_frame(self, participant: str, kind: str) -> None:
         self.first_frames.add((participant, kind))
 
+    def first_frame_delivered(self, participant: str, kind: str) -> None:
+        self.first_frames.add((participant, f"{kind}-down"))
+
     def peer_state_changed(self, participant: str, state: str) -> None:
         pass
 

@@ -195,7 +195,8 @@
         state.fatal = true;
         sessionStorage.removeItem(joinedKey);
         closePeer();
-        return showView("ended");
+        showView("ended");
+        return offerSurvey();
       case "error":
         if (state.pending && msg.ref === state.pending.ref) state.pending.reject(new Error(msg.message));
         if (msg.fatal) {
@@ -219,6 +220,7 @@
     sessionStorage.setItem(joinedKey, "1");
     state.waiting = new Map((msg.waiting_room || []).map((p) => [p.participant, p]));
     const host = Boolean(msg.you.host);
+    state.outcomes = msg.outcomes || [];
     $("host-panel").hidden = !host;
     $("phone").hidden = !host;
     $("end").hidden = !host;
@@ -544,6 +546,62 @@
     closePeer();
     if (state.ws) state.ws.close();
     showView("left");
+    offerSurvey();
+  }
+
+  // --- end of the visit: the host's outcome, the citizen's experience -----------------------
+
+  function askOutcome() {
+    const choices = $("outcome-choices");
+    choices.textContent = "";
+    for (const [i, code] of state.outcomes.entries()) {
+      const label = document.createElement("label");
+      const input = document.createElement("input");
+      input.type = "radio";
+      input.name = "outcome";
+      input.value = code;
+      input.required = true;
+      input.checked = i === 0;
+      const known = TEXTS[state.lang].outcomes[code];
+      label.append(input, document.createTextNode(` ${known || code}`));
+      choices.append(label);
+    }
+    $("outcome-dialog").showModal();
+  }
+
+  function offerSurvey() {
+    if (!state.me || state.me.role !== "citizen" || state.surveyShown) return;
+    state.surveyShown = true;
+    for (const fieldset of document.querySelectorAll("#survey .scale")) {
+      for (const value of [1, 2, 3, 4, 5]) {
+        const label = document.createElement("label");
+        const input = document.createElement("input");
+        input.type = "radio";
+        input.name = fieldset.dataset.question;
+        input.value = String(value);
+        label.append(input, document.createTextNode(` ${value}`));
+        fieldset.append(label);
+      }
+    }
+    $("survey").hidden = false;
+  }
+
+  async function sendSurvey(event) {
+    event.preventDefault();
+    const answers = {};
+    for (const question of ["q1", "q2", "q3"]) {
+      const chosen = document.querySelector(`#survey input[name=${question}]:checked`);
+      if (chosen) answers[question] = Number(chosen.value);
+    }
+    const response = await fetch(`/api/visits/${encodeURIComponent(visitId)}/survey`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Authorization: `Bearer ${token}` },
+      body: JSON.stringify(answers),
+    });
+    if (response.ok) {
+      $("survey-thanks").hidden = false;
+      for (const input of document.querySelectorAll("#survey input, #survey button")) input.disabled = true;
+    }
   }
 
   // --- start --------------------------------------------------------------------------------
@@ -562,7 +620,15 @@
   $("leave").addEventListener("click", leave);
   $("rejoin").addEventListener("click", () => location.reload());
   $("admit-all").addEventListener("click", () => send({ type: "admit-all" }));
-  $("end").addEventListener("click", () => send({ type: "end" }));
+  $("end").addEventListener("click", askOutcome);
+  $("outcome-cancel").addEventListener("click", () => $("outcome-dialog").close());
+  $("outcome-form").addEventListener("submit", () => {
+    const chosen = document.querySelector("#outcome-form input[name=outcome]:checked");
+    const note = $("outcome-note").value.trim();
+    if (chosen) send({ type: "outcome", outcome: chosen.value, ...(note ? { note } : {}) });
+    send({ type: "end" });
+  });
+  $("survey").addEventListener("submit", sendSurvey);
   $("phone").addEventListener("click", () => send({ type: "fallback-phone" }));
   $("assisting").addEventListener("change", (e) => send({ type: "assisting", on: e.target.checked }));
   $("chat-form").addEventListener("submit", (event) => {
