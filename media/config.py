@@ -3,6 +3,23 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal, get_args
+
+#: How the SFU carries media from a publisher to its subscribers:
+#: `forward` hands the publisher's encoded frames to every subscriber untouched (the default);
+#: `relay` is the baseline it is measured against: aiortc's MediaRelay, which decodes each
+#: publisher once and encodes again for every subscriber (media/relay.py).
+MediaMode = Literal["forward", "relay"]
+MEDIA_MODES: tuple[MediaMode, ...] = get_args(MediaMode)
+
+
+def parse_media_mode(text: str) -> MediaMode:
+    """`forward` or `relay` (case and surrounding blanks ignored); ValueError otherwise."""
+    value = text.strip().lower()
+    for mode in MEDIA_MODES:
+        if value == mode:
+            return mode
+    raise ValueError(f"media mode must be one of {', '.join(MEDIA_MODES)}, got {text!r}")
 
 
 @dataclass(frozen=True)
@@ -36,3 +53,9 @@ class MediaConfig:
     ice_hosts: tuple[str, ...] = ()
     #: STUN/TURN servers; empty by default, so the server contacts no third party.
     ice_servers: tuple[IceServer, ...] = field(default_factory=tuple)
+    #: `forward` (encoded frames, no decoding) or `relay` (decode + re-encode per subscriber).
+    media_mode: MediaMode = "forward"
+
+    def __post_init__(self) -> None:
+        if self.media_mode not in MEDIA_MODES:
+            raise ValueError(f"unknown media mode {self.media_mode!r}")

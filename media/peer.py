@@ -3,6 +3,10 @@
 The browser makes every offer (ARCHITECTURE.md: aiortc-initiated renegotiation breaks Chromium).
 New m-lines get server transceivers created before setRemoteDescription, so codec preferences
 hold everyone to VP8 and Opus and a subscriber always receives the publisher's codec.
+
+The media mode (`MediaConfig.media_mode`) decides what the up tracks and down slots are: in
+`forward` mode the receiver is tapped and encoded frames go down untouched (UpTrack, DownTrack);
+in `relay` mode the receiver decodes and each subscriber's sender encodes again (media/relay.py).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from media.counters import MediaCounters
 from media.downtrack import DownTrack
 from media.errors import NegotiationFailed
 from media.ice import restrict_host_candidates
+from media.relay import RelayDownTrack, RelayUpTrack
 from media.tasks import OwnedTasks
 from media.uptrack import UpTrack
 
@@ -37,12 +42,17 @@ logger = logging.getLogger(__name__)
 MAX_MEDIA_SECTIONS = 64
 
 
+#: A publisher's incoming track and a down slot's track, in either media mode.
+AnyUpTrack = UpTrack | RelayUpTrack
+AnyDownTrack = DownTrack | RelayDownTrack
+
+
 @dataclass
 class DownSlot:
     mid: str
     kind: str
     transceiver: RTCRtpTransceiver
-    track: DownTrack
+    track: AnyDownTrack
 
 
 def _media_ssrc(media: aiortc_sdp.MediaDescription) -> int | None:
@@ -78,7 +88,7 @@ class MediaPeer:
                 bundlePolicy=RTCBundlePolicy.MAX_BUNDLE,
             )
         )
-        self.up: dict[str, UpTrack] = {}
+        self.up: dict[str, AnyUpTrack] = {}
         self.slots: list[DownSlot] = []
         self.negotiated = False
         self._ssrc_by_mid: dict[str, int | None] = {}
@@ -147,6 +157,12 @@ class MediaPeer:
         kind = transceiver.kind
         if kind in self.up:
             return
+        if self._config.media_mode == "relay":
+            # Not tapped: the receiver decodes, and the relay hands decoded frames on.
+            self.up[kind] = RelayUpTrack(
+                kind, transceiver.receiver.track, self._tasks, self._counters
+            )
+            return
         mid = transceiver.mid or ""
         self.up[kind] = UpTrack(
             kind,
@@ -157,13 +173,22 @@ class MediaPeer:
         )
 
     def _add_slot(self, transceiver: RTCRtpTransceiver) -> None:
-        track = DownTrack(transceiver.kind, self._counters, self._first_delivery)
-        transceiver.sender.replaceTrack(track)
-        # A subscriber's PLI/FIR must reach the publisher; aiortc would only flag its own encoder.
-        setattr(transceiver.sender, "_send_keyframe", track.request_keyframe)  # noqa: B010
+        track: AnyDownTrack
+        if self._config.media_mode == "relay":
+            # Decoded frames: the sender encodes them, and answers PLI/FIR with its own encoder.
+            track = RelayDownTrack(
+                transceiver.kind, self._counters, self._tasks, self._first_delivery
+            )
+            transceiver.sender.replaceTrack(track)
+        else:
+            track = DownTrack(transceiver.kind, self._counters, self._first_delivery)
+            transceiver.sender.replaceTrack(track)
+            # A subscriber's PLI/FIR must reach the publisher; aiortc would only flag its own
+            # encoder.
+            setattr(transceiver.sender, "_send_keyframe", track.request_keyframe)  # noqa: B010
         self.slots.append(DownSlot(transceiver.mid or "", transceiver.kind, transceiver, track))
 
-    def _first_delivery(self, track: DownTrack) -> None:
+    def _first_delivery(self, track: AnyDownTrack) -> None:
         """The first frame of a kind sent to this participant: media flows down to them."""
         if track.kind not in self._delivered and self._on_delivered is not None:
             self._delivered.add(track.kind)
@@ -191,5 +216,8 @@ class MediaPeer:
         if self._closing is None:
             for slot in self.slots:
                 slot.track.stop()
+            for up in self.up.values():
+                if isinstance(up, RelayUpTrack):
+                    up.close()
             self._closing = asyncio.ensure_future(self.pc.close())
         await asyncio.shield(self._closing)

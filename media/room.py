@@ -1,4 +1,10 @@
-"""One SFU room per visit: who publishes what, and which down slot carries it to whom."""
+"""One SFU room per visit: who publishes what, and which down slot carries it to whom.
+
+The bookkeeping is the same in both media modes (`MediaConfig.media_mode`): in `forward` mode
+publications and down slots carry encoded frames (Publication, DownTrack), in `relay` mode
+decoded ones that each subscriber's sender encodes again (RelayPublication, RelayDownTrack).
+A room has one mode; the helpers at the end keep the two kinds of objects from mixing.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +13,19 @@ from collections.abc import Callable
 
 from media.config import MediaConfig
 from media.counters import MediaCounters
+from media.downtrack import DownTrack
 from media.errors import NegotiationFailed
 from media.observer import RoomObserver
-from media.peer import MediaPeer
+from media.peer import AnyDownTrack, AnyUpTrack, MediaPeer
 from media.publication import Publication
+from media.relay import RelayDownTrack, RelayPublication, RelayUpTrack
 from media.tasks import OwnedTasks
 
 logger = logging.getLogger(__name__)
 
 KINDS = ("audio", "video")
+
+AnyPublication = Publication | RelayPublication
 
 
 class SfuRoom:
@@ -28,7 +38,7 @@ class SfuRoom:
         self._counters = counters
         self._tasks = OwnedTasks(f"sfu room {name}")
         self.peers: dict[str, MediaPeer] = {}
-        self.publications: dict[tuple[str, str], Publication] = {}
+        self.publications: dict[tuple[str, str], AnyPublication] = {}
 
     def recv_slots_for(self, participant: str) -> dict[str, int]:
         """How many receive-only transceivers a participant's first offer should carry."""
@@ -60,11 +70,15 @@ class SfuRoom:
         for kind, up in peer.up.items():
             publication = self.publications.get((participant, kind))
             if publication is None:
-                publication = Publication(participant, kind)
+                publication = (
+                    RelayPublication(participant, kind)
+                    if self._config.media_mode == "relay"
+                    else Publication(participant, kind)
+                )
                 self.publications[(participant, kind)] = publication
             if publication.source is not up:
                 up.on_first_frame(self._first_frame_reporter(participant, kind))
-                publication.set_source(up)
+                _set_source(publication, up)
         self._distribute()
         return answer
 
@@ -87,7 +101,7 @@ class SfuRoom:
                 if slot is None:
                     missing[kind] += 1
                     continue
-                slot.track.attach(publication)
+                _attach(slot.track, publication)
                 changed = True
             if changed:
                 self._observer.tracks_changed(peer.participant)
@@ -127,10 +141,30 @@ class SfuRoom:
         for kind, up in peer.up.items():
             publication = self.publications.get((peer.participant, kind))
             if publication is not None and publication.source is up:
-                publication.set_source(None)
+                _set_source(publication, None)
         await peer.close()
 
     async def close(self) -> None:
         for participant in list(self.peers):
             await self.leave(participant)
         await self._tasks.aclose()
+
+
+def _set_source(publication: AnyPublication, up: AnyUpTrack | None) -> None:
+    if isinstance(publication, RelayPublication):
+        if up is None or isinstance(up, RelayUpTrack):
+            publication.set_source(up)
+            return
+    elif up is None or not isinstance(up, RelayUpTrack):
+        publication.set_source(up)
+        return
+    raise TypeError("a publication and its source must be of the same media mode")
+
+
+def _attach(track: AnyDownTrack, publication: AnyPublication) -> None:
+    if isinstance(track, RelayDownTrack) and isinstance(publication, RelayPublication):
+        track.attach(publication)
+    elif isinstance(track, DownTrack) and isinstance(publication, Publication):
+        track.attach(publication)
+    else:
+        raise TypeError("a down slot and its publication must be of the same media mode")

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+
 from media.config import MediaConfig
 from media.counters import MediaCounters
 from media.observer import RoomObserver
 from media.room import SfuRoom
 from media.seams import check_seams
+
+logger = logging.getLogger(__name__)
 
 
 class Sfu:
@@ -15,6 +19,11 @@ class Sfu:
         self.config = config
         self.counters = MediaCounters()
         self.rooms: dict[str, SfuRoom] = {}
+        if config.media_mode == "relay":
+            logger.info(
+                "media mode relay: every publisher is decoded and re-encoded for each"
+                " subscriber (the MediaRelay baseline; several times the CPU of forwarding)"
+            )
 
     def room(self, name: str, observer: RoomObserver) -> SfuRoom:
         room = self.rooms.get(name)

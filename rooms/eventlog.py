@@ -57,6 +57,12 @@ class EventLog(Protocol):
 
     async def for_visit(self, visit: VisitId) -> list[VisitEvent]: ...
 
+    async def visits_created(
+        self, since: float | None = None, until: float | None = None, org: str | None = None
+    ) -> list[VisitId]: ...
+
+    async def for_visits(self, visits: list[VisitId]) -> dict[VisitId, list[VisitEvent]]: ...
+
 
 class SqlEventLog:
     """The `events` table of a `Database` (migration 1); whoever opened the database closes it."""
@@ -79,21 +85,47 @@ class SqlEventLog:
         )
 
     async def for_visit(self, visit: VisitId) -> list[VisitEvent]:
-        rows = await self._db.fetch(
-            "SELECT time, visit, kind, participant, role, sector, org, data FROM events"
-            " WHERE visit = ? ORDER BY id",
-            visit,
-        )
-        return [
-            VisitEvent(
-                time=row[0],
-                visit=VisitId(row[1]),
-                kind=EventKind(row[2]),
-                participant=ParticipantId(row[3]) if row[3] else None,
-                role=row[4],
-                sector=row[5],
-                org=row[6],
-                data=json.loads(row[7]),
+        return (await self.for_visits([visit])).get(visit, [])
+
+    async def visits_created(
+        self, since: float | None = None, until: float | None = None, org: str | None = None
+    ) -> list[VisitId]:
+        """Visits created in [since, until), optionally of one organisation, oldest first."""
+        sql = "SELECT visit FROM events WHERE kind = ?"
+        params: list[object] = [EventKind.VISIT_CREATED.value]
+        if since is not None:
+            sql += " AND time >= ?"
+            params.append(since)
+        if until is not None:
+            sql += " AND time < ?"
+            params.append(until)
+        if org is not None:
+            sql += " AND org = ?"
+            params.append(org)
+        rows = await self._db.fetch(sql + " ORDER BY time", *params)
+        return [VisitId(row[0]) for row in rows]
+
+    async def for_visits(self, visits: list[VisitId]) -> dict[VisitId, list[VisitEvent]]:
+        out: dict[VisitId, list[VisitEvent]] = {v: [] for v in visits}
+        for start in range(0, len(visits), 500):
+            chunk = visits[start : start + 500]
+            marks = ", ".join("?" for _ in chunk)
+            rows = await self._db.fetch(
+                "SELECT time, visit, kind, participant, role, sector, org, data FROM events"
+                f" WHERE visit IN ({marks}) ORDER BY id",
+                *chunk,
             )
-            for row in rows
-        ]
+            for row in rows:
+                out[VisitId(row[1])].append(
+                    VisitEvent(
+                        time=row[0],
+                        visit=VisitId(row[1]),
+                        kind=EventKind(row[2]),
+                        participant=ParticipantId(row[3]) if row[3] else None,
+                        role=row[4],
+                        sector=row[5],
+                        org=row[6],
+                        data=json.loads(row[7]),
+                    )
+                )
+        return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import AsyncIterator
 from importlib import resources
@@ -22,6 +23,7 @@ from rooms.quality_log import (
     SqlQualityLog,
     SurveyStore,
 )
+from rooms.retention import EvaluationRetention
 from rooms.sql import open_database
 from rooms.store import open_visit_store
 from server import appkeys
@@ -32,6 +34,7 @@ from server.http_api import error_middleware, setup_api_routes
 from server.keys import load_or_create_signing_key
 from server.pages import setup_page_routes
 from server.ratelimit import FailureLimiter
+from server.reports import load_pseudonymizer
 from server.revocation import RevocationList, SqlRevocationStore
 from server.trust import TrustConfigError, load_trust_file
 from signaling.hub import HubRegistry
@@ -133,10 +136,16 @@ async def _evaluation(app: web.Application) -> AsyncIterator[None]:
     app[appkeys.OUTCOMES] = OutcomeRecorder(
         app[appkeys.SETTINGS].outcomes, OutcomeStore(db), SurveyStore(db), app[appkeys.EVENTS]
     )
+    app[appkeys.PSEUDONYMS] = await asyncio.to_thread(
+        load_pseudonymizer, app[appkeys.SETTINGS].data_dir
+    )
     batcher = QualityBatcher(SqlQualityLog(db))
     app[appkeys.QUALITY] = batcher
+    retention = EvaluationRetention(db, app[appkeys.SETTINGS].evaluation_days * 86400)
     batcher.start()
+    retention.start()
     yield
+    await retention.stop()
     await batcher.stop()
 
 
@@ -155,7 +164,8 @@ async def _janitor(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _sfu(app: web.Application) -> AsyncIterator[None]:
-    sfu = Sfu(app[appkeys.SETTINGS].media())
+    settings = app[appkeys.SETTINGS]
+    sfu = Sfu(dataclasses.replace(settings.media(), media_mode=settings.media_mode))
     app[appkeys.SFU] = sfu
     yield
     await sfu.close()

@@ -6,6 +6,7 @@ from aiohttp import web
 from media.sfu import Sfu
 from rooms.audit import AuditLog
 from rooms.eventlog import EventLog
+from rooms.exports import Pseudonymizer
 from rooms.janitor import EmptyVisitJanitor
 from rooms.outcomes import OutcomeRecorder
 from rooms.quality_log import QualityBatcher
@@ -26,6 +27,7 @@ REVOCATIONS = web.AppKey("revocations", RevocationList)
 JANITOR = web.AppKey("janitor", EmptyVisitJanitor)
 OUTCOMES = web.AppKey("outcomes", OutcomeRecorder)
 QUALITY = web.AppKey("quality", QualityBatcher)
+PSEUDONYMS = web.AppKey("pseudonyms", Pseudonymizer)
 ISSUER = web.AppKey("issuer", TokenIssuer)
 VERIFIER = web.AppKey("verifier", TokenVerifier)
 STORE = web.AppKey("store", VisitStore)

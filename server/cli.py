@@ -15,12 +15,14 @@ import secrets
 import signal
 import sys
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 
 from rooms.audit import AuditRecord, SqlAuditLog
+from rooms.eventlog import SqlEventLog
 from rooms.principal import Principal
 from rooms.roles import Role, Sector
 from rooms.sql import open_database
@@ -30,6 +32,7 @@ from server.app import create_app
 from server.auth import TokenIssuer
 from server.config import SETTINGS, Settings, SettingsError
 from server.keys import load_or_create_signing_key
+from server.reports import EXPORTS, Filters, gather, load_pseudonymizer
 from server.visits import book_visit, invite_links, links_by_role
 from signaling.bot import BotError, BotOptions, run_bot
 
@@ -225,6 +228,59 @@ def audit(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- report export ----------------------------------------------------------------------------
+
+
+async def _export(settings: Settings, args: argparse.Namespace) -> str:
+    db = await open_database(settings.database_url or None, settings.database_path)
+    try:
+        pseudonyms = await asyncio.to_thread(load_pseudonymizer, settings.data_dir)
+        filters = Filters(
+            since=_iso_or_none(args.since),
+            until=_iso_or_none(args.until),
+            kind=args.kind,
+            sector=args.sector,
+        )
+        summaries = await gather(db, SqlEventLog(db), args.org or settings.org, filters)
+        await SqlAuditLog(db).record(
+            AuditRecord(
+                action="read-evaluation",
+                result="allowed",
+                reason=f"export {args.format}",
+                subject=f"local-operator:{getpass.getuser()}",
+                issuer=None,
+                sector=None,
+                org=args.org or settings.org,
+                role="evaluator",
+                visit=None,
+                client="local",
+            )
+        )
+        render = EXPORTS[args.format][0]
+        return render(summaries, pseudonyms)
+    finally:
+        await db.close()
+
+
+def _iso_or_none(text: str | None) -> float | None:
+    if not text:
+        return None
+    parsed = datetime.datetime.fromisoformat(text)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=datetime.UTC)
+    return parsed.timestamp()
+
+
+def report_export(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    text = asyncio.run(_export(settings, args))
+    if args.out:
+        Path(args.out).write_text(text)
+    else:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    return 0
+
+
 # --- bot --------------------------------------------------------------------------------------
 
 
@@ -342,6 +398,20 @@ def build_parser() -> argparse.ArgumentParser:
     p_audit.add_argument("--limit", type=int, default=1000)
     p_audit.add_argument("--json", action="store_true", help="print JSON")
     p_audit.set_defaults(func=audit)
+
+    p_report = commands.add_parser("report", help="evaluation data")
+    report_commands = p_report.add_subparsers(dest="report_command", required=True)
+    p_export = report_commands.add_parser(
+        "export", help="export pseudonymous per-visit evaluation data"
+    )
+    _add_setting_flags(p_export)
+    p_export.add_argument("--format", choices=sorted(EXPORTS), default="csv")
+    p_export.add_argument("--since", help="ISO date or time (visits from then)")
+    p_export.add_argument("--until", help="ISO date or time (visits before then)")
+    p_export.add_argument("--kind", choices=[k.value for k in VisitKind])
+    p_export.add_argument("--sector", choices=[s.value for s in Sector])
+    p_export.add_argument("--out", help="write to this file instead of standard output")
+    p_export.set_defaults(func=report_export)
 
     p_bot = commands.add_parser("bot", help="join a visit as a headless participant")
     p_bot.add_argument("link", help="an invite link")

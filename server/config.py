@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from media.config import IceServer, MediaConfig
+from media.config import IceServer, MediaConfig, MediaMode, parse_media_mode
 from rooms.outcomes import DEFAULT_OUTCOMES
 
 
@@ -84,6 +84,11 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("trust-file", "", "JSON file naming the trusted token issuers (see README)"),
     Setting("dev-issuers", "false", "allow HS256 development issuers in the trust file"),
+    Setting(
+        "evaluation-days",
+        "1825",
+        "days pseudonymous evaluation data (events, quality, outcomes, answers) is kept",
+    ),
     Setting("audit-days", "183", "days the audit log is kept before automatic deletion"),
     Setting(
         "auth-failures-per-minute",
@@ -94,6 +99,12 @@ SETTINGS: tuple[Setting, ...] = (
         "trusted-proxies",
         "",
         "comma-separated reverse-proxy addresses whose X-Forwarded-For is believed",
+    ),
+    Setting(
+        "media-mode",
+        "forward",
+        "forward: encoded frames go to subscribers untouched; relay: aiortc's MediaRelay"
+        " decodes each publisher and re-encodes for every subscriber (a baseline, far more CPU)",
     ),
 )
 
@@ -121,8 +132,10 @@ class Settings:
     trust_file: Path | None = None
     dev_issuers: bool = False
     audit_days: float = 183.0
+    evaluation_days: float = 1825.0
     auth_failures_per_minute: int = 20
     trusted_proxies: tuple[str, ...] = ()
+    media_mode: MediaMode = "forward"
 
     @property
     def base_url(self) -> str:
@@ -172,8 +185,10 @@ class Settings:
                 trust_file=Path(raw["trust-file"]) if raw["trust-file"] else None,
                 dev_issuers=_flag(raw["dev-issuers"]),
                 audit_days=float(raw["audit-days"]),
+                evaluation_days=float(raw["evaluation-days"]),
                 auth_failures_per_minute=int(raw["auth-failures-per-minute"]),
                 trusted_proxies=_list(raw["trusted-proxies"]),
+                media_mode=parse_media_mode(raw["media-mode"]),
             )
         except (ValueError, TypeError, KeyError) as exc:
             raise SettingsError(str(exc)) from exc

@@ -14,6 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from rooms.errors import InvalidTransition, NotPermitted, RoomsError, VisitNotFound
+from rooms.evaluation import VisitSummary, aggregate
 from rooms.eventlog import EventKind, VisitEvent
 from rooms.ids import VisitId
 from rooms.outcomes import SURVEY_QUESTIONS, OutcomeRejected
@@ -35,6 +36,7 @@ from server import appkeys
 from server.clientaddr import client_address
 from server.errors import ApiError, status_for
 from server.openapi import openapi_document
+from server.reports import EXPORTS, Filters, gather
 from server.trust import DEFAULT_MAX_LIFETIME
 from server.visits import (
     EARLIEST_TIME,
@@ -569,6 +571,67 @@ async def answer_survey(request: web.Request) -> web.Response:
     )
 
 
+def _evaluation_filters(request: web.Request) -> Filters:
+    def when(name: str) -> float | None:
+        raw = request.query.get(name)
+        if raw is None or raw == "":
+            return None
+        try:
+            return float(raw)
+        except ValueError:
+            pass
+        try:
+            parsed = datetime.datetime.fromisoformat(raw)
+        except ValueError:
+            raise ApiError("invalid-query", f"'{name}' is a Unix time or an ISO date") from None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=datetime.UTC)
+        return parsed.timestamp()
+
+    kind = request.query.get("kind") or None
+    sector = request.query.get("sector") or None
+    if kind is not None and kind not in {k.value for k in VisitKind}:
+        raise ApiError("invalid-query", f"unknown visit kind {kind!r}")
+    if sector is not None and sector not in {s.value for s in Sector}:
+        raise ApiError("invalid-query", f"unknown sector {sector!r}")
+    return Filters(since=when("from"), until=when("to"), kind=kind, sector=sector)
+
+
+async def _evaluation_summaries(request: web.Request) -> tuple[Principal, list[VisitSummary]]:
+    principal = await principal_for(request, Action.READ_EVALUATION)
+    await request.app[appkeys.ACCESS].authorize(
+        principal, Action.READ_EVALUATION, None, client=client_of(request)
+    )
+    assert principal.org is not None  # staff tokens name their organisation
+    filters = _evaluation_filters(request)
+    summaries = await gather(
+        request.app[appkeys.DATABASE], request.app[appkeys.EVENTS], principal.org, filters
+    )
+    return principal, summaries
+
+
+async def evaluation_report(request: web.Request) -> web.Response:
+    """The aggregated evaluation of the evaluator's organisation, pseudonymous."""
+    principal, summaries = await _evaluation_summaries(request)
+    return web.json_response(
+        {"org": principal.org, "visits": len(summaries), "report": aggregate(summaries).to_dict()}
+    )
+
+
+async def evaluation_export(request: web.Request) -> web.Response:
+    """CSV, JSON or FHIR R4 (a Bundle of Encounter and QuestionnaireResponse resources)."""
+    fmt = request.query.get("format", "csv")
+    if fmt not in EXPORTS:
+        raise ApiError("invalid-query", f"'format' is one of {', '.join(EXPORTS)}")
+    _principal, summaries = await _evaluation_summaries(request)
+    render, content_type, filename = EXPORTS[fmt]
+    return web.Response(
+        text=render(summaries, request.app[appkeys.PSEUDONYMS]),
+        content_type=content_type,
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
 async def revoke_token(request: web.Request) -> web.Response:
     principal = await principal_for(request, Action.REVOKE_TOKEN)
     await request.app[appkeys.ACCESS].authorize(
@@ -658,5 +721,7 @@ def setup_api_routes(app: web.Application) -> None:
     app.router.add_post("/api/visits/{visit}/participants", invite_participant)
     app.router.add_post("/api/admin/revocations", revoke_token)
     app.router.add_get("/api/audit", read_audit)
+    app.router.add_get("/api/evaluation/report", evaluation_report)
+    app.router.add_get("/api/evaluation/export", evaluation_export)
     app.router.add_get("/healthz", health)
     app.router.add_get("/ws", signaling_socket)

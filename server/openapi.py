@@ -340,6 +340,35 @@ def _visit_links() -> dict[str, Schema]:
     }
 
 
+EVALUATION_FILTERS: list[Schema] = [
+    {
+        "name": "from",
+        "in": "query",
+        "schema": {"type": "string"},
+        "description": "Unix time or ISO date",
+    },
+    {
+        "name": "to",
+        "in": "query",
+        "schema": {"type": "string"},
+        "description": "Unix time or ISO date",
+    },
+    {
+        "name": "kind",
+        "in": "query",
+        "schema": {"type": "string", "enum": ["consultation", "assisted", "conference"]},
+    },
+    {
+        "name": "sector",
+        "in": "query",
+        "schema": {
+            "type": "string",
+            "enum": ["citizen", "municipality", "general-practice", "region"],
+        },
+    },
+]
+
+
 def _paths() -> dict[str, Schema]:
     visit_param = [_VISIT_PARAMETER]
     return {
@@ -550,6 +579,56 @@ def _paths() -> dict[str, Schema]:
                         "Recorded",
                     ),
                     **_errors(400, 401, 403, 404, 409, 429),
+                },
+            },
+        },
+        "/api/evaluation/report": {
+            "get": {
+                "operationId": "evaluationReport",
+                "summary": "The evaluator's organisation, aggregated and pseudonymous",
+                "parameters": EVALUATION_FILTERS,
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["org", "visits", "report"],
+                            "properties": {
+                                "org": {"type": "string"},
+                                "visits": {"type": "integer"},
+                                "report": {"type": "object"},
+                            },
+                        },
+                        "The report",
+                    ),
+                    **_errors(400, 401, 403, 429),
+                },
+            },
+        },
+        "/api/evaluation/export": {
+            "get": {
+                "operationId": "evaluationExport",
+                "summary": "Per-visit evaluation data: CSV, JSON or a FHIR R4 Bundle",
+                "parameters": [
+                    *EVALUATION_FILTERS,
+                    {
+                        "name": "format",
+                        "in": "query",
+                        "schema": {
+                            "type": "string",
+                            "enum": ["csv", "participants-csv", "json", "fhir"],
+                        },
+                    },
+                ],
+                "responses": {
+                    "200": {
+                        "description": "The export",
+                        "content": {
+                            "text/csv": {"schema": {"type": "string"}},
+                            "application/json": {"schema": {"type": "array"}},
+                            "application/fhir+json": {"schema": {"type": "object"}},
+                        },
+                    },
+                    **_errors(400, 401, 403, 429),
                 },
             },
         },

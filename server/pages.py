@@ -31,6 +31,10 @@ async def join_page(request: web.Request) -> web.Response:
     return _render(request, "join.html", visit=request.match_info["visit"])
 
 
+async def evaluation_page(request: web.Request) -> web.Response:
+    return _render(request, "evaluation.html")
+
+
 async def landing_page(request: web.Request) -> web.Response:
     return _render(request, "index.html")
 
@@ -38,3 +42,4 @@ async def landing_page(request: web.Request) -> web.Response:
 def setup_page_routes(app: web.Application) -> None:
     app.router.add_get("/", landing_page)
     app.router.add_get("/v/{visit}", join_page)
+    app.router.add_get("/evaluation", evaluation_page)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import pytest
 
@@ -29,7 +29,7 @@ def sample(
         role="citizen",
         sector="citizen",
         level="good",
-        **values,  # type: ignore[arg-type]
+        **values,
     )
 
 
@@ -155,10 +155,20 @@ class MemoryLog:
         return 0
 
 
-async def wait_for_batches(log: MemoryLog, count: int, timeout: float = 5.0) -> None:
+async def eventually(condition: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
+    """Poll `condition` until it holds; fail after `timeout` seconds."""
     async with asyncio.timeout(timeout):
-        while len(log.batches) < count:
+        while True:
+            if await condition():
+                return
             await asyncio.sleep(0.01)
+
+
+async def wait_for_batches(log: MemoryLog, count: int) -> None:
+    async def enough() -> bool:
+        return len(log.batches) >= count
+
+    await eventually(enough)
 
 
 async def test_batcher_flushes_on_interval() -> None:
@@ -218,9 +228,11 @@ async def test_failed_write_keeps_samples_for_the_next_flush(
     try:
         batcher.add(sample(1.0))
         batcher.add(sample(2.0))
-        async with asyncio.timeout(5):
-            while "quality samples failed" not in caplog.text:
-                await asyncio.sleep(0.01)
+
+        async def logged() -> bool:
+            return "quality samples failed" in caplog.text
+
+        await eventually(logged)
         assert batcher.pending == 2
         for n in range(3, 6):
             batcher.add(sample(float(n)))
@@ -240,9 +252,11 @@ async def test_batcher_writes_to_sql(database: Database) -> None:  # noqa: F811
     try:
         for n in range(20):
             batcher.add(sample(float(n), rtt_ms=float(n)))
-        async with asyncio.timeout(10):
-            while len(await log.for_visits(["v-1"])) < 20:
-                await asyncio.sleep(0.02)
+
+        async def all_written() -> bool:
+            return len(await log.for_visits(["v-1"])) >= 20
+
+        await eventually(all_written)
         batcher.add(sample(99.0))
     finally:
         await batcher.stop()

@@ -13,6 +13,8 @@ import jwt
 import pytest
 from playwright.async_api import Browser, Page, async_playwright
 
+from rooms.roles import Role, Sector
+from server.auth import TokenIssuer
 from server.keys import load_or_create_signing_key
 from tests.support.servers import RunningServer
 
@@ -175,7 +177,33 @@ async def test_the_gp_is_told_of_each_arrival_and_lets_them_in(
     for page in (citizen, relative, gp):
         await playing_or_explain(page, [citizen, relative, gp])
 
-    # The GP ends the visit for everyone.
-    await gp.get_by_role("button", name="Afslut for alle").click()
+    # The GP ends the visit for everyone, recording the outcome on the way out.
+    await gp.locator("#end").click()
+    dialog = gp.get_by_role("dialog")
+    await dialog.get_by_label("Indlæggelse undgået").check()
+    await dialog.get_by_role("button", name="Afslut for alle").click()
     for page in (citizen, relative, gp):
         await page.get_by_text("Besøget er afsluttet").wait_for()
+    # The citizen is offered the three questions, and answers one.
+    await citizen.get_by_role("group", name="Hvor let var det at bruge?").get_by_label("4").check()
+    await citizen.get_by_role("button", name="Send svar").click()
+    await citizen.get_by_text("Tak for dine svar.").wait_for()
+
+
+async def test_the_evaluators_page_draws_the_report(
+    server: RunningServer, browser: Browser, tmp_path: Path
+) -> None:
+    await server.create_visit()
+    await server.create_visit("--specialist")
+    key = load_or_create_signing_key(server.data_dir / "signing-key.pem")
+    issuer = TokenIssuer("screenvisit-local", "screenvisit", key)
+    evaluator = issuer.sign(
+        sub="eval-1", role=Role.EVALUATOR, sector=Sector.REGION, lifetime=300, org="demo"
+    )
+    context = await browser.new_context()
+    page = await context.new_page()
+    await page.goto(f"{server.base_url}/evaluation#{evaluator}")
+    await page.wait_for_function("window.screenvisitReport.loaded", timeout=15_000)
+    assert "2 Besøg / Visits" in (await page.locator("#figures").text_content() or "")
+    assert await page.locator("#chart-weeks svg rect").count() == 1
+    await page.screenshot(path=str(tmp_path / "evaluation.png"), full_page=True)

@@ -1,0 +1,408 @@
+"""Forwarding encoded frames against the MediaRelay baseline, under the same load, in one run.
+
+    python3 -m bench.media_forwarding [--rooms 2] [--seconds 20] [--width 640 --height 480]
+    python3 -m bench.media_forwarding --quick     # 1 room, bots at 320x240, short: under 60 s
+
+For each media mode (`forward`, then `relay`) the real server runs in its own process on
+loopback, N visits are booked with `screenvisit visit create --no-waiting-room`, and three
+`screenvisit bot` processes join each (synthetic VP8 video at WxH@30 and Opus). Measured:
+
+- server CPU-seconds per second (psutil, user + system, all threads), over the steady window:
+  from two seconds after every participant receives video (the server's `media-first-frame`
+  events, direction down) until a second before the first bot leaves;
+- delivered frame rate per stream (publisher -> subscriber): the subscribing bot's decoded
+  frames over the time from its first frame of that stream to the moment either of the two
+  left (join and leave times from the server's event log);
+- bitrate per stream: each subscriber's down bitrate from the server's own connection-quality
+  samples inside the steady window (transport bytes: VP8 + Opus + RTCP, after SRTP), over the
+  two streams it receives;
+- join -> first frame per stream, as the subscribing bot reports it (`first_frame_seconds`:
+  from sending `join` to its first decoded frame of that remote participant);
+- the bots' own CPU and how busy the whole machine was, because on a small machine the bots
+  (which encode and decode like browsers) compete with the server.
+
+End-to-end frame latency is not measured: the synthetic picture carries no capture time and the
+bot reports none (that needs media/synthetic.py, media/client.py and signaling/bot.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import signal
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from bench.three_way_room import free_port
+
+ROLES = ("citizen", "nurse", "gp")
+MODES = ("forward", "relay")
+FULL_RATE_FPS = 27.0
+#: After every participant receives video, let keyframes and bitrate estimates settle.
+SETTLE_SECONDS = 2.0
+#: Stop measuring this long before the first bot's call ends.
+END_MARGIN_SECONDS = 1.0
+QUALITY_INTERVAL_SECONDS = 2
+STEADY_TIMEOUT_SECONDS = 60.0
+
+
+@dataclass
+class ModeResult:
+    mode: str
+    rooms: int
+    window_seconds: float = 0.0
+    server_cpu: float = 0.0
+    bots_cpu: float = 0.0
+    machine_busy: float = 0.0
+    fps: list[float] = field(default_factory=list)
+    kbps: list[float] = field(default_factory=list)
+    first_frame: list[float] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ms_per_frame(self) -> float:
+        """Server CPU per video frame delivered to a subscriber (audio rides along): a cost
+        that stays comparable when a mode is starved of CPU and delivers fewer frames."""
+        delivered = sum(self.fps)
+        return 1000 * self.server_cpu / delivered if delivered > 0 else math.nan
+
+    @property
+    def full_rate_percent(self) -> float:
+        if not self.fps:
+            return 0.0
+        return 100.0 * sum(1 for f in self.fps if f >= FULL_RATE_FPS) / len(self.fps)
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Linear interpolation between closest ranks; `q` in [0, 100]."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * q / 100
+    low, high = math.floor(rank), math.ceil(rank)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "server.cli", *args]
+
+
+def _query(database: Path, sql: str, *params: object) -> list[tuple[Any, ...]]:
+    """Read the server's SQLite metadata (WAL: readers do not block the running server)."""
+    conn = sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=5)
+    try:
+        return conn.execute(sql, params).fetchall()
+    finally:
+        conn.close()
+
+
+def _receiving_video(database: Path) -> set[str]:
+    """Participants the server has sent at least one video frame to."""
+    if not database.exists():
+        return set()
+    try:
+        rows = _query(
+            database, "SELECT participant, data FROM events WHERE kind = 'media-first-frame'"
+        )
+    except sqlite3.OperationalError:
+        return set()  # not migrated yet
+    out: set[str] = set()
+    for participant, data in rows:
+        details = json.loads(data or "{}")
+        if details.get("media") == "video" and details.get("direction") == "down":
+            out.add(participant)
+    return out
+
+
+def _cpu(process: psutil.Process) -> float:
+    try:
+        times = process.cpu_times()
+    except psutil.NoSuchProcess:
+        return math.nan
+    return float(times.user + times.system)
+
+
+def _machine_busy() -> tuple[float, float]:
+    times = psutil.cpu_times()
+    return float(times.idle + getattr(times, "iowait", 0.0)), float(sum(times))
+
+
+async def run_mode(mode: str, rooms: int, seconds: float, width: int, height: int) -> ModeResult:
+    result = ModeResult(mode, rooms)
+    with tempfile.TemporaryDirectory(prefix=f"bench-{mode}-") as tmp:
+        data_dir = Path(tmp) / "data"
+        database = data_dir / "metadata.sqlite3"
+        env = {
+            **os.environ,
+            "SCREENVISIT_DATA_DIR": str(data_dir),
+            "SCREENVISIT_PORT": str(free_port()),
+            "SCREENVISIT_HOST": "127.0.0.1",
+            "SCREENVISIT_ICE_HOSTS": "127.0.0.1",
+            "SCREENVISIT_LOG_LEVEL": "warning",
+            "SCREENVISIT_QUALITY_INTERVAL": str(QUALITY_INTERVAL_SECONDS),
+        }
+        server = await asyncio.create_subprocess_exec(
+            *_cli("serve", "--no-demo", "--media-mode", mode),
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        bots: list[tuple[str, asyncio.subprocess.Process]] = []
+        try:
+            assert server.stdout is not None
+            line = await asyncio.wait_for(server.stdout.readline(), timeout=30)
+            if b"listening on" not in line:
+                raise RuntimeError(f"the {mode} server did not start: {line!r}")
+            visits = await asyncio.gather(*(_create_visit(env) for _ in range(rooms)))
+            for visit in visits:
+                for index, role in enumerate(ROLES):
+                    bot = await asyncio.create_subprocess_exec(
+                        *_cli("bot", visit["links"][role], "--json", "--seconds", str(seconds)),
+                        "--width",
+                        str(width),
+                        "--height",
+                        str(height),
+                        "--hue",
+                        str(80 * index),
+                        env=env,
+                        stdout=asyncio.subprocess.PIPE,
+                        stderr=asyncio.subprocess.DEVNULL,
+                    )
+                    bots.append((role, bot))
+            await _wait_until_everyone_receives(database, 3 * rooms)
+            await asyncio.sleep(SETTLE_SECONDS)
+            joins = _event_times(database, "participant-joined")
+            end = min(joins.values()) + seconds - END_MARGIN_SECONDS
+            server_process = psutil.Process(server.pid)
+            bot_processes = [psutil.Process(b.pid) for _, b in bots]
+            cpu0 = _cpu(server_process)
+            bots0 = sum(_cpu(p) for p in bot_processes)
+            idle0, total0 = _machine_busy()
+            t0 = time.time()
+            if end - t0 < 2.0:
+                raise RuntimeError(
+                    f"only {end - t0:.1f} s of steady call left to measure: raise --seconds"
+                )
+            await asyncio.sleep(end - t0)
+            cpu1 = _cpu(server_process)
+            bots1 = sum(_cpu(p) for p in bot_processes)
+            idle1, total1 = _machine_busy()
+            t1 = time.time()
+            outputs = [await bot.communicate() for _, bot in bots]
+        finally:
+            for _, bot in bots:
+                if bot.returncode is None:
+                    bot.kill()
+                    await bot.wait()
+            if server.returncode is None:
+                server.send_signal(signal.SIGTERM)
+                try:
+                    await asyncio.wait_for(server.wait(), timeout=30)
+                except TimeoutError:
+                    server.kill()
+                    await server.wait()
+        result.window_seconds = t1 - t0
+        result.server_cpu = (cpu1 - cpu0) / (t1 - t0)
+        result.bots_cpu = (bots1 - bots0) / (t1 - t0)
+        result.machine_busy = 1.0 - (idle1 - idle0) / max(total1 - total0, 1e-9)
+        reports = []
+        for (role, _), (out, _) in zip(bots, outputs, strict=True):
+            try:
+                reports.append(json.loads(out))
+            except json.JSONDecodeError:
+                result.problems.append(f"a {role} bot printed no report")
+        _streams(result, reports, database, t0, t1)
+    return result
+
+
+async def _create_visit(env: dict[str, str]) -> dict[str, Any]:
+    proc = await asyncio.create_subprocess_exec(
+        *_cli("visit", "create", "--json", "--no-waiting-room"),
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await proc.communicate()
+    if proc.returncode != 0:
+        raise RuntimeError(f"visit create failed: {err.decode()}")
+    visit: dict[str, Any] = json.loads(out)
+    return visit
+
+
+async def _wait_until_everyone_receives(database: Path, participants: int) -> None:
+    """Poll the server's event log until every participant has been sent video."""
+    deadline = time.monotonic() + STEADY_TIMEOUT_SECONDS
+    while len(await asyncio.to_thread(_receiving_video, database)) < participants:
+        if time.monotonic() > deadline:
+            raise RuntimeError(
+                f"not every participant received video within {STEADY_TIMEOUT_SECONDS:.0f} s"
+            )
+        await asyncio.sleep(0.25)
+
+
+def _event_times(database: Path, kind: str) -> dict[str, float]:
+    """The first time of `kind` per participant (server wall clock, as this process's)."""
+    times: dict[str, float] = {}
+    for participant, at in _query(
+        database, "SELECT participant, time FROM events WHERE kind = ? ORDER BY time", kind
+    ):
+        times.setdefault(participant, float(at))
+    return times
+
+
+def _streams(
+    result: ModeResult, reports: list[dict[str, Any]], database: Path, t0: float, t1: float
+) -> None:
+    joined = _event_times(database, "participant-joined")
+    left = _event_times(database, "participant-left")
+    rates: dict[str, list[float]] = {}
+    for participant, kbps in _query(
+        database,
+        "SELECT participant, bitrate_down_kbps FROM quality"
+        " WHERE time >= ? AND time <= ? AND bitrate_down_kbps IS NOT NULL",
+        t0,
+        t1,
+    ):
+        rates.setdefault(participant, []).append(float(kbps))
+    for report in reports:
+        me = report.get("participant")
+        if "error" in report or me not in joined:
+            result.problems.append(f"a bot failed: {report.get('error', report)}")
+            result.fps += [0.0, 0.0]
+            continue
+        # The bot's clock starts when it sends `join`; the server logs the join just before
+        # it answers `joined`.
+        started = joined[me] - float(report["join_seconds"] or 0.0)
+        remotes = [r for r in report["remotes"] if r["video_frames"] > 0]
+        for remote in remotes:
+            first = remote["first_frame_seconds"]
+            ended = min(left.get(me, math.inf), left.get(remote["participant"], math.inf))
+            duration = ended - (started + first)
+            if not math.isfinite(duration) or duration <= 0:
+                result.problems.append(f"no leave time for {me} or {remote['participant']}")
+                continue
+            result.fps.append(remote["video_frames"] / duration)
+            result.first_frame.append(float(first))
+        for _ in range(2 - len(remotes)):
+            result.problems.append(f"{report['role']} received video from fewer than two")
+            result.fps.append(0.0)
+        if me in rates and remotes:
+            per_stream = statistics.fmean(rates[me]) / len(remotes)
+            result.kbps += [per_stream] * len(remotes)
+
+
+def print_table(results: list[ModeResult], width: int, height: int, seconds: float) -> None:
+    header = (
+        f"{'mode':8s} {'rooms':>5s} {'server CPU s/s':>14s} {'median fps':>10s} "
+        f"{'min fps':>7s} {'full rate':>9s} {'join->1st frame p50/p95':>23s} "
+        f"{'kbps/stream':>11s} {'CPU ms/frame':>12s} {'bots CPU s/s':>12s} "
+        f"{'machine busy':>12s}"
+    )
+    print(header)
+    for r in results:
+        first = f"{percentile(r.first_frame, 50):.2f} / {percentile(r.first_frame, 95):.2f} s"
+        kbps = f"{statistics.median(r.kbps):.0f}" if r.kbps else "n/a"
+        print(
+            f"{r.mode:8s} {r.rooms:5d} {r.server_cpu:14.3f} "
+            f"{statistics.median(r.fps) if r.fps else math.nan:10.1f} "
+            f"{min(r.fps, default=math.nan):7.1f} {r.full_rate_percent:8.0f}% "
+            f"{first:>23s} {kbps:>11s} {r.ms_per_frame:12.2f} {r.bots_cpu:12.2f} "
+            f"{100 * r.machine_busy:11.0f}%"
+        )
+    for r in results:
+        for problem in r.problems:
+            print(f"  {r.mode}: {problem}")
+    for r in results:
+        print(
+            f"  {r.mode}: {len(r.fps)} streams, steady window {r.window_seconds:.1f} s of "
+            f"{seconds:.0f} s calls"
+        )
+        if r.machine_busy >= 0.9:
+            print(
+                f"  {r.mode}: the machine was {100 * r.machine_busy:.0f}% busy: server and bots "
+                "competed for CPU, and the bots' own encoding and decoding may limit frame rates"
+            )
+        if r.full_rate_percent < 100:
+            print(
+                f"  {r.mode}: streams fell below {FULL_RATE_FPS:.0f} fps, so its server CPU s/s "
+                "is what it managed under this load, not what full rate would need (a floor); "
+                "CPU ms/frame compares the modes' costs"
+            )
+
+
+def summary_line(results: list[ModeResult]) -> str:
+    by_mode = {r.mode: r for r in results}
+    forward, relay = by_mode.get("forward"), by_mode.get("relay")
+    ratio = forward.server_cpu / relay.server_cpu if forward and relay else math.nan
+    per_core = forward.rooms / forward.server_cpu if forward and forward.server_cpu else math.nan
+    full = forward.full_rate_percent if forward else math.nan
+    return (
+        f"forward/relay CPU ratio: {ratio:.2f}; three-way rooms per core: {per_core:.1f}; "
+        f"streams at full rate: {full:.0f}%"
+    )
+
+
+async def main(args: argparse.Namespace) -> None:
+    cores = psutil.cpu_count() or 1
+    print(
+        f"media forwarding benchmark: {args.rooms} three-way room(s) per mode, bots at "
+        f"{args.width}x{args.height}@30 VP8 + Opus, {args.seconds:.0f} s calls, loopback, "
+        f"{cores} cores (server, bots and this script share them)"
+    )
+    if args.quick:
+        print(
+            f"--quick: {args.rooms} room, bots at {args.width}x{args.height} (not the issue's "
+            f"640x480), {args.seconds:.0f} s calls"
+        )
+    results = []
+    for mode in args.modes:
+        print(f"running {mode} ...", flush=True)
+        results.append(await run_mode(mode, args.rooms, args.seconds, args.width, args.height))
+    print_table(results, args.width, args.height, args.seconds)
+    print(summary_line(results))
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rooms", type=int, default=None, help="three-way rooms (default 2)")
+    parser.add_argument(
+        "--seconds", type=float, default=None, help="length of each bot's call (default 20)"
+    )
+    parser.add_argument("--width", type=int, default=None, help="bot video width (default 640)")
+    parser.add_argument("--height", type=int, default=None, help="bot video height (default 480)")
+    parser.add_argument(
+        "--modes",
+        default=",".join(MODES),
+        help="comma-separated media modes to run, in order (default forward,relay)",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="1 room, bots at 320x240, 12 s calls: under 60 s"
+    )
+    args = parser.parse_args(argv)
+    quick = args.quick
+    args.rooms = args.rooms if args.rooms is not None else (1 if quick else 2)
+    args.seconds = args.seconds if args.seconds is not None else (12.0 if quick else 20.0)
+    args.width = args.width if args.width is not None else (320 if quick else 640)
+    args.height = args.height if args.height is not None else (240 if quick else 480)
+    args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    for mode in args.modes:
+        if mode not in MODES:
+            parser.error(f"unknown mode {mode!r}; expected {', '.join(MODES)}")
+    return args
+
+
+if __name__ == "__main__":
+    asyncio.run(main(parse_args()))
