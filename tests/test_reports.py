@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from aiohttp.test_utils import TestClient
 
 from server.app import create_app
 from server.config import Settings
+from tests.sqlbackends import backend_for
 from tests.support.identity import Identities, make_identities
 from tests.test_waiting_room import join, next_of
 
@@ -29,12 +31,22 @@ def identities(tmp_path: Path) -> Identities:
     return make_identities(tmp_path / "idp")
 
 
-@pytest.fixture
-async def client(aiohttp_client: Any, settings: Settings, identities: Identities) -> Client:
-    made: Client = await aiohttp_client(
-        create_app(replace(settings, trust_file=identities.trust_file))
-    )
-    return made
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def client(
+    request: pytest.FixtureRequest,
+    aiohttp_client: Any,
+    settings: Settings,
+    identities: Identities,
+    tmp_path: Path,
+) -> AsyncIterator[Client]:
+    """The same scripted visit and report on the embedded SQLite and on a real PostgreSQL."""
+    async with backend_for(request.param, tmp_path / "db") as backend:
+        configured = replace(
+            settings, trust_file=identities.trust_file, database_url=backend.url or ""
+        )
+        made: Client = await aiohttp_client(create_app(configured))
+        yield made
+        await made.close()
 
 
 async def scripted_visit(client: Client, identities: Identities) -> dict[str, Any]:
