@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final, Protocol
 
+from rooms.periodic import Periodic
 from rooms.sql import Database, Row
 
 logger = logging.getLogger(__name__)
@@ -162,29 +162,16 @@ class AuditRetention:
             raise ValueError("retention and interval must be positive")
         self._audit = audit
         self._retention = retention_seconds
-        self._interval = interval
         self._clock = clock
-        self._task: asyncio.Task[None] | None = None
+        self._periodic = Periodic("audit purge", interval, self._purge)
 
     def start(self) -> None:
-        if self._task is not None:
-            raise RuntimeError("audit retention already started")
-        self._task = asyncio.create_task(self._run(), name="audit-retention")
+        self._periodic.start()
 
-    async def _run(self) -> None:
-        while True:
-            try:
-                removed = await self._audit.purge(self._clock() - self._retention)
-                if removed:
-                    logger.info("purged %d audit records past retention", removed)
-            except Exception:
-                logger.exception("audit purge failed; retrying in %g s", self._interval)
-            await asyncio.sleep(self._interval)
+    async def _purge(self) -> None:
+        removed = await self._audit.purge(self._clock() - self._retention)
+        if removed:
+            logger.info("purged %d audit records past retention", removed)
 
     async def stop(self) -> None:
-        if self._task is None:
-            return
-        task, self._task = self._task, None
-        task.cancel()
-        # wait() never raises the task's CancelledError, yet still propagates our own cancellation.
-        await asyncio.wait({task})
+        await self._periodic.stop()

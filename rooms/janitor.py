@@ -7,7 +7,6 @@ has none) plus its planned length plus `empty_timeout` is ended, with the reason
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -15,6 +14,7 @@ from collections.abc import Callable
 from rooms.errors import InvalidTransition, VisitNotFound
 from rooms.eventlog import EventKind, EventLog, VisitEvent
 from rooms.ids import VisitId
+from rooms.periodic import Periodic
 from rooms.store import VisitStore
 from rooms.visit import Visit, VisitState
 
@@ -33,10 +33,9 @@ class EmptyVisitJanitor:
         self._store = store
         self._events = events
         self._empty_timeout = empty_timeout
-        self._interval = interval
         self._clock = clock
         self._deadlines: dict[VisitId, float] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._periodic = Periodic("empty-visit-janitor", interval, self.sweep)
 
     def watch(self, visit: Visit) -> None:
         """(Re)compute the visit's deadline; call when it is booked or its time changes."""
@@ -44,21 +43,10 @@ class EmptyVisitJanitor:
         self._deadlines[visit.id] = start + visit.planned_minutes * 60 + self._empty_timeout
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run())
+        self._periodic.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.sweep()
-            except Exception:
-                logger.exception("closing empty visits failed; retrying")
-            await asyncio.sleep(self._interval)
+        await self._periodic.stop()
 
     async def sweep(self) -> list[VisitId]:
         """End every due visit nobody joined; return their ids."""

@@ -8,11 +8,11 @@ access log for six months while pseudonymous evaluation data may serve a study f
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable
 
+from rooms.periodic import Periodic
 from rooms.sql import Database
 
 logger = logging.getLogger(__name__)
@@ -51,25 +51,16 @@ class EvaluationRetention:
             raise ValueError("retention and interval must be positive")
         self._db = db
         self._retention = retention_seconds
-        self._interval = interval
         self._clock = clock
-        self._task: asyncio.Task[None] | None = None
+        self._periodic = Periodic("evaluation-retention", interval, self._purge)
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run())
+        self._periodic.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        await self._periodic.stop()
 
-    async def _run(self) -> None:
-        while True:
-            try:
-                deleted = await purge_evaluation_data(self._db, self._clock() - self._retention)
-                if deleted:
-                    logger.info("deleted %d evaluation records past retention", deleted)
-            except Exception:
-                logger.exception("deleting evaluation data past retention failed; retrying")
-            await asyncio.sleep(self._interval)
+    async def _purge(self) -> None:
+        deleted = await purge_evaluation_data(self._db, self._clock() - self._retention)
+        if deleted:
+            logger.info("deleted %d evaluation records past retention", deleted)
