@@ -2,6 +2,11 @@
 
 It publishes synthetic audio and video, offers (it always offers, like the browser), and counts
 what it receives per remote participant using the server's mid -> participant map.
+
+By default it decodes what it receives and encodes what it sends, frame by frame, like a browser.
+A light participant (load tests) has `decode=False`, counting complete encoded frames taken from
+the receiver before any decoder sees them, and `send_encoded=True`, replaying a loop encoded once
+(`media.encoded`), so that many of them in one process measure the server rather than themselves.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ import asyncio
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import av
 from aiortc import (
@@ -24,8 +30,10 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from media.codecs import codec_preferences
 from media.config import IceServer
+from media.encoded import EncodedAudioLoop, EncodedMedia, EncodedVideoLoop, vp8_keyframe_size
 from media.ice import restrict_host_candidates
 from media.synthetic import SyntheticAudioTrack, SyntheticVideoTrack
+from media.tap import install_tap
 from media.tasks import OwnedTasks
 
 
@@ -37,6 +45,8 @@ class RemoteStats:
     width: int = 0
     height: int = 0
     first_frame_seconds: float | None = None
+    #: Seconds from start to the first audio frame (for rates; not part of the decoded contract).
+    first_audio_seconds: float | None = None
 
 
 class ClientPeer:
@@ -49,7 +59,12 @@ class ClientPeer:
         fps: int = 30,
         hue: int = 0,
         started: float | None = None,
+        decode: bool = True,
+        send_encoded: bool = False,
+        encoded: EncodedMedia | None = None,
     ) -> None:
+        """`decode=False` counts encoded frames instead of decoding them; `send_encoded=True`
+        publishes `encoded` (built here, once, when not given) instead of encoding per frame."""
         self.pc = RTCPeerConnection(
             RTCConfiguration(
                 iceServers=[
@@ -64,8 +79,17 @@ class ClientPeer:
         self.track_map: dict[str, dict[str, str] | None] = {}
         self.remotes: dict[str, RemoteStats] = {}
         self._consumed: set[str] = set()
-        self._progress = asyncio.Condition()
-        for track in (SyntheticAudioTrack(), SyntheticVideoTrack(width, height, fps, hue)):
+        self._waiters: list[
+            tuple[Callable[[dict[str, RemoteStats]], bool], asyncio.Future[None]]
+        ] = []
+        self.decode = decode
+        tracks: tuple[MediaStreamTrack, MediaStreamTrack]
+        if send_encoded:
+            media = encoded or EncodedMedia.build(width, height, fps, hue)
+            tracks = (EncodedAudioLoop(media.audio), EncodedVideoLoop(media.video))
+        else:
+            tracks = (SyntheticAudioTrack(), SyntheticVideoTrack(width, height, fps, hue))
+        for track in tracks:
             transceiver = self.pc.addTransceiver(track, direction="sendonly")
             transceiver.setCodecPreferences(codec_preferences(track.kind))
         self.pc.on("track", self._on_track)
@@ -98,36 +122,80 @@ class ClientPeer:
                 and mid not in self._consumed
             ):
                 self._consumed.add(mid)
-                self._tasks.spawn(self._consume(mid, track))
+                if self.decode:
+                    self._tasks.spawn(self._consume(mid, track))
+                else:
+                    # The receiver has not started yet (track events precede the connection), so
+                    # its decoder thread will wait on the tap and never see a frame.
+                    install_tap(transceiver.receiver, self._encoded_sink(mid, track.kind))
+
+    def _stats_for(self, mid: str, kind: str) -> RemoteStats | None:
+        entry = self.track_map.get(mid)
+        if entry is None:
+            return None
+        stats = self.remotes.setdefault(entry["participant"], RemoteStats(entry["participant"]))
+        if stats.first_frame_seconds is None and kind == "video":
+            stats.first_frame_seconds = time.monotonic() - self._started
+        if stats.first_audio_seconds is None and kind == "audio":
+            stats.first_audio_seconds = time.monotonic() - self._started
+        return stats
+
+    def _encoded_sink(self, mid: str, kind: str) -> Callable[[Any, Any], None]:
+        def sink(codec: Any, jitter_frame: Any) -> None:
+            stats = self._stats_for(mid, kind)
+            if stats is None:
+                return
+            if kind == "video":
+                stats.video_frames += 1
+                size = vp8_keyframe_size(bytes(jitter_frame.data[:10]))
+                if size is not None:
+                    stats.width, stats.height = size
+            else:
+                stats.audio_frames += 1
+            self._notify()
+
+        return sink
 
     async def _consume(self, mid: str, track: MediaStreamTrack) -> None:
         try:
             while True:
                 frame = await track.recv()
-                entry = self.track_map.get(mid)
-                if entry is None:
+                stats = self._stats_for(mid, track.kind)
+                if stats is None:
                     continue
-                stats = self.remotes.setdefault(
-                    entry["participant"], RemoteStats(entry["participant"])
-                )
-                if stats.first_frame_seconds is None and track.kind == "video":
-                    stats.first_frame_seconds = time.monotonic() - self._started
                 if isinstance(frame, av.VideoFrame):
                     stats.video_frames += 1
                     stats.width, stats.height = frame.width, frame.height
                 else:
                     stats.audio_frames += 1
-                async with self._progress:
-                    self._progress.notify_all()
+                self._notify()
         except MediaStreamError:
             return
+
+    def _notify(self) -> None:
+        """Wake every `wait_until` whose predicate now holds (synchronous: the tap calls it)."""
+        for predicate, waiter in self._waiters:
+            if waiter.done():
+                continue
+            try:
+                if predicate(self.remotes):
+                    waiter.set_result(None)
+            except Exception as exc:
+                waiter.set_exception(exc)
 
     async def wait_until(
         self, predicate: Callable[[dict[str, RemoteStats]], bool], timeout: float
     ) -> None:
         """Wait until `predicate(remotes)` holds, re-checked as each frame arrives."""
-        async with asyncio.timeout(timeout), self._progress:
-            await self._progress.wait_for(lambda: predicate(self.remotes))
+        async with asyncio.timeout(timeout):
+            if predicate(self.remotes):
+                return
+            entry = (predicate, asyncio.get_running_loop().create_future())
+            self._waiters.append(entry)
+            try:
+                await entry[1]
+            finally:
+                self._waiters.remove(entry)
 
     async def close(self) -> None:
         await self._tasks.aclose()

@@ -17,6 +17,7 @@ import sys
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
@@ -35,6 +36,13 @@ from server.keys import load_or_create_signing_key
 from server.reports import EXPORTS, Filters, gather, load_pseudonymizer
 from server.visits import book_visit, invite_links, links_by_role
 from signaling.bot import BotError, BotOptions, run_bot
+from signaling.loadtest import (
+    LoadTestOptions,
+    VisitCreator,
+    render,
+    run_load_test,
+    token_visit_creator,
+)
 
 logger = logging.getLogger("screenvisit")
 
@@ -293,6 +301,7 @@ def bot(args: argparse.Namespace) -> int:
         fps=args.fps,
         hue=args.hue,
         admit_all=args.admit_all,
+        decode=not args.no_decode,
     )
     logging.basicConfig(level=logging.WARNING)
     try:
@@ -322,6 +331,37 @@ async def _run_bot_until_signal(link: str, options: BotOptions) -> Any:
     with contextlib.suppress(NotImplementedError):
         loop.add_signal_handler(signal.SIGTERM, task.cancel)
     return await task
+
+
+# --- loadtest ---------------------------------------------------------------------------------
+
+
+def loadtest(args: argparse.Namespace) -> int:
+    options = LoadTestOptions(
+        url=args.url, rooms=args.rooms, seconds=args.seconds, width=args.width, height=args.height
+    )
+    create: VisitCreator
+    if args.token:
+        create = token_visit_creator(args.url, args.token)
+    else:
+        # As `visit create` does: a five-minute GP token signed with this server's own key.
+        parts = urlsplit(args.url)
+        settings = dataclasses.replace(
+            _settings(args), host=parts.hostname or "127.0.0.1", port=parts.port or 80
+        )
+
+        async def create(body: dict[str, Any]) -> dict[str, Any]:
+            return await _call_server(
+                settings, Role.GP, Sector.GENERAL_PRACTICE, "/api/visits", body
+            )
+
+    logging.basicConfig(level=logging.WARNING)
+    try:
+        summary = asyncio.run(run_load_test(options, create))
+    except BotError as exc:
+        raise SystemExit(f"screenvisit loadtest: {exc.code}: {exc.message}") from None
+    print(json.dumps(summary) if args.json else render(summary))
+    return 0 if summary["bots_joined"] == summary["bots_attempted"] else 1
 
 
 # --- main -------------------------------------------------------------------------------------
@@ -430,7 +470,27 @@ def build_parser() -> argparse.ArgumentParser:
     p_bot.add_argument(
         "--admit-all", action="store_true", help="as the visit's host, let in everyone who waits"
     )
+    p_bot.add_argument(
+        "--no-decode",
+        action="store_true",
+        help="light mode: send a loop encoded once, count encoded frames without decoding",
+    )
     p_bot.set_defaults(func=bot)
+
+    p_load = commands.add_parser(
+        "loadtest", help="run N three-way visits of light bots against a server"
+    )
+    _add_setting_flags(p_load)
+    p_load.add_argument("--url", required=True, help="the server, e.g. http://127.0.0.1:8080")
+    p_load.add_argument("--rooms", type=int, default=1, help="visits, three bots each")
+    p_load.add_argument("--seconds", type=float, default=10.0, help="how long the bots stay")
+    p_load.add_argument(
+        "--token", help="bearer token to book visits (default: sign one with the local key)"
+    )
+    p_load.add_argument("--width", type=int, default=640)
+    p_load.add_argument("--height", type=int, default=480)
+    p_load.add_argument("--json", action="store_true", help="print JSON")
+    p_load.set_defaults(func=loadtest)
     return parser
 
 

@@ -17,6 +17,7 @@ import aiohttp
 
 from media.client import ClientPeer
 from media.config import IceServer
+from media.encoded import EncodedMedia
 
 
 class BotError(Exception):
@@ -36,6 +37,10 @@ class BotOptions:
     hue: int = 0
     #: As a host, let in everyone who waits (an operator's probe, or a test's host).
     admit_all: bool = False
+    #: Light mode: count encoded frames instead of decoding, send a loop encoded once.
+    decode: bool = True
+    #: The loop to send in light mode, shared between bots in one process (built when None).
+    encoded: EncodedMedia | None = None
 
 
 @dataclass
@@ -49,6 +54,7 @@ class BotReport:
     #: The latest connection-quality level the server announced for each remote participant.
     quality: dict[str, str] = field(default_factory=dict)
     errors: list[dict[str, Any]] = field(default_factory=list)
+    decoded: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -60,6 +66,7 @@ class BotReport:
             "remotes": self.remotes,
             "quality": self.quality,
             "errors": self.errors,
+            "decoded": self.decoded,
         }
 
 
@@ -96,7 +103,7 @@ class Bot:
         self._ice_hosts = (
             options.ice_hosts if options.ice_hosts is not None else default_ice_hosts(link)
         )
-        self.report = BotReport()
+        self.report = BotReport(decoded=options.decode)
         self._roles: dict[str, dict[str, Any]] = {}
         self._peer: ClientPeer | None = None
         self._ws: aiohttp.ClientWebSocketResponse | None = None
@@ -157,6 +164,12 @@ class Bot:
     async def _enter_call(self, state: dict[str, Any]) -> None:
         for p in state["participants"]:
             self._roles[p["participant"]] = p
+        encoded = self._options.encoded
+        if not self._options.decode and encoded is None:
+            options = self._options
+            encoded = await asyncio.to_thread(
+                EncodedMedia.build, options.width, options.height, options.fps, options.hue
+            )
         self._peer = ClientPeer(
             ice_servers=self._ice_servers,
             ice_hosts=self._ice_hosts,
@@ -165,6 +178,9 @@ class Bot:
             fps=self._options.fps,
             hue=self._options.hue,
             started=self._started,
+            decode=self._options.decode,
+            send_encoded=not self._options.decode,
+            encoded=encoded,
         )
         self._peer.ensure_recv_slots(state["recv"])
         await self._offer()
@@ -224,6 +240,7 @@ class Bot:
     def _collect(self) -> None:
         if self._peer is None:
             return
+        now = time.monotonic() - self._started
         self.report.remotes = [
             {
                 "participant": stats.participant,
@@ -237,9 +254,18 @@ class Bot:
                     if stats.first_frame_seconds is not None
                     else None
                 ),
+                # Delivered rates, from each kind's first frame to the end of the run.
+                "video_fps": _rate(stats.video_frames, stats.first_frame_seconds, now),
+                "audio_fps": _rate(stats.audio_frames, stats.first_audio_seconds, now),
             }
             for stats in self._peer.remotes.values()
         ]
+
+
+def _rate(frames: int, first: float | None, now: float) -> float:
+    if first is None or now <= first:
+        return 0.0
+    return round(frames / (now - first), 2)
 
 
 async def run_bot(link: str, options: BotOptions) -> BotReport:
