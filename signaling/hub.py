@@ -79,7 +79,7 @@ class VisitHub:
             await self._into_call(visit, seat, reconnect)
             return reconnect, False
         await self._record(EventKind.PARTICIPANT_WAITING, seat)
-        self._to_hosts(visit, {"type": "waiting", "participant": session.describe()})
+        self._to_hosts({"type": "waiting", "participant": session.describe()})
         return reconnect, True
 
     async def _into_call(self, visit: Visit, seat: Seat, reconnect: bool) -> None:
@@ -139,7 +139,7 @@ class VisitHub:
         await self._record(EventKind.PARTICIPANT_ADMITTED, seat)
         await self._into_call(visit, seat, reconnect=False)
         session.send({"type": "admitted", **self.call_state(participant)})
-        self._to_hosts(visit, {"type": "waiting-ended", "participant": participant})
+        self._to_hosts({"type": "waiting-ended", "participant": participant})
 
     async def admit_all(self, visit: Visit) -> None:
         for participant in self.waiting():
@@ -159,7 +159,7 @@ class VisitHub:
             }
         )
         session.close_with(CLOSE_FATAL, "declined")
-        self._to_hosts(visit, {"type": "waiting-ended", "participant": participant})
+        self._to_hosts({"type": "waiting-ended", "participant": participant})
 
     async def remove(self, participant: ParticipantId) -> None:
         if participant not in self.in_call:
@@ -288,7 +288,7 @@ class VisitHub:
         seat = self._seats[participant]
         if participant not in self.in_call:
             await self._record(EventKind.PARTICIPANT_LEFT, seat, reason="left-waiting-room")
-            self._to_hosts_cached({"type": "waiting-ended", "participant": participant})
+            self._to_hosts({"type": "waiting-ended", "participant": participant})
         elif explicit:
             await self._depart(participant, reason="left")
         else:
@@ -348,13 +348,8 @@ class VisitHub:
             if participant != exclude and participant in self.in_call:
                 session.send(message)
 
-    def _to_hosts(self, visit: Visit, message: dict[str, Any]) -> None:
-        for participant, session in self.sessions.items():
-            if participant in self.in_call and is_host_role(visit, self._seats[participant].role):
-                session.send(message)
-
-    def _to_hosts_cached(self, message: dict[str, Any]) -> None:
-        """To hosts, when no Visit is at hand: a host is whoever the session says it is."""
+    def _to_hosts(self, message: dict[str, Any]) -> None:
+        """To the hosts in the call (each session knows whether its seat hosts)."""
         for participant, session in self.sessions.items():
             if participant in self.in_call and session.is_host:
                 session.send(message)

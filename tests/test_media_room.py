@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 
@@ -74,7 +74,7 @@ class Harness:
                 client.track_map = self.room.peers[name].track_map()
 
 
-def sees(*names: str, video: int = 10, audio: int = 10):  # type: ignore[no-untyped-def]
+def sees(*names: str, video: int = 10, audio: int = 10) -> Callable[[dict[str, RemoteStats]], bool]:
     def predicate(remotes: dict[str, RemoteStats]) -> bool:
         return all(
             n in remotes and remotes[n].video_frames >= video and remotes[n].audio_frames >= audio
