@@ -1,0 +1,13 @@
+"""signaling/PROTOCOL.md is the contract for client authors: it names every message type."""
+
+from pathlib import Path
+
+from signaling.messages import SCHEMAS
+
+PROTOCOL = (Path(__file__).resolve().parent.parent / "signaling" / "PROTOCOL.md").read_text()
+
+
+def test_every_client_message_type_is_written_down() -> None:
+    client_section = PROTOCOL.split("## Client to server", 1)[1].split("## Server to client")[0]
+    for message_type in SCHEMAS:
+        assert f"| `{message_type}` |" in client_section, message_type
