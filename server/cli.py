@@ -75,26 +75,24 @@ def _is_loopback(host: str) -> bool:
 # --- serve ------------------------------------------------------------------------------------
 
 
-def _demo_visit(print_links: bool) -> Any:
-    """Start-up hook: book one demo visit and print its links (development default only)."""
+def _demo_visit(announcement: list[str]) -> Any:
+    """Start-up hook: book one demo visit and add its links to the start-up announcement
+    (development default only)."""
 
     async def hook(app: web.Application) -> AsyncIterator[None]:
         settings = app[appkeys.SETTINGS]
-        print(f"screenvisit is listening on {settings.base_url}", flush=True)
-        print("Create a visit:  screenvisit visit create --json", flush=True)
-        if print_links:
-            host = Principal(
-                subject="demo",
-                issuer=settings.issuer,
-                role=Role.GP,
-                sector=Sector.GENERAL_PRACTICE,
-                org=settings.org,
-            )
-            seats = [(Role.CITIZEN, None, None), (Role.NURSE, None, None), (Role.GP, None, None)]
-            visit = await book_visit(app, host, VisitKind.ASSISTED, seats)
-            print(f"Demo visit {visit.id}; open each link in its own browser window:", flush=True)
-            for role, url in links_by_role(invite_links(app, visit)).items():
-                print(f"  {role:8s} {url}", flush=True)
+        host = Principal(
+            subject="demo",
+            issuer=settings.issuer,
+            role=Role.GP,
+            sector=Sector.GENERAL_PRACTICE,
+            org=settings.org,
+        )
+        seats = [(Role.CITIZEN, None, None), (Role.NURSE, None, None), (Role.GP, None, None)]
+        visit = await book_visit(app, host, VisitKind.ASSISTED, seats)
+        announcement.append(f"Demo visit {visit.id}; open each link in its own browser window:")
+        for role, url in links_by_role(invite_links(app, visit)).items():
+            announcement.append(f"  {role:8s} {url}")
         yield
 
     return hook
@@ -106,13 +104,25 @@ def serve(args: argparse.Namespace) -> int:
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     app = create_app(settings)
+    announcement = [
+        f"screenvisit is listening on {settings.base_url}",
+        "Create a visit:  screenvisit visit create --json",
+    ]
     demo = args.demo if args.demo is not None else _is_loopback(settings.host)
-    app.cleanup_ctx.append(_demo_visit(demo))
+    if demo:
+        app.cleanup_ctx.append(_demo_visit(announcement))
+
+    def announce(_aiohttp_message: str) -> None:
+        # aiohttp calls this once every site is bound: only then is "listening" true, and
+        # scripts (and the tests) may connect as soon as they read the first line.
+        for line in announcement:
+            print(line, flush=True)
+
     web.run_app(
         app,
         host=settings.host,
         port=settings.port,
-        print=None,
+        print=announce,
         access_log_format='%a "%r" %s %b %Tf',
         shutdown_timeout=10,
     )
