@@ -58,7 +58,7 @@ class RelayUpTrack:
     """A publisher's incoming track in relay mode: decoded frames from the receiver's track.
 
     Same surface as `media.uptrack.UpTrack` where the room and the quality meter use it
-    (`frames`, `first_frame_at`, `on_first_frame`, sinks)."""
+    (`frames`, `on_first_frame`, sinks)."""
 
     def __init__(
         self, kind: str, track: MediaStreamTrack, tasks: OwnedTasks, counters: MediaCounters
@@ -73,10 +73,6 @@ class RelayUpTrack:
         # Drained whether or not anyone subscribes: the receiver's track queue is unbounded,
         # so an unread publisher would pile up decoded pictures.
         self._drain = tasks.spawn(self._run())
-
-    @property
-    def first_frame_at(self) -> float | None:
-        return self._first_frame_at
 
     def add_sink(self, sink: FrameSink) -> None:
         self._sinks.append(sink)

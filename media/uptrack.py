@@ -43,10 +43,6 @@ class UpTrack:
         self.frames = 0
         install_tap(receiver, self._on_encoded)
 
-    @property
-    def first_frame_at(self) -> float | None:
-        return self._first_frame_at
-
     def add_sink(self, sink: Callable[[EncodedFrame], None]) -> None:
         self._sinks.append(sink)
 

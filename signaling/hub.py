@@ -74,15 +74,15 @@ class VisitHub:
         self._cancel_departure()
         reconnect = previous is not None or grace is not None
         host = is_host_role(visit, seat.role)
-        if host or not _waiting_room(visit) or participant in self.admitted:
+        if host or not visit.waiting_room or participant in self.admitted:
             self.admitted.add(participant)
-            await self._into_call(visit, seat, reconnect)
+            await self._into_call(seat, reconnect)
             return reconnect, False
         await self._record(EventKind.PARTICIPANT_WAITING, seat)
         self._to_hosts({"type": "waiting", "participant": session.describe()})
         return reconnect, True
 
-    async def _into_call(self, visit: Visit, seat: Seat, reconnect: bool) -> None:
+    async def _into_call(self, seat: Seat, reconnect: bool) -> None:
         participant = seat.participant
         rejoining = participant in self.in_call
         self.in_call.add(participant)
@@ -130,22 +130,22 @@ class VisitHub:
     def waiting(self) -> list[ParticipantId]:
         return [p for p in self.sessions if p not in self.in_call]
 
-    async def admit(self, visit: Visit, participant: ParticipantId) -> None:
+    async def admit(self, participant: ParticipantId) -> None:
         session = self.sessions.get(participant)
         if session is None or participant in self.in_call:
             raise ProtocolError("not-waiting", f"{participant} is not waiting to be admitted")
         self.admitted.add(participant)
         seat = self._seats[participant]
         await self._record(EventKind.PARTICIPANT_ADMITTED, seat)
-        await self._into_call(visit, seat, reconnect=False)
+        await self._into_call(seat, reconnect=False)
         session.send({"type": "admitted", **self.call_state(participant)})
         self._to_hosts({"type": "waiting-ended", "participant": participant})
 
-    async def admit_all(self, visit: Visit) -> None:
+    async def admit_all(self) -> None:
         for participant in self.waiting():
-            await self.admit(visit, participant)
+            await self.admit(participant)
 
-    async def decline(self, visit: Visit, participant: ParticipantId) -> None:
+    async def decline(self, participant: ParticipantId) -> None:
         session = self.sessions.get(participant)
         if session is None or participant in self.in_call:
             raise ProtocolError("not-waiting", f"{participant} is not waiting to be admitted")
@@ -405,10 +405,6 @@ class VisitHub:
             await session.close_for("server-shutdown", "the server is shutting down")
         await self.tasks.aclose()
         await self._services.sfu.close_room(self.visit_id)
-
-
-def _waiting_room(visit: Visit) -> bool:
-    return bool(getattr(visit, "waiting_room", True))
 
 
 class HubRegistry:

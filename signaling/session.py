@@ -15,7 +15,6 @@ from rooms.ids import ParticipantId
 from rooms.outcomes import OutcomeRejected
 from rooms.policy import Action, is_host_role
 from rooms.principal import Principal
-from rooms.roles import Role
 from rooms.visit import Seat
 from signaling.errors import (
     CLOSE_FATAL,
@@ -348,11 +347,11 @@ class Session:
             if isinstance(message, EndVisit):
                 await hub.end_visit(visit)
             elif isinstance(message, Admit):
-                await hub.admit(visit, ParticipantId(message.participant))
+                await hub.admit(ParticipantId(message.participant))
             elif isinstance(message, AdmitAll):
-                await hub.admit_all(visit)
+                await hub.admit_all()
             elif isinstance(message, Decline):
-                await hub.decline(visit, ParticipantId(message.participant))
+                await hub.decline(ParticipantId(message.participant))
             elif isinstance(message, Remove):
                 await hub.remove(ParticipantId(message.participant))
             elif isinstance(message, MuteRequest):
@@ -380,6 +379,3 @@ class Session:
                         **({"ref": message.ref} if message.ref else {}),
                     }
                 )
-
-    def role(self) -> Role | None:
-        return self.seat.role if self.seat else None

@@ -45,9 +45,7 @@ async def book(
 ) -> tuple[Visit, dict[str, str]]:
     """Book a visit in-process; return it with a token per role. No waiting room unless asked."""
     seats = [(role, None, None) for role in roles or (Role.CITIZEN, Role.NURSE, Role.GP)]
-    visit = await book_visit(app, host_principal(), kind, seats)
-    visit.waiting_room = waiting_room
-    await app[appkeys.STORE].save(visit)
+    visit = await book_visit(app, host_principal(), kind, seats, waiting_room=waiting_room)
     tokens = {entry["role"]: entry["url"].split("#", 1)[1] for entry in invite_links(app, visit)}
     return visit, tokens
 
