@@ -23,6 +23,8 @@ class EventKind(StrEnum):
     VISIT_ENDED = "visit-ended"
     VISIT_CANCELLED = "visit-cancelled"
     VISIT_FELL_BACK_TO_PHONE = "visit-fell-back-to-phone"
+    #: The node hosting the visit was lost (or drained) and another node took it over.
+    VISIT_MOVED = "visit-moved"
     PARTICIPANT_INVITED = "participant-invited"
     PARTICIPANT_WAITING = "participant-waiting"
     PARTICIPANT_ADMITTED = "participant-admitted"

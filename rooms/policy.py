@@ -27,6 +27,7 @@ class Action(StrEnum):
     READ_EVALUATION = "read-evaluation"
     READ_AUDIT = "read-audit"
     REVOKE_TOKEN = "revoke-token"
+    DRAIN_NODE = "drain-node"
 
 
 class Scope(StrEnum):
@@ -58,7 +59,11 @@ TABLE: dict[Role, dict[Action, Scope]] = {
     Role.SPECIALIST: dict(_CLINICIAN),
     # Evaluators read pseudonymous, aggregated data of their own organisation or region.
     Role.EVALUATOR: {Action.READ_EVALUATION: Scope.OWN_ORG},
-    Role.ADMIN: {Action.READ_AUDIT: Scope.ANY, Action.REVOKE_TOKEN: Scope.ANY},
+    Role.ADMIN: {
+        Action.READ_AUDIT: Scope.ANY,
+        Action.REVOKE_TOKEN: Scope.ANY,
+        Action.DRAIN_NODE: Scope.ANY,
+    },
 }
 
 

@@ -10,12 +10,13 @@ expires after `ended_ttl_seconds`; its id leaves the org index the next time tha
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
-from redis.exceptions import WatchError
+from redis.exceptions import RedisError, WatchError
 
 from rooms.errors import VisitNotFound
 from rooms.ids import VisitId
@@ -23,6 +24,7 @@ from rooms.store import (
     DEFAULT_ENDED_TTL_SECONDS,
     DEFAULT_PREFIX,
     StoreConflict,
+    StoreUnavailable,
     decode_visit,
     encode_visit,
     is_finished,
@@ -39,6 +41,17 @@ _MAX_BACKOFF_SECONDS = 0.5
 
 def _text(value: str | bytes) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+@contextlib.contextmanager
+def redis_unavailable_as_store_error() -> Iterator[None]:
+    """Turn Redis being unreachable into StoreUnavailable, the error callers handle."""
+    try:
+        yield
+    except (RedisError, OSError) as exc:
+        if isinstance(exc, WatchError):
+            raise
+        raise StoreUnavailable(f"live state is unavailable ({type(exc).__name__})") from exc
 
 
 class RedisVisitStore:
@@ -80,79 +93,86 @@ class RedisVisitStore:
         return ORG_VISITS_KEY.format(prefix=self._prefix, org=org)
 
     async def create(self, visit: Visit) -> None:
-        key = self.visit_key(visit.id)
-        async with self._client.pipeline(transaction=True) as pipe:
-            # WATCH makes the index entry land only together with the visit; SET NX refuses an
-            # existing visit even if the watched key was written between the check and EXEC.
-            await pipe.watch(key)
-            if await pipe.exists(key):
+        with redis_unavailable_as_store_error():
+            key = self.visit_key(visit.id)
+            async with self._client.pipeline(transaction=True) as pipe:
+                # WATCH makes the index entry land only together with the visit; SET NX refuses an
+                # existing visit even if the watched key was written between the check and EXEC.
+                await pipe.watch(key)
+                if await pipe.exists(key):
+                    raise ValueError(f"visit {visit.id} exists")
+                pipe.multi()
+                pipe.set(key, encode_visit(visit), nx=True, ex=self._ttl_for(visit))
+                pipe.sadd(self.org_key(visit.org), visit.id)
+                try:
+                    created, _ = await pipe.execute()
+                except WatchError:
+                    created = False
+            if not created:
                 raise ValueError(f"visit {visit.id} exists")
-            pipe.multi()
-            pipe.set(key, encode_visit(visit), nx=True, ex=self._ttl_for(visit))
-            pipe.sadd(self.org_key(visit.org), visit.id)
-            try:
-                created, _ = await pipe.execute()
-            except WatchError:
-                created = False
-        if not created:
-            raise ValueError(f"visit {visit.id} exists")
 
     async def get(self, visit_id: VisitId) -> Visit:
-        raw = await self._client.get(self.visit_key(visit_id))
-        if raw is None:
-            raise VisitNotFound(f"no visit {visit_id}")
-        return decode_visit(raw)
+        with redis_unavailable_as_store_error():
+            raw = await self._client.get(self.visit_key(visit_id))
+            if raw is None:
+                raise VisitNotFound(f"no visit {visit_id}")
+            return decode_visit(raw)
 
     async def save(self, visit: Visit) -> None:
-        await self._transact(visit.id, lambda _stored: visit)
+        with redis_unavailable_as_store_error():
+            await self._transact(visit.id, lambda _stored: visit)
 
     async def update(self, visit_id: VisitId, change: Callable[[Visit], None]) -> Visit:
-        def apply(stored: Visit) -> Visit:
-            change(stored)
-            if stored.id != visit_id:
-                raise ValueError(f"an update may not change the visit id ({visit_id})")
-            return stored
+        with redis_unavailable_as_store_error():
 
-        return await self._transact(visit_id, apply)
+            def apply(stored: Visit) -> Visit:
+                change(stored)
+                if stored.id != visit_id:
+                    raise ValueError(f"an update may not change the visit id ({visit_id})")
+                return stored
+
+            return await self._transact(visit_id, apply)
 
     async def delete(self, visit_id: VisitId) -> None:
-        key = self.visit_key(visit_id)
-        for attempt in range(self._max_attempts):
-            async with self._client.pipeline(transaction=True) as pipe:
-                await pipe.watch(key)
-                raw = await pipe.get(key)
-                if raw is None:
-                    return
-                org = decode_visit(raw).org
-                pipe.multi()
-                pipe.delete(key)
-                pipe.srem(self.org_key(org), visit_id)
-                try:
-                    await pipe.execute()
-                    return
-                except WatchError:
-                    pass
-            await self._backoff(attempt)
-        raise StoreConflict(f"could not delete visit {visit_id}: {self._gave_up}")
+        with redis_unavailable_as_store_error():
+            key = self.visit_key(visit_id)
+            for attempt in range(self._max_attempts):
+                async with self._client.pipeline(transaction=True) as pipe:
+                    await pipe.watch(key)
+                    raw = await pipe.get(key)
+                    if raw is None:
+                        return
+                    org = decode_visit(raw).org
+                    pipe.multi()
+                    pipe.delete(key)
+                    pipe.srem(self.org_key(org), visit_id)
+                    try:
+                        await pipe.execute()
+                        return
+                    except WatchError:
+                        pass
+                await self._backoff(attempt)
+            raise StoreConflict(f"could not delete visit {visit_id}: {self._gave_up}")
 
     async def list_by_org(self, org: str) -> list[Visit]:
-        org_key = self.org_key(org)
-        ids = sorted(_text(member) for member in await self._client.smembers(org_key))
-        if not ids:
-            return []
-        raws = await self._client.mget([self.visit_key(VisitId(i)) for i in ids])
-        visits: list[Visit] = []
-        gone: list[VisitId] = []
-        for visit_id, raw in zip(ids, raws, strict=True):
-            if raw is None:
-                gone.append(VisitId(visit_id))
-                continue
-            visit = decode_visit(raw)
-            if visit.org == org:
-                visits.append(visit)
-        if gone:
-            await self._forget_gone(org_key, gone)
-        return visits
+        with redis_unavailable_as_store_error():
+            org_key = self.org_key(org)
+            ids = sorted(_text(member) for member in await self._client.smembers(org_key))
+            if not ids:
+                return []
+            raws = await self._client.mget([self.visit_key(VisitId(i)) for i in ids])
+            visits: list[Visit] = []
+            gone: list[VisitId] = []
+            for visit_id, raw in zip(ids, raws, strict=True):
+                if raw is None:
+                    gone.append(VisitId(visit_id))
+                    continue
+                visit = decode_visit(raw)
+                if visit.org == org:
+                    visits.append(visit)
+            if gone:
+                await self._forget_gone(org_key, gone)
+            return visits
 
     async def close(self) -> None:
         if self._owns_client:

@@ -12,12 +12,15 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
-from typing import NamedTuple, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 from urllib.parse import unquote, urlsplit
 
 from rooms.errors import RoomsError, VisitNotFound
 from rooms.ids import VisitId
 from rooms.visit import Visit, VisitState
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 DEFAULT_PREFIX = "screenvisit:"
 DEFAULT_ENDED_TTL_SECONDS = 7 * 24 * 3600
@@ -165,23 +168,13 @@ def _without_secret(text: str, redis_url: str) -> str:
     return text
 
 
-async def open_visit_store(
-    redis_url: str | None,
-    *,
-    prefix: str = DEFAULT_PREFIX,
-    ended_ttl_seconds: int | None = DEFAULT_ENDED_TTL_SECONDS,
-) -> VisitStore:
-    """A memory store for no URL, else a Redis store that owns a new, checked client.
+async def open_redis(redis_url: str) -> Redis:
+    """A new, checked Redis client for the URL (the caller closes it).
 
     Raises StoreUnavailable, naming the host but never the password, if Redis cannot be reached.
-    The caller closes the store (`close()`).
     """
-    if not redis_url:
-        return MemoryVisitStore()
     from redis.asyncio import from_url
     from redis.exceptions import RedisError
-
-    from rooms.redis_store import RedisVisitStore
 
     where = describe_redis_url(redis_url)
     try:
@@ -196,4 +189,27 @@ async def open_visit_store(
         await client.aclose()
         reason = _without_secret(f"{type(exc).__name__}: {exc}", redis_url)
         raise StoreUnavailable(f"cannot reach Redis at {where} ({reason})") from None
-    return RedisVisitStore(client, prefix, ended_ttl_seconds=ended_ttl_seconds)
+    return client
+
+
+async def open_visit_store(
+    redis_url: str | None,
+    *,
+    prefix: str = DEFAULT_PREFIX,
+    ended_ttl_seconds: int | None = DEFAULT_ENDED_TTL_SECONDS,
+    client: Redis | None = None,
+) -> VisitStore:
+    """A memory store for no URL, else a Redis store: on `client` if given (the caller keeps
+    owning it), or on a new, checked client the store owns. The caller closes the store.
+
+    Raises StoreUnavailable, naming the host but never the password, if Redis cannot be reached.
+    """
+    if not redis_url:
+        return MemoryVisitStore()
+    from rooms.redis_store import RedisVisitStore
+
+    if client is not None:
+        return RedisVisitStore(
+            client, prefix, ended_ttl_seconds=ended_ttl_seconds, owns_client=False
+        )
+    return RedisVisitStore(await open_redis(redis_url), prefix, ended_ttl_seconds=ended_ttl_seconds)

@@ -14,7 +14,7 @@ from rooms.policy import Action, authorize
 from rooms.principal import Principal
 from rooms.visit import Visit
 from server.auth import TokenVerifier
-from server.ratelimit import FailureLimiter
+from server.ratelimit import AuthFailureLimiter
 
 MAX_AUDITED_ISSUER = 200
 
@@ -30,7 +30,9 @@ def _unverified_issuer(token: str) -> str | None:
 
 
 class AccessControl:
-    def __init__(self, verifier: TokenVerifier, audit: AuditLog, limiter: FailureLimiter) -> None:
+    def __init__(
+        self, verifier: TokenVerifier, audit: AuditLog, limiter: AuthFailureLimiter
+    ) -> None:
         self.verifier = verifier
         self._audit = audit
         self._limiter = limiter
@@ -39,7 +41,7 @@ class AccessControl:
         self, token: str, *, action: Action, client: str | None, visit: str | None = None
     ) -> Principal:
         """The token's principal, or AuthenticationFailed (recorded, and counted per address)."""
-        if self._limiter.blocked(client):
+        if await self._limiter.blocked(client):
             await self._refused_token(token, action, visit, client, "rate-limited")
             raise AuthenticationFailed(
                 "rate-limited", "too many failed attempts from this address; wait a minute", 429
@@ -47,7 +49,7 @@ class AccessControl:
         try:
             return await self.verifier.authenticate(token)
         except AuthenticationFailed as exc:
-            self._limiter.failure(client)
+            await self._limiter.failure(client)
             await self._refused_token(token, action, visit, client, exc.code)
             raise
 

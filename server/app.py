@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from importlib import resources
 
 import jinja2
@@ -13,6 +13,7 @@ from aiohttp import web
 
 from media.sfu import Sfu
 from rooms.audit import AuditRetention, SqlAuditLog
+from rooms.cluster import ClusterState, MemoryClusterState, NodeId
 from rooms.eventlog import SqlEventLog
 from rooms.janitor import EmptyVisitJanitor
 from rooms.outcomes import OutcomeRecorder
@@ -23,27 +24,34 @@ from rooms.quality_log import (
     SqlQualityLog,
     SurveyStore,
 )
+from rooms.redis_cluster import RedisClusterState
 from rooms.retention import EvaluationRetention
 from rooms.sql import open_database
-from rooms.store import open_visit_store
+from rooms.store import DEFAULT_PREFIX, open_redis, open_visit_store
 from server import appkeys
 from server.access import AccessControl
 from server.auth import TokenIssuer, TokenVerifier
 from server.config import Settings
+from server.drain import Drainer
 from server.http_api import error_middleware, setup_api_routes
 from server.keys import load_or_create_signing_key
 from server.pages import setup_page_routes
-from server.ratelimit import FailureLimiter
+from server.ratelimit import AuthFailureLimiter, FailureLimiter, RedisFailureLimiter
 from server.reports import load_pseudonymizer
 from server.revocation import RevocationList, SqlRevocationStore
 from server.trust import TrustConfigError, load_trust_file
+from signaling.bus import Bus, LocalBus, Message, RedisBus
 from signaling.hub import HubRegistry
+from signaling.node import ClusterNode
 from signaling.services import SignalingServices
 
 logger = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings) -> web.Application:
+def create_app(
+    settings: Settings, *, stop_process: Callable[[], None] | None = None
+) -> web.Application:
+    """`stop_process` ends the server when a drain asked over the API has finished."""
     app = web.Application(
         middlewares=[error_middleware],
         client_max_size=256 * 1024,
@@ -52,10 +60,12 @@ def create_app(settings: Settings) -> web.Application:
         handler_args={"max_field_size": 32 * 1024, "max_line_size": 32 * 1024},
     )
     app[appkeys.SETTINGS] = settings
+    app[appkeys.DRAINER] = Drainer(stop_process)
     app[appkeys.TEMPLATES] = jinja2.Environment(
         loader=jinja2.PackageLoader("web", "templates"),
         autoescape=jinja2.select_autoescape(["html"]),
     )
+    app.cleanup_ctx.append(_redis)
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_events)
     app.cleanup_ctx.append(_audit)
@@ -69,6 +79,18 @@ def create_app(settings: Settings) -> web.Application:
     setup_page_routes(app)
     app.router.add_static("/static", str(resources.files("web") / "static"))
     return app
+
+
+async def _redis(app: web.Application) -> AsyncIterator[None]:
+    """One Redis client (a connection pool) for live state, the bus and rate limits."""
+    url = app[appkeys.SETTINGS].redis_url
+    if not url:
+        yield
+        return
+    client = await open_redis(url)
+    app[appkeys.REDIS] = client
+    yield
+    await client.aclose()
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
@@ -117,14 +139,19 @@ async def _access(app: web.Application) -> AsyncIterator[None]:
     app[appkeys.ISSUER] = issuer
     app[appkeys.VERIFIER] = verifier
     app[appkeys.REVOCATIONS] = revocations
-    app[appkeys.ACCESS] = AccessControl(
-        verifier, app[appkeys.AUDIT], FailureLimiter(settings.auth_failures_per_minute)
-    )
+    limiter: AuthFailureLimiter = FailureLimiter(settings.auth_failures_per_minute)
+    if appkeys.REDIS in app:
+        limiter = RedisFailureLimiter(
+            app[appkeys.REDIS], settings.auth_failures_per_minute, DEFAULT_PREFIX
+        )
+    app[appkeys.ACCESS] = AccessControl(verifier, app[appkeys.AUDIT], limiter)
     yield
 
 
 async def _store(app: web.Application) -> AsyncIterator[None]:
-    store = await open_visit_store(app[appkeys.SETTINGS].redis_url or None)
+    store = await open_visit_store(
+        app[appkeys.SETTINGS].redis_url or None, client=app.get(appkeys.REDIS)
+    )
     app[appkeys.STORE] = store
     yield
     await store.close()
@@ -172,7 +199,16 @@ async def _sfu(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _signaling(app: web.Application) -> AsyncIterator[None]:
+    """Sessions, hubs, and this node among the others that share its Redis (if any)."""
     settings = app[appkeys.SETTINGS]
+    cluster: ClusterState
+    bus: Bus
+    if appkeys.REDIS in app:
+        cluster = RedisClusterState(app[appkeys.REDIS], DEFAULT_PREFIX, owns_client=False)
+        bus = RedisBus(app[appkeys.REDIS])
+    else:
+        cluster, bus = MemoryClusterState(), LocalBus()
+    node_id = NodeId(settings.node_name)
     services = SignalingServices(
         access=app[appkeys.ACCESS],
         store=app[appkeys.STORE],
@@ -186,9 +222,39 @@ async def _signaling(app: web.Application) -> AsyncIterator[None]:
         quality_sink=lambda visit, participant, role, sector, sample: app[appkeys.QUALITY].add(
             QualityRecord.from_sample(visit, participant, role, sector, sample)
         ),
+        cluster=cluster,
+        node_id=node_id,
     )
     hubs = HubRegistry(services)
+    node = ClusterNode(
+        node_id,
+        settings.media_address,
+        cluster,
+        bus,
+        services,
+        hubs,
+        prefix=DEFAULT_PREFIX,
+        shared=appkeys.REDIS in app,
+    )
+
+    async def revoked_elsewhere(message: Message) -> None:
+        jti, expires_at = str(message["jti"]), float(message["expires_at"])
+        app[appkeys.REVOCATIONS].remember(jti, expires_at)
+        hubs.close_token(jti)
+
+    node.on_broadcast("revoked", revoked_elsewhere)
+    await node.start()
     app[appkeys.SIGNALING] = services
     app[appkeys.HUBS] = hubs
+    app[appkeys.NODE] = node
+    app.on_shutdown.append(_drain)
+    logger.info("node %s up (media at %s)", node_id, settings.media_address)
     yield
-    await hubs.close()
+    await app[appkeys.DRAINER].close()
+    await node.stop()
+    await hubs.close(reconnect=node.shared)
+
+
+async def _drain(app: web.Application) -> None:
+    """On SIGTERM: take no new visits, let the running ones end, hand on what is left."""
+    await app[appkeys.NODE].drain(app[appkeys.SETTINGS].drain_timeout)

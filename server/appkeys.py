@@ -2,6 +2,7 @@
 
 import jinja2
 from aiohttp import web
+from redis.asyncio import Redis
 
 from media.sfu import Sfu
 from rooms.audit import AuditLog
@@ -15,8 +16,10 @@ from rooms.store import VisitStore
 from server.access import AccessControl
 from server.auth import TokenIssuer, TokenVerifier
 from server.config import Settings
+from server.drain import Drainer
 from server.revocation import RevocationList
 from signaling.hub import HubRegistry
+from signaling.node import ClusterNode
 from signaling.services import SignalingServices
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -36,3 +39,6 @@ SFU = web.AppKey("sfu", Sfu)
 SIGNALING = web.AppKey("signaling", SignalingServices)
 HUBS = web.AppKey("hubs", HubRegistry)
 TEMPLATES = web.AppKey("templates", jinja2.Environment)
+REDIS = web.AppKey("redis", Redis)
+NODE = web.AppKey("node", ClusterNode)
+DRAINER = web.AppKey("drainer", Drainer)

@@ -11,6 +11,7 @@ import getpass
 import ipaddress
 import json
 import logging
+import os
 import secrets
 import signal
 import sys
@@ -35,6 +36,7 @@ from server.config import SETTINGS, Settings, SettingsError
 from server.keys import load_or_create_signing_key
 from server.reports import EXPORTS, Filters, gather, load_pseudonymizer
 from server.visits import book_visit, invite_links, links_by_role
+from server.workers import run_workers, without_workers_flag
 from signaling.bot import BotError, BotOptions, run_bot
 from signaling.loadtest import (
     LoadTestOptions,
@@ -98,12 +100,32 @@ def _demo_visit(announcement: list[str]) -> Any:
     return hook
 
 
+def _prepare_shared_files(settings: Settings) -> None:
+    """Keys and the SQLite schema, made once before several workers start on them."""
+    load_or_create_signing_key(settings.key_path)
+    load_pseudonymizer(settings.data_dir)
+
+    async def migrate() -> None:
+        db = await open_database(settings.database_url or None, settings.database_path)
+        await db.close()
+
+    asyncio.run(migrate())
+
+
 def serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    app = create_app(settings)
+    if args.workers > 1:
+        if not settings.redis_url:
+            raise SystemExit(
+                "screenvisit: --workers needs SCREENVISIT_REDIS_URL: the workers share live"
+                " state and relay signaling through Redis"
+            )
+        _prepare_shared_files(settings)
+        return run_workers(without_workers_flag(sys.argv[1:]), args.workers, settings.node_name)
+    app = create_app(settings, stop_process=lambda: os.kill(os.getpid(), signal.SIGTERM))
     announcement = [
         f"screenvisit is listening on {settings.base_url}",
         "Create a visit:  screenvisit visit create --json",
@@ -125,6 +147,7 @@ def serve(args: argparse.Namespace) -> int:
         print=announce,
         access_log_format='%a "%r" %s %b %Tf',
         shutdown_timeout=10,
+        reuse_port=args.reuse_port or None,
     )
     return 0
 
@@ -185,6 +208,16 @@ def visit_create(args: argparse.Namespace) -> int:
         print(f"Visit {data['visit']}:")
         for role, url in data["links"].items():
             print(f"  {role:12s} {url}")
+    return 0
+
+
+# --- drain --------------------------------------------------------------------------------------
+
+
+def drain(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    data = asyncio.run(_call_server(settings, Role.ADMIN, Sector.REGION, "/api/admin/drain", {}))
+    print(f"node {data['node']} is draining ({data['visits']} visit(s) on it)")
     return 0
 
 
@@ -390,7 +423,23 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="book a demo visit and print its links (default: when on loopback)",
     )
+    p_serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="run N server processes (one node each, sharing the port and Redis); needs"
+        " SCREENVISIT_REDIS_URL",
+    )
+    p_serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     p_serve.set_defaults(func=serve)
+
+    p_drain = commands.add_parser(
+        "drain",
+        help="drain the node at --host/--port: no new visits; it stops once its visits end, or"
+        " hands them to other nodes after the drain timeout",
+    )
+    _add_setting_flags(p_drain)
+    p_drain.set_defaults(func=drain)
 
     p_visit = commands.add_parser("visit", help="manage visits")
     visit_commands = p_visit.add_subparsers(dest="visit_command", required=True)

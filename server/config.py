@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,6 +102,23 @@ SETTINGS: tuple[Setting, ...] = (
         "comma-separated reverse-proxy addresses whose X-Forwarded-For is believed",
     ),
     Setting(
+        "node-id",
+        "",
+        "this node's id among the nodes sharing one Redis (default HOSTNAME-PORT)",
+    ),
+    Setting(
+        "announce-address",
+        "",
+        "the address this node registers and offers for media (its ICE host candidate);"
+        " default the first of the ICE hosts",
+    ),
+    Setting(
+        "drain-timeout",
+        "60",
+        "seconds a stopping (SIGTERM) or drained node waits for its visits to end before it"
+        " hands them to other nodes",
+    ),
+    Setting(
         "media-mode",
         "forward",
         "forward: encoded frames go to subscribers untouched; relay: aiortc's MediaRelay"
@@ -136,6 +154,9 @@ class Settings:
     auth_failures_per_minute: int = 20
     trusted_proxies: tuple[str, ...] = ()
     media_mode: MediaMode = "forward"
+    node_id: str = ""
+    announce_address: str = ""
+    drain_timeout: float = 60.0
 
     @property
     def base_url(self) -> str:
@@ -149,8 +170,18 @@ class Settings:
     def key_path(self) -> Path:
         return self.data_dir / "signing-key.pem"
 
+    @property
+    def node_name(self) -> str:
+        return self.node_id or f"{socket.gethostname()}-{self.port}"
+
+    @property
+    def media_address(self) -> str:
+        """Where this node receives media: the announced address, or the first ICE host."""
+        return self.announce_address or (self.ice_hosts[0] if self.ice_hosts else self.host)
+
     def media(self) -> MediaConfig:
-        return MediaConfig(ice_hosts=self.ice_hosts, ice_servers=self.ice_servers)
+        hosts = (self.announce_address,) if self.announce_address else self.ice_hosts
+        return MediaConfig(ice_hosts=hosts, ice_servers=self.ice_servers)
 
     @classmethod
     def load(
@@ -189,6 +220,9 @@ class Settings:
                 auth_failures_per_minute=int(raw["auth-failures-per-minute"]),
                 trusted_proxies=_list(raw["trusted-proxies"]),
                 media_mode=parse_media_mode(raw["media-mode"]),
+                node_id=raw["node-id"],
+                announce_address=raw["announce-address"],
+                drain_timeout=float(raw["drain-timeout"]),
             )
         except (ValueError, TypeError, KeyError) as exc:
             raise SettingsError(str(exc)) from exc

@@ -9,6 +9,7 @@ from rooms.errors import (
     VisitFull,
     VisitNotFound,
 )
+from rooms.store import StoreConflict, StoreUnavailable
 
 
 class ApiError(Exception):
@@ -25,6 +26,8 @@ STATUS_BY_ERROR: dict[type[RoomsError], int] = {
     NotPermitted: 403,
     InvalidTransition: 409,
     VisitFull: 409,
+    StoreUnavailable: 503,
+    StoreConflict: 503,
 }
 
 

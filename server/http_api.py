@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
+import logging
 import math
 import re
 import time
@@ -54,8 +55,8 @@ from server.visits import (
     record_invited,
     update_visit,
 )
-from signaling.errors import CLOSE_VISIT_ENDED
-from signaling.session import Session
+from signaling.bus import BusUnavailable
+from signaling.node import NodeCallFailed
 
 #: Revoke for at least as long as any token can live.
 MAX_TOKEN_LIFETIME = max(DEFAULT_MAX_LIFETIME.values())
@@ -77,6 +78,8 @@ CREATE_FIELDS = (
 #: Fields PATCH /api/visits/{visit} may change.
 BOOKING_FIELDS = ("kind", "planned_start", "planned_minutes", "waiting_room", "max_participants")
 PARTICIPANT_FIELDS = ("role", "name", "sector")
+
+logger = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -450,9 +453,23 @@ async def _visit_for(request: web.Request, action: Action) -> tuple[Principal, V
 async def get_visit(request: web.Request) -> web.Response:
     _principal, visit = await _visit_for(request, Action.READ_VISIT)
     body = visit.to_dict()
-    hub = request.app[appkeys.HUBS].hubs.get(visit.id)
-    body["connected"] = sorted(hub.sessions) if hub else []
+    elsewhere = await _on_owner(request, visit.id, "connected")
+    if elsewhere is not None:
+        body["connected"] = elsewhere["connected"]
+    else:
+        hub = request.app[appkeys.HUBS].hubs.get(visit.id)
+        body["connected"] = sorted(hub.sessions) if hub else []
     return web.json_response(body)
+
+
+async def _on_owner(
+    request: web.Request, visit_id: VisitId, op: str, **args: Any
+) -> dict[str, Any] | None:
+    """Run `op` on the node hosting the visit when that is another node (None: act here)."""
+    try:
+        return await request.app[appkeys.NODE].on_owner(visit_id, op, args)
+    except NodeCallFailed as exc:
+        raise ApiError(exc.code, exc.message, 503) from None
 
 
 async def patch_visit(request: web.Request) -> web.Response:
@@ -468,15 +485,11 @@ async def patch_visit(request: web.Request) -> web.Response:
 async def cancel_visit(request: web.Request) -> web.Response:
     """Cancel a scheduled or open visit; anyone already connected is told and disconnected."""
     principal, visit = await _visit_for(request, Action.END_VISIT)
-    hub = request.app[appkeys.HUBS].hubs.get(visit.id)
-    if hub is None:
-        cancelled = await update_visit(request.app, visit.id, Visit.cancel)
-    else:
-        async with hub.lock:
-            cancelled = await update_visit(request.app, visit.id, Visit.cancel)
-            for session in list(hub.sessions.values()):
-                session.send({"type": "visit-ended"})
-                session.close_with(CLOSE_VISIT_ENDED, "visit-cancelled")
+    cancelled = await update_visit(request.app, visit.id, Visit.cancel)
+    if await _on_owner(request, visit.id, "close-visit", reason="visit-cancelled") is None:
+        hub = request.app[appkeys.HUBS].hubs.get(visit.id)
+        if hub is not None:
+            await hub.close_for_cancel("visit-cancelled")
     await request.app[appkeys.EVENTS].append(
         VisitEvent(
             visit=cancelled.id,
@@ -493,6 +506,9 @@ async def end_visit(request: web.Request) -> web.Response:
     _principal, visit = await _visit_for(request, Action.END_VISIT)
     if visit.state is VisitState.ENDED:
         raise InvalidTransition(f"visit {visit.id} has already ended", visit.state.value)
+    elsewhere = await _on_owner(request, visit.id, "end-visit")
+    if elsewhere is not None:
+        return web.json_response({"visit": visit.id, "state": elsewhere["state"]})
     await request.app[appkeys.HUBS].end_visit(visit)
     return web.json_response({"visit": visit.id, "state": visit.state.value})
 
@@ -647,7 +663,28 @@ async def revoke_token(request: web.Request) -> web.Response:
         raise FieldError("expires_at", "'expires_at' must be a Unix time before 2100")
     await request.app[appkeys.REVOCATIONS].revoke(jti, expires_at)
     closed = request.app[appkeys.HUBS].close_token(jti)
+    try:
+        await request.app[appkeys.NODE].broadcast(
+            {"type": "revoked", "jti": jti, "expires_at": expires_at}
+        )
+    except BusUnavailable:
+        # Stored: the other nodes refuse the token once they reload (at their next start).
+        logger.warning("revocation not announced to the other nodes (bus unavailable)")
     return web.json_response({"jti": jti, "closed_sessions": closed}, status=201)
+
+
+async def drain_node(request: web.Request) -> web.Response:
+    """This node takes no new visits, waits for its visits to end (or hands them on after the
+    drain timeout), then stops."""
+    principal = await principal_for(request, Action.DRAIN_NODE)
+    await request.app[appkeys.ACCESS].authorize(
+        principal, Action.DRAIN_NODE, None, client=client_of(request)
+    )
+    node = request.app[appkeys.NODE]
+    visits = len(request.app[appkeys.HUBS].hubs)
+    if not node.draining:
+        request.app[appkeys.DRAINER].start(request.app)
+    return web.json_response({"node": node.id, "draining": True, "visits": visits}, status=202)
 
 
 async def read_audit(request: web.Request) -> web.Response:
@@ -680,9 +717,11 @@ async def read_audit(request: web.Request) -> web.Response:
 
 async def health(request: web.Request) -> web.Response:
     hubs = request.app[appkeys.HUBS].hubs
+    node = request.app[appkeys.NODE]
     return web.json_response(
         {
-            "status": "ok",
+            "status": "draining" if node.draining else "ok",
+            "node": node.id,
             "visits": len(hubs),
             "participants": sum(len(h.sessions) for h in hubs.values()),
             "media": request.app[appkeys.SFU].counters.to_dict(),
@@ -695,10 +734,7 @@ async def signaling_socket(request: web.Request) -> web.WebSocketResponse:
     # from the session (and the socket lives on) rather than aiohttp closing it.
     ws = web.WebSocketResponse(heartbeat=20, max_msg_size=1024 * 1024, timeout=2)
     await ws.prepare(request)
-    session = Session(
-        ws, request.app[appkeys.SIGNALING], request.app[appkeys.HUBS], client_of(request)
-    )
-    await session.run()
+    await request.app[appkeys.NODE].serve_socket(ws, client_of(request))
     return ws
 
 
@@ -720,6 +756,7 @@ def setup_api_routes(app: web.Application) -> None:
     app.router.add_post("/api/visits/{visit}/links", reissue_links)
     app.router.add_post("/api/visits/{visit}/participants", invite_participant)
     app.router.add_post("/api/admin/revocations", revoke_token)
+    app.router.add_post("/api/admin/drain", drain_node)
     app.router.add_get("/api/audit", read_audit)
     app.router.add_get("/api/evaluation/report", evaluation_report)
     app.router.add_get("/api/evaluation/export", evaluation_export)

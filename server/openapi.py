@@ -271,6 +271,15 @@ def _schemas() -> dict[str, Schema]:
             "required": ["jti", "closed_sessions"],
             "properties": {"jti": string, "closed_sessions": {"type": "integer", "minimum": 0}},
         },
+        "Drain": {
+            "type": "object",
+            "required": ["node", "draining", "visits"],
+            "properties": {
+                "node": string,
+                "draining": {"type": "boolean"},
+                "visits": {"type": "integer", "minimum": 0},
+            },
+        },
         "AuditRecord": {
             "type": "object",
             "required": ["time", "action", "result"],
@@ -302,7 +311,8 @@ def _schemas() -> dict[str, Schema]:
             "type": "object",
             "required": ["status", "visits", "participants", "media"],
             "properties": {
-                "status": {"type": "string", "enum": ["ok"]},
+                "status": {"type": "string", "enum": ["ok", "draining"]},
+                "node": {"type": "string"},
                 "visits": {"type": "integer", "minimum": 0},
                 "participants": {"type": "integer", "minimum": 0},
                 "media": {"type": "object", "additionalProperties": {"type": "integer"}},
@@ -669,6 +679,17 @@ def _paths() -> dict[str, Schema]:
                 "responses": {
                     "201": _json(_ref("Revocation"), "Revoked"),
                     **_errors(400, 401, 403, 429),
+                },
+            }
+        },
+        "/api/admin/drain": {
+            "post": {
+                "operationId": "drainNode",
+                "summary": "Drain the node that answers (admins): no new visits; it stops once"
+                " its visits end, or hands them to other nodes after the drain timeout",
+                "responses": {
+                    "202": _json(_ref("Drain"), "Draining"),
+                    **_errors(401, 403, 429),
                 },
             }
         },

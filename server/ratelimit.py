@@ -1,9 +1,30 @@
-"""Failed authentications per client address, in a sliding window."""
+"""Failed authentications per client address, in a sliding window.
+
+`FailureLimiter` counts on this node; `RedisFailureLimiter` counts across every node that shares
+its Redis (a script trying tokens is limited wherever its connections land), and falls back to
+counting on this node while Redis is unreachable.
+"""
 
 from __future__ import annotations
 
+import logging
 import time
+import uuid
 from collections import deque
+from typing import Protocol
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+logger = logging.getLogger(__name__)
+
+FAILURES_KEY = "{prefix}auth-failures:{address}"  # sorted set: one member per failure, by time
+
+
+class AuthFailureLimiter(Protocol):
+    async def blocked(self, address: str | None) -> bool: ...
+
+    async def failure(self, address: str | None) -> None: ...
 
 
 class FailureLimiter:
@@ -19,7 +40,7 @@ class FailureLimiter:
         self._max_addresses = max_addresses
         self._failures: dict[str, deque[float]] = {}
 
-    def blocked(self, address: str | None) -> bool:
+    async def blocked(self, address: str | None) -> bool:
         if address is None or self._max <= 0:
             return False
         failures = self._failures.get(address)
@@ -28,7 +49,7 @@ class FailureLimiter:
         self._expire(failures, time.monotonic())
         return len(failures) >= self._max
 
-    def failure(self, address: str | None) -> None:
+    async def failure(self, address: str | None) -> None:
         if address is None or self._max <= 0:
             return
         now = time.monotonic()
@@ -49,3 +70,47 @@ class FailureLimiter:
                 del self._failures[address]
         while len(self._failures) >= self._max_addresses:
             self._failures.pop(next(iter(self._failures)))
+
+
+class RedisFailureLimiter:
+    """The same rule as FailureLimiter, counted in Redis for all nodes."""
+
+    def __init__(self, client: Redis, max_failures: int, prefix: str, window: float = 60.0) -> None:
+        self._client = client
+        self._max = max_failures
+        self._prefix = prefix
+        self._window = window
+        self._fallback = FailureLimiter(max_failures, window)
+
+    def _key(self, address: str) -> str:
+        return FAILURES_KEY.format(prefix=self._prefix, address=address)
+
+    async def blocked(self, address: str | None) -> bool:
+        if address is None or self._max <= 0:
+            return False
+        key = self._key(address)
+        try:
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.zremrangebyscore(key, "-inf", time.time() - self._window)
+                pipe.zcard(key)
+                _removed, count = await pipe.execute()
+        except (RedisError, OSError):
+            return await self._fallback.blocked(address)
+        return int(count) >= self._max
+
+    async def failure(self, address: str | None) -> None:
+        if address is None or self._max <= 0:
+            return
+        await self._fallback.failure(address)
+        key, now = self._key(address), time.time()
+        try:
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.zadd(key, {uuid.uuid4().hex: now})
+                pipe.zremrangebyscore(key, "-inf", now - self._window)
+                pipe.expire(key, int(self._window) + 1)
+                await pipe.execute()
+        except (RedisError, OSError) as exc:
+            logger.warning("auth failures counted on this node only (%s)", type(exc).__name__)
+
+    async def close(self) -> None:
+        await self._client.aclose()

@@ -38,6 +38,10 @@ class RevocationList:
         await self._store.add(jti, expires_at)
         self._revoked[jti] = expires_at
 
+    def remember(self, jti: str, expires_at: float) -> None:
+        """A revocation another node stored (and announced on the bus)."""
+        self._revoked[jti] = expires_at
+
 
 class SqlRevocationStore:
     """The `revocations` table (migration 3 in rooms/sql.py)."""

@@ -10,6 +10,7 @@ from typing import Final
 
 from aiohttp import web
 
+from rooms.cluster import NoNodeAvailable
 from rooms.errors import InvalidTransition
 from rooms.eventlog import EventKind, VisitEvent
 from rooms.ids import VisitId, new_visit_id
@@ -125,6 +126,10 @@ async def book_visit(
             f"'participants' of a {kind.value} must include "
             + " and ".join(role.value for role in missing),
         )
+    try:
+        await app[appkeys.NODE].place_new(visit.id)
+    except NoNodeAvailable as exc:
+        raise ApiError("no-node-available", str(exc), 503) from None
     await app[appkeys.STORE].create(visit)
     app[appkeys.JANITOR].watch(visit)
     await app[appkeys.EVENTS].append(

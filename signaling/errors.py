@@ -29,3 +29,7 @@ CLOSE_SLOW = 4002
 CLOSE_JOIN_TIMEOUT = 4003
 CLOSE_LEFT = 4004
 CLOSE_VISIT_ENDED = 4005
+#: The node hosting the visit is gone or draining: reconnect at once, the seat is kept.
+CLOSE_NODE_LOST = 4006
+#: The service cannot take the join right now (its live state is unreachable): try again.
+CLOSE_TRY_AGAIN = 1013

@@ -19,8 +19,9 @@ from media.tasks import OwnedTasks
 from rooms.eventlog import EventKind, VisitEvent
 from rooms.ids import ParticipantId, VisitId
 from rooms.policy import is_host_role
+from rooms.store import StoreUnavailable
 from rooms.visit import Seat, Visit, VisitState
-from signaling.errors import CLOSE_FATAL, CLOSE_VISIT_ENDED, ProtocolError
+from signaling.errors import CLOSE_FATAL, CLOSE_NODE_LOST, CLOSE_VISIT_ENDED, ProtocolError
 from signaling.services import SignalingServices
 
 if TYPE_CHECKING:
@@ -56,12 +57,21 @@ class VisitHub:
         self._meters: dict[ParticipantId, QualityMeter] = {}
         #: The latest connection-quality level of each participant in the call.
         self.quality: dict[ParticipantId, str] = {}
+        #: The visit as this node last read or wrote it (written back after a Redis restart).
+        self.last_visit: Visit | None = None
+        self._adoption_checked = False
 
     # --- arriving ---------------------------------------------------------------------------
 
     async def enter(self, session: Session, visit: Visit, seat: Seat) -> tuple[bool, bool]:
         """Seat `session`. Returns (reconnect, waiting)."""
         self._org = visit.org
+        self.last_visit = visit
+        for other in visit.seats.values():
+            self._seats.setdefault(other.participant, other)
+        if not self._adoption_checked:
+            self._adoption_checked = True
+            await self._adopt()
         self._seats[seat.participant] = seat
         participant = seat.participant
         previous = self.sessions.get(participant)
@@ -86,6 +96,7 @@ class VisitHub:
         participant = seat.participant
         rejoining = participant in self.in_call
         self.in_call.add(participant)
+        await self._presence(participant, True)
         await self.room.connect(participant)
         if self._quality_task is None:
             self._quality_task = self.tasks.spawn(self._quality_loop())
@@ -118,12 +129,44 @@ class VisitHub:
                 moved.append(EventKind.VISIT_STARTED)
 
         current = await self._services.store.get(self.visit_id)
+        self.last_visit = current
         if current.state is VisitState.SCHEDULED or (
             current.state is VisitState.OPEN and in_call >= 2
         ):
-            await self._services.store.update(self.visit_id, change)
+            self.last_visit = await self._services.store.update(self.visit_id, change)
             for kind in moved:
                 await self._record(kind)
+
+    async def _adopt(self) -> None:
+        """A hub new on this node whose visit has people in its call took the visit over from
+        a node that was lost or drained: they come back as reconnecting seats (no waiting
+        room), and those who never do leave after the grace period."""
+        try:
+            present = await self._services.cluster.in_call(self.visit_id)
+        except StoreUnavailable:
+            return
+        present = {p for p in present if p in self._seats and p not in self.in_call}
+        if not present:
+            return
+        await self._record(EventKind.VISIT_MOVED, to_node=self._services.node_id)
+        for participant in sorted(present):
+            self.in_call.add(participant)
+            self.admitted.add(participant)
+            await self._record(EventKind.PARTICIPANT_RECONNECTING, self._seats[participant])
+            timer = self.tasks.spawn(self._grace_expires(participant))
+            if timer is not None:
+                self.reconnecting[participant] = timer
+
+    async def _presence(self, participant: ParticipantId, in_call: bool) -> None:
+        """Keep the shared presence set in step; an outage only delays it (resync)."""
+        cluster = self._services.cluster
+        try:
+            if in_call:
+                await cluster.join_call(self.visit_id, participant)
+            else:
+                await cluster.leave_call(self.visit_id, participant)
+        except StoreUnavailable:
+            logger.warning("visit %s: presence not shared (live state unavailable)", self.visit_id)
 
     # --- the host's decisions -----------------------------------------------------------------
 
@@ -196,7 +239,14 @@ class VisitHub:
             self.visit_id, lambda v: v.transition(VisitState.ENDED)
         )
         visit.state = ended.state
+        self.last_visit = ended
         await self._record(EventKind.VISIT_ENDED, reason=reason)
+        try:
+            await self._services.cluster.forget_visit(self.visit_id, self._services.node_id)
+        except StoreUnavailable:
+            logger.warning(
+                "visit %s: placement not released (live state unavailable)", self.visit_id
+            )
         for session in list(self.sessions.values()):
             session.send({"type": "visit-ended"})
             session.close_with(CLOSE_VISIT_ENDED, "visit-ended")
@@ -228,15 +278,22 @@ class VisitHub:
     async def restart_media(self, seat: Seat) -> dict[str, int]:
         await self.room.connect(seat.participant)
         await self._record(EventKind.MEDIA_RESTARTED, seat)
-        return self.room.recv_slots_for(seat.participant)
+        return self._recv_slots(seat.participant)
 
     def call_state(self, participant: ParticipantId) -> dict[str, Any]:
         """What a participant entering the call needs: who is there, and how many slots."""
         return {
             "participants": [self.describe(p) for p in self.in_call if p != participant],
             "chat": list(self.chat),
-            "recv": self.room.recv_slots_for(participant),
+            "recv": self._recv_slots(participant),
         }
+
+    def _recv_slots(self, participant: ParticipantId) -> dict[str, int]:
+        """Slots for everyone in the call, also those expected back (after a move nobody is
+        connected yet): an offer made now then needs no renegotiation when they return."""
+        slots = self.room.recv_slots_for(participant)
+        expected = len(self.in_call - {participant})
+        return {kind: max(count, expected) for kind, count in slots.items()}
 
     def describe(self, participant: ParticipantId) -> dict[str, Any]:
         session = self.sessions.get(participant)
@@ -299,6 +356,7 @@ class VisitHub:
             if timer is not None:
                 self.reconnecting[participant] = timer
         self._maybe_departure()
+        await self._registry.changed()
 
     async def _grace_expires(self, participant: ParticipantId) -> None:
         await asyncio.sleep(self._services.reconnect_grace)
@@ -307,11 +365,13 @@ class VisitHub:
                 return
             await self._depart(participant, reason="connection-lost")
             self._maybe_departure()
+        await self._registry.changed()
 
     async def _depart(self, participant: ParticipantId, reason: str) -> None:
         self.in_call.discard(participant)
         # Coming back after this needs admission again.
         self.admitted.discard(participant)
+        await self._presence(participant, False)
         if self.assisting == participant:
             self.assisting = None
         await self.room.leave(participant)
@@ -400,9 +460,23 @@ class VisitHub:
             seat = self._seats.get(ParticipantId(participant))
             self.tasks.spawn(self._record(EventKind.MEDIA_FAILED, seat, state=state))
 
-    async def close(self) -> None:
+    async def close_for_cancel(self, reason: str) -> int:
+        """The visit was cancelled: tell everyone connected and close their sockets."""
+        async with self.lock:
+            sessions = list(self.sessions.values())
+            for session in sessions:
+                session.send({"type": "visit-ended"})
+                session.close_with(CLOSE_VISIT_ENDED, reason)
+        return len(sessions)
+
+    async def close(self, *, reconnect: bool = False) -> None:
+        """Close every session: with `reconnect`, asking the pages to come back (another node
+        takes the visit over); otherwise telling them the server stopped."""
         for session in list(self.sessions.values()):
-            await session.close_for("server-shutdown", "the server is shutting down")
+            if reconnect:
+                session.close_with(CLOSE_NODE_LOST, "node-lost")
+            else:
+                await session.close_for("server-shutdown", "the server is shutting down")
         await self.tasks.aclose()
         await self._services.sfu.close_room(self.visit_id)
 
@@ -413,6 +487,20 @@ class HubRegistry:
     def __init__(self, services: SignalingServices) -> None:
         self._services = services
         self.hubs: dict[VisitId, VisitHub] = {}
+        self._changed = asyncio.Condition()
+
+    def _empty(self, expecting: bool) -> bool:
+        return not any(h.sessions or (expecting and h.reconnecting) for h in self.hubs.values())
+
+    async def changed(self) -> None:
+        """Someone left: wake `wait_empty`."""
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def wait_empty(self, *, expecting: bool) -> None:
+        """Until no visit here has anyone connected (nor, with `expecting`, expected back)."""
+        async with self._changed:
+            await self._changed.wait_for(lambda: self._empty(expecting))
 
     def hub(self, visit_id: VisitId) -> VisitHub:
         hub = self.hubs.get(visit_id)
@@ -451,7 +539,7 @@ class HubRegistry:
                     closed += 1
         return closed
 
-    async def close(self) -> None:
+    async def close(self, *, reconnect: bool = False) -> None:
         for hub in list(self.hubs.values()):
-            await hub.close()
+            await hub.close(reconnect=reconnect)
         self.hubs.clear()

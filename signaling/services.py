@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from media.sfu import Sfu
+from rooms.cluster import LOCAL_NODE, ClusterState, MemoryClusterState, NodeId
 from rooms.eventlog import EventLog
 from rooms.outcomes import OutcomeRecorder
 from rooms.policy import Action
@@ -68,3 +69,6 @@ class SignalingServices:
     #: Receives every sample (visit, participant, role, sector, sample as a dict) for the
     #: evaluation data; written in batches by the server.
     quality_sink: Callable[[str, str, str, str, dict[str, Any]], None] | None = None
+    #: Nodes, placements and presence, shared with the other nodes (memory: a node alone).
+    cluster: ClusterState = field(default_factory=MemoryClusterState)
+    node_id: NodeId = LOCAL_NODE

@@ -7,8 +7,6 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import WSMsgType, web
-
 from media.errors import NegotiationFailed
 from rooms.errors import AuthenticationFailed, NotPermitted, VisitNotFound
 from rooms.ids import ParticipantId
@@ -16,6 +14,7 @@ from rooms.outcomes import OutcomeRejected
 from rooms.policy import Action, is_host_role
 from rooms.principal import Principal
 from rooms.visit import Seat
+from signaling.channel import ClientChannel
 from signaling.errors import (
     CLOSE_FATAL,
     CLOSE_JOIN_TIMEOUT,
@@ -81,12 +80,12 @@ HOST_MESSAGE_TYPES = (
 class Session:
     def __init__(
         self,
-        ws: web.WebSocketResponse,
+        channel: ClientChannel,
         services: SignalingServices,
         hubs: HubRegistry,
         client: str | None = None,
     ) -> None:
-        self._ws = ws
+        self._channel = channel
         self._client = client
         self._services = services
         self._hubs = hubs
@@ -160,7 +159,7 @@ class Session:
             message = await self._outbox.get()
             if message is None:
                 return
-            await self._ws.send_json(message)
+            await self._channel.send_json(message)
 
     # --- inbound ----------------------------------------------------------------------------
 
@@ -182,21 +181,19 @@ class Session:
                 await asyncio.wait_for(writer, timeout=2)
             except (TimeoutError, ConnectionError):
                 writer.cancel()
-            await self._ws.close(code=self._close_code or 1000, message=self._close_reason.encode())
+            await self._channel.close(self._close_code or 1000, self._close_reason)
 
     async def _read_loop(self) -> None:
         joined = False
         try:
             async with asyncio.timeout(self._services.join_timeout) as join_deadline:
-                async for msg in self._ws:
-                    if msg.type is not WSMsgType.TEXT:
-                        if msg.type is WSMsgType.BINARY:
-                            self.send(error_message("invalid-message", "send text (JSON) messages"))
-                            continue
-                        break
+                async for data in self._channel.receive():
+                    if isinstance(data, bytes):
+                        self.send(error_message("invalid-message", "send text (JSON) messages"))
+                        continue
                     ref = None
                     try:
-                        message = parse_client_message(msg.data)
+                        message = parse_client_message(data)
                         ref = message.ref
                         if not joined:
                             if not isinstance(message, Join):

@@ -1,0 +1,179 @@
+"""Which server nodes are alive, which node hosts each visit, and who is in each visit's call.
+
+A visit's media lives on exactly one node (its owner); any node accepts any participant and
+relays signaling to the owner. `ClusterState` holds what every node must agree on:
+
+- nodes: each node re-registers every heartbeat with a time-to-live; a node whose record has
+  expired is dead, and its visits may be moved;
+- placements: visit -> owning node, written once (`place`, set-if-absent), moved only from a
+  named owner (`move`, compare-and-set) and released only by its owner (`release`);
+- presence: the participants in each visit's call, so a node that adopts a visit lets them
+  straight back in (no waiting room) and knows whom it is waiting for.
+
+`MemoryClusterState` is the single-node twin (one process, nothing configured);
+`rooms.redis_cluster.RedisClusterState` shares the same state between nodes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from typing import Any, NewType, Protocol
+
+from rooms.ids import ParticipantId, VisitId
+
+NodeId = NewType("NodeId", str)
+
+#: The id of a node alone (nothing configured).
+LOCAL_NODE = NodeId("local")
+
+#: Seconds a node's registration lives without a heartbeat: a node silent longer is dead.
+DEFAULT_NODE_TTL = 6.0
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    id: NodeId
+    #: Where participants' media goes: the address the node offers as its ICE host candidate.
+    address: str
+    #: Participants whose signaling session runs on this node (its media load).
+    load: int = 0
+    #: A draining node takes no new visits.
+    draining: bool = False
+    started_at: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> NodeInfo:
+        return cls(
+            id=NodeId(str(data["id"])),
+            address=str(data["address"]),
+            load=int(data.get("load", 0)),
+            draining=bool(data.get("draining", False)),
+            started_at=float(data.get("started_at", 0.0)),
+        )
+
+
+class NoNodeAvailable(Exception):
+    """Every live node is draining (or none is registered)."""
+
+
+def choose_node(nodes: Iterable[NodeInfo]) -> NodeInfo:
+    """The node a new visit goes to: the least loaded that is not draining (ties by id)."""
+    candidates = [node for node in nodes if not node.draining]
+    if not candidates:
+        raise NoNodeAvailable("no server node is taking new visits")
+    return min(candidates, key=lambda node: (node.load, node.id))
+
+
+class ClusterState(Protocol):
+    node_ttl: float
+
+    async def register(self, node: NodeInfo) -> bool:
+        """Write the node's record for another `node_ttl` seconds. True when it was missing
+        (a new node, or one the shared state had forgotten, as after a Redis restart)."""
+        ...
+
+    async def deregister(self, node_id: NodeId) -> None: ...
+
+    async def nodes(self) -> list[NodeInfo]:
+        """The live nodes, in no particular order."""
+        ...
+
+    async def node(self, node_id: NodeId) -> NodeInfo | None:
+        """The node's record, or None if it is dead."""
+        ...
+
+    async def owner(self, visit_id: VisitId) -> NodeId | None: ...
+
+    async def place(self, visit_id: VisitId, node_id: NodeId) -> NodeId:
+        """Pin the visit to `node_id` unless it is pinned already; returns the owner."""
+        ...
+
+    async def move(self, visit_id: VisitId, dead: NodeId, node_id: NodeId) -> NodeId:
+        """Re-pin the visit from `dead` to `node_id` if `dead` still owns it (or no node
+        does); returns the owner afterwards."""
+        ...
+
+    async def release(self, visit_id: VisitId, node_id: NodeId) -> None:
+        """Unpin the visit if `node_id` owns it (a draining node hands its visits on)."""
+        ...
+
+    async def join_call(self, visit_id: VisitId, participant: ParticipantId) -> None: ...
+
+    async def leave_call(self, visit_id: VisitId, participant: ParticipantId) -> None: ...
+
+    async def in_call(self, visit_id: VisitId) -> set[ParticipantId]: ...
+
+    async def forget_visit(self, visit_id: VisitId, node_id: NodeId) -> None:
+        """The visit is over: drop its presence, and its placement if `node_id` owns it."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class MemoryClusterState:
+    """The single-process twin: registrations expire by the monotonic clock."""
+
+    def __init__(self, node_ttl: float = DEFAULT_NODE_TTL) -> None:
+        self.node_ttl = node_ttl
+        self._nodes: dict[NodeId, tuple[NodeInfo, float]] = {}
+        self._owners: dict[VisitId, NodeId] = {}
+        self._presence: dict[VisitId, set[ParticipantId]] = {}
+        self._lock = asyncio.Lock()
+
+    async def register(self, node: NodeInfo) -> bool:
+        missing = await self.node(node.id) is None
+        self._nodes[node.id] = (node, time.monotonic() + self.node_ttl)
+        return missing
+
+    async def deregister(self, node_id: NodeId) -> None:
+        self._nodes.pop(node_id, None)
+
+    async def nodes(self) -> list[NodeInfo]:
+        now = time.monotonic()
+        return [node for node, expires in self._nodes.values() if expires > now]
+
+    async def node(self, node_id: NodeId) -> NodeInfo | None:
+        entry = self._nodes.get(node_id)
+        if entry is None or entry[1] <= time.monotonic():
+            return None
+        return entry[0]
+
+    async def owner(self, visit_id: VisitId) -> NodeId | None:
+        return self._owners.get(visit_id)
+
+    async def place(self, visit_id: VisitId, node_id: NodeId) -> NodeId:
+        async with self._lock:
+            return self._owners.setdefault(visit_id, node_id)
+
+    async def move(self, visit_id: VisitId, dead: NodeId, node_id: NodeId) -> NodeId:
+        async with self._lock:
+            if self._owners.get(visit_id, dead) == dead:
+                self._owners[visit_id] = node_id
+            return self._owners[visit_id]
+
+    async def release(self, visit_id: VisitId, node_id: NodeId) -> None:
+        async with self._lock:
+            if self._owners.get(visit_id) == node_id:
+                del self._owners[visit_id]
+
+    async def join_call(self, visit_id: VisitId, participant: ParticipantId) -> None:
+        self._presence.setdefault(visit_id, set()).add(participant)
+
+    async def leave_call(self, visit_id: VisitId, participant: ParticipantId) -> None:
+        self._presence.get(visit_id, set()).discard(participant)
+
+    async def in_call(self, visit_id: VisitId) -> set[ParticipantId]:
+        return set(self._presence.get(visit_id, ()))
+
+    async def forget_visit(self, visit_id: VisitId, node_id: NodeId) -> None:
+        self._presence.pop(visit_id, None)
+        await self.release(visit_id, node_id)
+
+    async def close(self) -> None:
+        return None

@@ -1,0 +1,161 @@
+"""`ClusterState` in Redis: what every node of one deployment (one Redis, one prefix) shares.
+
+A node's record is a key with a time-to-live that its heartbeat renews, so a node that stops is
+forgotten by Redis itself. Placements are written set-if-absent, moved by compare-and-set and
+released by compare-and-delete (Lua, so no other write lands in between), as LiveKit keeps its
+room-to-node map.
+"""
+
+from __future__ import annotations
+
+import json
+
+from redis.asyncio import Redis
+
+from rooms.cluster import DEFAULT_NODE_TTL, NodeId, NodeInfo
+from rooms.ids import ParticipantId, VisitId
+from rooms.redis_store import redis_unavailable_as_store_error
+from rooms.store import DEFAULT_PREFIX
+
+NODE_KEY = "{prefix}node:{node}"  # string: JSON of NodeInfo; expires node_ttl after a heartbeat
+NODES_KEY = "{prefix}nodes"  # set of node ids ever registered; dead ones are pruned on reading
+OWNER_KEY = "{prefix}visit:{visit}:node"  # string: the owning node's id
+PRESENCE_KEY = "{prefix}visit:{visit}:in-call"  # set of participant ids in the visit's call
+
+#: Placements and presence outlive any real visit, but not forever (a visit nobody ended).
+VISIT_STATE_TTL_SECONDS = 7 * 24 * 3600
+
+_MOVE = """
+local current = redis.call('GET', KEYS[1])
+if (not current) or current == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+  return ARGV[2]
+end
+return current
+"""
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class RedisClusterState:
+    def __init__(
+        self,
+        client: Redis,
+        prefix: str = DEFAULT_PREFIX,
+        *,
+        node_ttl: float = DEFAULT_NODE_TTL,
+        owns_client: bool = True,
+    ) -> None:
+        self.node_ttl = node_ttl
+        self._client = client
+        self._prefix = prefix
+        self._owns_client = owns_client
+        self._move = client.register_script(_MOVE)
+        self._release = client.register_script(_RELEASE)
+
+    def _node_key(self, node_id: str) -> str:
+        return NODE_KEY.format(prefix=self._prefix, node=node_id)
+
+    def _owner_key(self, visit_id: str) -> str:
+        return OWNER_KEY.format(prefix=self._prefix, visit=visit_id)
+
+    def _presence_key(self, visit_id: str) -> str:
+        return PRESENCE_KEY.format(prefix=self._prefix, visit=visit_id)
+
+    async def register(self, node: NodeInfo) -> bool:
+        with redis_unavailable_as_store_error():
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.set(
+                    self._node_key(node.id),
+                    json.dumps(node.to_dict()),
+                    px=int(self.node_ttl * 1000),
+                    get=True,
+                )
+                pipe.sadd(NODES_KEY.format(prefix=self._prefix), node.id)
+                previous, _added = await pipe.execute()
+            return previous is None
+
+    async def deregister(self, node_id: NodeId) -> None:
+        with redis_unavailable_as_store_error():
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.delete(self._node_key(node_id))
+                pipe.srem(NODES_KEY.format(prefix=self._prefix), node_id)
+                await pipe.execute()
+
+    async def nodes(self) -> list[NodeInfo]:
+        with redis_unavailable_as_store_error():
+            nodes_key = NODES_KEY.format(prefix=self._prefix)
+            ids = sorted(_text(member) for member in await self._client.smembers(nodes_key))
+            if not ids:
+                return []
+            raws = await self._client.mget([self._node_key(i) for i in ids])
+            live = [NodeInfo.from_dict(json.loads(raw)) for raw in raws if raw is not None]
+            dead = [i for i, raw in zip(ids, raws, strict=True) if raw is None]
+            if dead:
+                await self._client.srem(nodes_key, *dead)
+            return live
+
+    async def node(self, node_id: NodeId) -> NodeInfo | None:
+        with redis_unavailable_as_store_error():
+            raw = await self._client.get(self._node_key(node_id))
+            return None if raw is None else NodeInfo.from_dict(json.loads(raw))
+
+    async def owner(self, visit_id: VisitId) -> NodeId | None:
+        with redis_unavailable_as_store_error():
+            raw = await self._client.get(self._owner_key(visit_id))
+            return None if raw is None else NodeId(_text(raw))
+
+    async def place(self, visit_id: VisitId, node_id: NodeId) -> NodeId:
+        with redis_unavailable_as_store_error():
+            key = self._owner_key(visit_id)
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.set(key, node_id, nx=True, ex=VISIT_STATE_TTL_SECONDS)
+                pipe.get(key)
+                _set, owner = await pipe.execute()
+            return NodeId(_text(owner))
+
+    async def move(self, visit_id: VisitId, dead: NodeId, node_id: NodeId) -> NodeId:
+        with redis_unavailable_as_store_error():
+            owner = await self._move(
+                keys=[self._owner_key(visit_id)], args=[dead, node_id, VISIT_STATE_TTL_SECONDS]
+            )
+            return NodeId(_text(owner))
+
+    async def release(self, visit_id: VisitId, node_id: NodeId) -> None:
+        with redis_unavailable_as_store_error():
+            await self._release(keys=[self._owner_key(visit_id)], args=[node_id])
+
+    async def join_call(self, visit_id: VisitId, participant: ParticipantId) -> None:
+        with redis_unavailable_as_store_error():
+            key = self._presence_key(visit_id)
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.sadd(key, participant)
+                pipe.expire(key, VISIT_STATE_TTL_SECONDS)
+                await pipe.execute()
+
+    async def leave_call(self, visit_id: VisitId, participant: ParticipantId) -> None:
+        with redis_unavailable_as_store_error():
+            await self._client.srem(self._presence_key(visit_id), participant)
+
+    async def in_call(self, visit_id: VisitId) -> set[ParticipantId]:
+        with redis_unavailable_as_store_error():
+            members = await self._client.smembers(self._presence_key(visit_id))
+            return {ParticipantId(_text(m)) for m in members}
+
+    async def forget_visit(self, visit_id: VisitId, node_id: NodeId) -> None:
+        with redis_unavailable_as_store_error():
+            await self._client.delete(self._presence_key(visit_id))
+            await self.release(visit_id, node_id)
+
+    async def close(self) -> None:
+        if self._owns_client:
+            await self._client.aclose()
