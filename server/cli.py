@@ -124,7 +124,7 @@ def serve(args: argparse.Namespace) -> int:
                 " state and relay signaling through Redis"
             )
         _prepare_shared_files(settings)
-        return run_workers(without_workers_flag(sys.argv[1:]), args.workers, settings.node_name)
+        return run_workers(without_workers_flag(args.argv), args.workers, settings.node_name)
     app = create_app(settings, stop_process=lambda: os.kill(os.getpid(), signal.SIGTERM))
     announcement = [
         f"screenvisit is listening on {settings.base_url}",
@@ -554,7 +554,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
     result: int = args.func(args)
     return result
 

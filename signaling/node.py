@@ -92,6 +92,7 @@ class ClusterNode:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._heartbeat: asyncio.Task[None] | None = None
         self._registered_once = False
+        self._judge_peers_after = 0.0
         self.idle = asyncio.Event()
 
     # --- life ---------------------------------------------------------------------------------
@@ -126,6 +127,8 @@ class ClusterNode:
         missing = await self.cluster.register(self.info())
         if missing and self._registered_once:
             logger.warning("node %s: the shared state had forgotten this node; re-syncing", self.id)
+            # The others re-register within one heartbeat: judge nobody dead before then.
+            self._judge_peers_after = time.monotonic() + self.cluster.node_ttl
             await self.resync()
         self._registered_once = True
 
@@ -149,7 +152,7 @@ class ClusterNode:
 
     async def _check_peers(self) -> None:
         """End the relays whose other end is on a node that is no longer alive."""
-        if not self._edges and not self._relayed:
+        if (not self._edges and not self._relayed) or time.monotonic() < self._judge_peers_after:
             return
         live = {node.id for node in await self.cluster.nodes()}
         for relay in list(self._edges.values()):
