@@ -8,7 +8,7 @@ import os
 import signal
 import socket
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,8 @@ class RunningServer:
     data_dir: Path
     decode_report: Path
     log: Path
+    #: More environment for the server and the CLI commands run against it.
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def base_url(self) -> str:
@@ -40,6 +42,7 @@ class RunningServer:
             "SCREENVISIT_DATA_DIR": str(self.data_dir),
             "SCREENVISIT_PORT": str(self.port),
             "SCREENVISIT_HOST": "127.0.0.1",
+            **self.extra_env,
         }
 
     async def create_visit(self, *extra: str) -> dict[str, Any]:
@@ -76,11 +79,19 @@ class RunningServer:
             return await self.process.wait()
 
 
-async def start_server(tmp: Path, *extra: str) -> RunningServer:
-    port = free_port()
+async def start_server(
+    tmp: Path,
+    *extra: str,
+    port: int | None = None,
+    env: dict[str, str] | None = None,
+    log_name: str = "server.log",
+) -> RunningServer:
+    """Start a server on `port` (a free one by default) with its data in `tmp`/data: a second
+    server on the same `tmp` and `port` takes over from the first (give it its own `log_name`)."""
+    port = free_port() if port is None else port
     data_dir = tmp / "data"
-    log = tmp / "server.log"
-    server = RunningServer(None, port, data_dir, tmp / "decode.json", log)  # type: ignore[arg-type]
+    log = tmp / log_name
+    server = RunningServer(None, port, data_dir, tmp / "decode.json", log, dict(env or {}))  # type: ignore[arg-type]
     env = server.env() | {"SCREENVISIT_DECODE_REPORT": str(server.decode_report)}
     handle = await asyncio.to_thread(log.open, "wb")  # handed to the child process
     server.process = await asyncio.create_subprocess_exec(
