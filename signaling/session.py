@@ -101,6 +101,9 @@ class Session:
         self.video = True
         self.is_host = False
         self._left = False
+        #: Messages the hub sent while this session was joining, held back so that `joined` is
+        #: always the first thing a client hears; None once it has been sent.
+        self._held: list[dict[str, Any]] | None = []
 
     @property
     def participant(self) -> ParticipantId | None:
@@ -125,11 +128,21 @@ class Session:
         """Queue a message; a client that lets 256 pile up is too slow and is disconnected."""
         if self._close_code is not None:
             return
+        if self._held is not None and message.get("type") not in ("joined", "error"):
+            self._held.append(message)
+            return
         try:
             self._outbox.put_nowait(message)
         except asyncio.QueueFull:
             logger.warning("session %s: outbox full, closing", self.participant)
             self._begin_close(CLOSE_SLOW, "slow-consumer")
+
+    def _greet(self, joined: dict[str, Any]) -> None:
+        """Send `joined`, then whatever the hub said to this session while it was joining."""
+        held, self._held = self._held or [], None
+        self.send(joined)
+        for message in held:
+            self.send(message)
 
     def _begin_close(self, code: int, reason: str) -> None:
         if self._close_code is None:
@@ -285,7 +298,7 @@ class Session:
             if self.is_host:
                 joined["waiting_room"] = [hub.describe(p) for p in hub.waiting()]
                 joined["outcomes"] = list(self._services.outcomes.outcomes)
-            self.send(joined)
+            self._greet(joined)
 
     async def _dispatch(self, message: ClientMessage) -> None:
         assert self.hub is not None and self.seat is not None

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -14,6 +16,7 @@ from aiohttp.test_utils import TestClient
 from rooms.roles import Role
 from server import appkeys
 from signaling.errors import CLOSE_FATAL, CLOSE_REPLACED
+from signaling.session import Session
 from tests.conftest import book
 
 Client = TestClient[web.Request, web.Application]
@@ -59,6 +62,41 @@ async def test_joined_describes_the_seat_and_the_others(client: Client) -> None:
     left = await receive_type(nurse, "participant-left")
     assert left["participant"] == joined["you"]["participant"]
     await nurse.close()
+
+
+class QueueChannel:
+    """A client channel fed from a queue: the session's own code, with no socket in between."""
+
+    def __init__(self) -> None:
+        self.incoming: asyncio.Queue[str | None] = asyncio.Queue()
+        self.sent: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+
+    async def receive(self) -> AsyncIterator[str | bytes]:
+        while (data := await self.incoming.get()) is not None:
+            yield data
+
+    async def send_json(self, message: dict[str, Any]) -> None:
+        await self.sent.put(message)
+
+    async def close(self, code: int, reason: str) -> None:
+        pass
+
+
+async def test_joined_comes_first_even_when_the_hub_speaks_during_the_join(client: Client) -> None:
+    """A quality change broadcast while a participant is still joining reaches it after `joined`."""
+    visit, tokens = await book(client.app)
+    channel = QueueChannel()
+    session = Session(channel, client.app[appkeys.SIGNALING], client.app[appkeys.HUBS])
+    running = asyncio.create_task(session.run())
+    session.send({"type": "quality", "participant": "p-other", "level": "poor"})
+    await channel.incoming.put(
+        json.dumps({"type": "join", "token": tokens["nurse"], "visit": visit.id})
+    )
+    first, second = await channel.sent.get(), await channel.sent.get()
+    assert first["type"] == "joined" and first["you"]["role"] == "nurse"
+    assert second == {"type": "quality", "participant": "p-other", "level": "poor"}
+    await channel.incoming.put(None)
+    await asyncio.wait_for(running, timeout=10)
 
 
 async def test_malformed_messages_get_codes_and_the_socket_stays_usable(client: Client) -> None:
