@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -21,7 +20,7 @@ import pytest
 import redis.asyncio
 
 from signaling.errors import CLOSE_NODE_LOST
-from tests.support.servers import RunningServer, run_bot, start_server
+from tests.support.servers import RunningServer, cli, run_bot, start_server
 
 ROLES = ("citizen", "nurse", "gp")
 REDIS_URL = "redis://127.0.0.1:6379/15"
@@ -53,21 +52,6 @@ async def redis_env() -> AsyncIterator[dict[str, str]]:
     await flush_redis()
     yield {"SCREENVISIT_REDIS_URL": REDIS_URL}
     await flush_redis()
-
-
-async def cli(server: RunningServer, *args: str) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "server.cli",
-        *args,
-        env=server.env(),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await proc.communicate()
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
 
 
 async def kill(server: RunningServer) -> None:

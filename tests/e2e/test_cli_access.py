@@ -2,29 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import sys
 
 import aiohttp
 import jwt
 
-from tests.support.servers import RunningServer, run_bot
-
-
-async def cli(server: RunningServer, *args: str) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "server.cli",
-        *args,
-        env=server.env(),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await proc.communicate()
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
+from tests.support.servers import RunningServer, cli, run_bot
 
 
 async def test_revoking_a_link_throws_its_holder_out_and_the_audit_shows_it(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from redis.exceptions import RedisError
 from rooms.sql import Database, open_database
 from signaling.bot import BotOptions, BotReport, run_bot
 from tests.sqlbackends import backend_for
-from tests.support.servers import RunningServer, free_port, start_server
+from tests.support.servers import RunningServer, cli, free_port, start_server
 
 
 @dataclass
@@ -280,16 +279,8 @@ async def test_a_drained_node_hands_its_visit_on_and_exits(
             for role in ("citizen", "nurse", "gp")
         ]
         await until(lambda: media_flowing(db, visit, 3), 30, "media through node A")
-        drain = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "server.cli",
-            "drain",
-            env=a.env(),
-            stdout=asyncio.subprocess.PIPE,
-        )
-        out, _ = await drain.communicate()
-        assert drain.returncode == 0 and b"mn-a is draining" in out
+        code, out, _err = await cli(a, "drain")
+        assert code == 0 and "mn-a is draining" in out
         # A new visit goes to the node that is not draining...
         later = await a.create_visit("--no-waiting-room")
         redis = Redis.from_url(redis_server.url, decode_responses=True)
@@ -339,19 +330,8 @@ async def test_revocation_rate_limits_and_the_audit_log_hold_across_nodes(
         # Revoked on node A; the citizen's session (relayed from B) is closed at once...
         token = links["citizen"].split("#", 1)[1]
         jti = jwt.decode(token, options={"verify_signature": False})["jti"]
-        revoke = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "server.cli",
-            "token",
-            "revoke",
-            "--",
-            jti,
-            env=a.env(),
-            stdout=asyncio.subprocess.PIPE,
-        )
-        await revoke.communicate()
-        assert revoke.returncode == 0
+        code, _out, err = await cli(a, "token", "revoke", "--", jti)
+        assert code == 0, err
         report = await citizen
         assert [e["code"] for e in report.errors] == ["token-revoked"]
         # ...and node B refuses the token too.

@@ -47,20 +47,8 @@ class RunningServer:
 
     async def create_visit(self, *extra: str) -> dict[str, Any]:
         """Book a visit with the real CLI, as an operator would."""
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "server.cli",
-            "visit",
-            "create",
-            "--json",
-            *extra,
-            env=self.env(),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        out, err = await proc.communicate()
-        assert proc.returncode == 0, err.decode()
+        code, out, err = await cli(self, "visit", "create", "--json", *extra)
+        assert code == 0, err
         data: dict[str, Any] = json.loads(out)
         return data
 
@@ -77,6 +65,22 @@ class RunningServer:
         except TimeoutError:
             self.process.kill()
             return await self.process.wait()
+
+
+async def cli(server: RunningServer, *args: str) -> tuple[int, str, str]:
+    """Run `screenvisit ARGS` against `server`, as an operator would; (exit code, out, err)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "server.cli",
+        *args,
+        env=server.env(),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await proc.communicate()
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
 
 
 async def start_server(
