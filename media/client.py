@@ -26,15 +26,23 @@ from aiortc import (
     RTCRtpTransceiver,
     RTCSessionDescription,
 )
+from aiortc.jitterbuffer import JitterFrame
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtcrtpreceiver import RTCRtpReceiver
 
 from media.codecs import codec_preferences
 from media.config import IceServer
 from media.encoded import EncodedAudioLoop, EncodedMedia, EncodedVideoLoop, vp8_keyframe_size
 from media.ice import restrict_host_candidates
+from media.reassembly import replace_jitter_buffer
+from media.rtx import route_rtx_for
 from media.synthetic import SyntheticAudioTrack, SyntheticVideoTrack
-from media.tap import install_tap
+from media.tap import DECODER_QUEUE_ATTR, FrameSink, install_tap
 from media.tasks import OwnedTasks
+
+#: What the decoder thread needs to know of the codec of the frames we queue for it.
+VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90_000)
 
 
 @dataclass
@@ -47,6 +55,9 @@ class RemoteStats:
     first_frame_seconds: float | None = None
     #: Seconds from start to the first audio frame (for rates; not part of the decoded contract).
     first_audio_seconds: float | None = None
+    #: RTP timestamp (48 kHz, from the receiver's zero) of the latest audio frame: how far the
+    #: audio timeline has come, whatever the delay, so a count over it gives frames per second.
+    audio_timestamp: int | None = None
 
 
 class ClientPeer:
@@ -111,6 +122,8 @@ class ClientPeer:
         return self.pc.localDescription.sdp
 
     async def apply_answer(self, sdp: str) -> None:
+        # Several receivers share the bundled transport: aiortc alone would drop their RTX.
+        route_rtx_for(self.pc)
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp, "answer"))
 
     def _on_track(self, track: MediaStreamTrack) -> None:
@@ -122,12 +135,34 @@ class ClientPeer:
                 and mid not in self._consumed
             ):
                 self._consumed.add(mid)
+                receiver = transceiver.receiver
+                sink = self._encoded_sink(mid, track.kind)
                 if self.decode:
                     self._tasks.spawn(self._consume(mid, track))
                 else:
                     # The receiver has not started yet (track events precede the connection), so
                     # its decoder thread will wait on the tap and never see a frame.
-                    install_tap(transceiver.receiver, self._encoded_sink(mid, track.kind))
+                    install_tap(receiver, sink)
+                if track.kind == "video":
+                    self._reassemble_video(receiver, sink)
+
+    def _reassemble_video(self, receiver: RTCRtpReceiver, sink: FrameSink) -> None:
+        """Video frames as a browser gets them: none held back behind a recovered loss, and
+        what is still missing asked for again (see media.reassembly)."""
+        if self.decode:
+            decoder_queue = getattr(receiver, DECODER_QUEUE_ATTR)
+
+            def deliver(frame: JitterFrame) -> None:
+                decoder_queue.put((VP8, frame))
+        else:
+
+            def deliver(frame: JitterFrame) -> None:
+                sink(VP8, frame)
+
+        def nack(media_ssrc: int, lost: list[int]) -> None:
+            self._tasks.spawn(receiver._send_rtcp_nack(media_ssrc, lost))
+
+        replace_jitter_buffer(receiver, "video", deliver, nack)
 
     def _stats_for(self, mid: str, kind: str) -> RemoteStats | None:
         entry = self.track_map.get(mid)
@@ -152,6 +187,7 @@ class ClientPeer:
                     stats.width, stats.height = size
             else:
                 stats.audio_frames += 1
+                stats.audio_timestamp = jitter_frame.timestamp
             self._notify()
 
         return sink
@@ -168,6 +204,7 @@ class ClientPeer:
                     stats.width, stats.height = frame.width, frame.height
                 else:
                     stats.audio_frames += 1
+                    stats.audio_timestamp = frame.pts
                 self._notify()
         except MediaStreamError:
             return

@@ -1,17 +1,22 @@
 """Checks, at start-up, that aiortc's private seams used for forwarding are still in place.
 
-Forwarding needs four things aiortc does not offer publicly (see ARCHITECTURE.md): the receiver's
-decoder queue, the receiver's PLI sender, the sender's keyframe hook, and aioice's per-component
-candidate gathering. If an aiortc upgrade moves any of them, fail loudly instead of silently
-decoding, dropping keyframe requests or offering the wrong addresses.
+Forwarding needs things aiortc does not offer publicly (see ARCHITECTURE.md): the receiver's
+decoder queue and jitter buffer (media.reassembly), the receiver's PLI and NACK senders, the
+sender's keyframe hook, the DTLS transport's receiver registration (media.rtx), and aioice's
+per-component candidate gathering and sockets (media.ice). If an aiortc upgrade moves any of
+them, fail loudly instead of silently decoding, dropping keyframe requests, stalling on loss or
+offering the wrong addresses.
 """
 
 import inspect
 
 import aioice
 import aiortc
+from aiortc import rtcrtpreceiver
 from aiortc.codecs.opus import OpusEncoder
 from aiortc.codecs.vpx import Vp8Encoder
+from aiortc.jitterbuffer import JitterBuffer
+from aiortc.rtcdtlstransport import RTCDtlsTransport, RtpRouter
 from aiortc.rtcicetransport import RTCIceGatherer
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from aiortc.rtcrtpsender import RTCRtpSender
@@ -37,14 +42,32 @@ def check_seams() -> None:
     handle_source = inspect.getsource(RTCRtpReceiver._handle_rtp_packet)
     if "self.__decoder_queue.put((codec, encoded_frame))" not in handle_source:
         problems.append("RTCRtpReceiver._handle_rtp_packet no longer queues encoded frames")
-    if not inspect.iscoroutinefunction(getattr(RTCRtpReceiver, "_send_rtcp_pli", None)):
-        problems.append("RTCRtpReceiver._send_rtcp_pli is gone")
+    if "pli_flag, encoded_frame = self.__jitter_buffer.add(packet)" not in handle_source:
+        problems.append("RTCRtpReceiver._handle_rtp_packet no longer uses __jitter_buffer.add")
+    if "self.__jitter_buffer = JitterBuffer(" not in init_source:
+        problems.append("RTCRtpReceiver.__jitter_buffer is no longer created in __init__")
+    if not callable(getattr(JitterBuffer, "_remove_frame", None)):
+        problems.append("JitterBuffer._remove_frame is gone")
+    if not hasattr(rtcrtpreceiver, "TimestampMapper"):
+        problems.append("aiortc.rtcrtpreceiver.TimestampMapper is gone")
+    for sender in ("_send_rtcp_pli", "_send_rtcp_nack"):
+        if not inspect.iscoroutinefunction(getattr(RTCRtpReceiver, sender, None)):
+            problems.append(f"RTCRtpReceiver.{sender} is gone")
     rtcp_source = inspect.getsource(RTCRtpSender._handle_rtcp_packet)
     if "self._send_keyframe()" not in rtcp_source:
         problems.append("RTCRtpSender no longer routes PLI/FIR to _send_keyframe")
     for encoder in (Vp8Encoder, OpusEncoder):
         if not callable(getattr(encoder, "pack", None)):
             problems.append(f"{encoder.__name__}.pack (pre-encoded packets) is gone")
+    if "self._protocols" not in inspect.getsource(aioice.Connection.get_component_candidates):
+        problems.append("aioice.Connection no longer keeps its sockets' protocols in _protocols")
+    dtls_init = inspect.getsource(RTCDtlsTransport.__init__)
+    if "self._rtp_router = RtpRouter()" not in dtls_init:
+        problems.append("RTCDtlsTransport no longer keeps its RtpRouter in _rtp_router")
+    if not callable(getattr(RTCDtlsTransport, "_register_rtp_receiver", None)):
+        problems.append("RTCDtlsTransport._register_rtp_receiver is gone")
+    if "self.ssrc_table" not in inspect.getsource(RtpRouter.route_rtp):
+        problems.append("RtpRouter.route_rtp no longer routes by ssrc_table")
     if not hasattr(aioice.Connection, "get_component_candidates"):
         problems.append("aioice.Connection.get_component_candidates is gone")
     if "_connection" not in inspect.getsource(RTCIceGatherer.__init__):

@@ -6,12 +6,13 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
 
+from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
 
 from media.counters import MediaCounters
 from media.frames import EncodedFrame, is_vp8_keyframe
+from media.reassembly import replace_jitter_buffer
 from media.tap import install_tap
 from media.tasks import OwnedTasks
 
@@ -41,7 +42,9 @@ class UpTrack:
         self._last_request = 0.0
         self._request_pending = False
         self.frames = 0
-        install_tap(receiver, self._on_encoded)
+        # Frames come from our own buffer; the tap keeps the receiver's decoder idle.
+        install_tap(receiver, lambda _codec, jitter_frame: self._on_encoded(jitter_frame))
+        replace_jitter_buffer(receiver, kind, self._on_encoded, self._nack_again)
 
     def add_sink(self, sink: Callable[[EncodedFrame], None]) -> None:
         self._sinks.append(sink)
@@ -53,7 +56,7 @@ class UpTrack:
     def on_first_frame(self, callback: Callable[[], None]) -> None:
         self._on_first_frame.append(callback)
 
-    def _on_encoded(self, codec: Any, jitter_frame: Any) -> None:
+    def _on_encoded(self, jitter_frame: JitterFrame) -> None:
         data = bytes(jitter_frame.data)
         keyframe = self.kind == "audio" or is_vp8_keyframe(data)
         frame = EncodedFrame(data, jitter_frame.timestamp, keyframe)
@@ -69,6 +72,9 @@ class UpTrack:
                     logger.exception("first-frame callback failed")
         for sink in self._sinks:
             sink(frame)
+
+    def _nack_again(self, media_ssrc: int, lost: list[int]) -> None:
+        self._tasks.spawn(self._receiver._send_rtcp_nack(media_ssrc, lost))
 
     def request_keyframe(self) -> None:
         """Ask the publisher for a keyframe: at once, or merged into the next allowed slot."""
