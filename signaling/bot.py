@@ -201,6 +201,10 @@ class Bot:
         #: Set by a fatal error, `visit-ended` or a deliberate close: do not reconnect.
         self._final = False
 
+    def video_from(self) -> set[str]:
+        """The remote participants whose video this bot has received so far, on any connection."""
+        return {p for p, totals in self._totals().items() if totals.video_frames > 0}
+
     async def run(self) -> BotReport:
         self._born = time.monotonic()
         async with aiohttp.ClientSession() as http:
