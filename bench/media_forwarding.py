@@ -1,11 +1,14 @@
 """Forwarding encoded frames against the MediaRelay baseline, under the same load, in one run.
 
-    python3 -m bench.media_forwarding [--rooms 2] [--seconds 20] [--width 640 --height 480]
-    python3 -m bench.media_forwarding --quick     # 1 room, bots at 320x240, short: under 60 s
+    python3 -m bench.media_forwarding [--rooms 4] [--seconds 20] [--bots light|full]
+    python3 -m bench.media_forwarding --quick     # 1 room, 12 s calls: under 60 s
 
 For each media mode (`forward`, then `relay`) the real server runs in its own process on
 loopback, N visits are booked with `screenvisit visit create --no-waiting-room`, and three
-`screenvisit bot` processes join each (synthetic VP8 video at WxH@30 and Opus). Measured:
+`screenvisit bot` processes join each. Light bots (the default) send VP8 640x480@30 at about
+1.2 Mbps (a loop encoded once, with camera-like grain) and Opus, and count the encoded frames
+they receive, so the machine's CPU goes to the server; `--bots full` bots encode and decode
+like browsers (and on a small machine take most of its CPU). Measured:
 
 - server CPU-seconds per second (psutil, user + system, all threads), over the steady window:
   from two seconds after every participant receives video (the server's `media-first-frame`
@@ -17,12 +20,14 @@ loopback, N visits are booked with `screenvisit visit create --no-waiting-room`,
   samples inside the steady window (transport bytes: VP8 + Opus + RTCP, after SRTP), over the
   two streams it receives;
 - join -> first frame per stream, as the subscribing bot reports it (`first_frame_seconds`:
-  from sending `join` to its first decoded frame of that remote participant);
+  from sending `join` to its first frame of that remote participant);
+- end-to-end frame latency per stream (light bots): each frame carries the time the publishing
+  bot handed it to its sender (`media.stamp`), the subscribing bot times its arrival as a
+  complete frame; the table gives the median stream's p50 and the p95 over streams' p95s. The
+  relay re-encodes, which drops the stamps: no latency for it;
 - the bots' own CPU and how busy the whole machine was, because on a small machine the bots
   (which encode and decode like browsers) compete with the server.
 
-End-to-end frame latency is not measured: the synthetic picture carries no capture time and the
-bot reports none (that needs media/synthetic.py, media/client.py and signaling/bot.py).
 """
 
 from __future__ import annotations
@@ -68,6 +73,9 @@ class ModeResult:
     fps: list[float] = field(default_factory=list)
     kbps: list[float] = field(default_factory=list)
     first_frame: list[float] = field(default_factory=list)
+    #: Per stream: the p50 and the p95 of its stamped frames' end-to-end latency, in ms.
+    latency_p50: list[float] = field(default_factory=list)
+    latency_p95: list[float] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -138,7 +146,9 @@ def _machine_busy() -> tuple[float, float]:
     return float(times.idle + getattr(times, "iowait", 0.0)), float(sum(times))
 
 
-async def run_mode(mode: str, rooms: int, seconds: float, width: int, height: int) -> ModeResult:
+async def run_mode(
+    mode: str, rooms: int, seconds: float, width: int, height: int, light: bool
+) -> ModeResult:
     result = ModeResult(mode, rooms)
     with tempfile.TemporaryDirectory(prefix=f"bench-{mode}-") as tmp:
         data_dir = Path(tmp) / "data"
@@ -175,6 +185,7 @@ async def run_mode(mode: str, rooms: int, seconds: float, width: int, height: in
                         str(height),
                         "--hue",
                         str(80 * index),
+                        *(("--no-decode",) if light else ()),
                         env=env,
                         stdout=asyncio.subprocess.PIPE,
                         stderr=asyncio.subprocess.DEVNULL,
@@ -294,6 +305,9 @@ def _streams(
                 continue
             result.fps.append(remote["video_frames"] / duration)
             result.first_frame.append(float(first))
+            if remote.get("latency_ms"):
+                result.latency_p50.append(float(remote["latency_ms"]["p50"]))
+                result.latency_p95.append(float(remote["latency_ms"]["p95"]))
         for _ in range(2 - len(remotes)):
             result.problems.append(f"{report['role']} received video from fewer than two")
             result.fps.append(0.0)
@@ -306,18 +320,24 @@ def print_table(results: list[ModeResult], width: int, height: int, seconds: flo
     header = (
         f"{'mode':8s} {'rooms':>5s} {'server CPU s/s':>14s} {'median fps':>10s} "
         f"{'min fps':>7s} {'full rate':>9s} {'join->1st frame p50/p95':>23s} "
-        f"{'kbps/stream':>11s} {'CPU ms/frame':>12s} {'bots CPU s/s':>12s} "
+        f"{'latency p50/p95':>15s} {'kbps/stream':>11s} {'CPU ms/frame':>12s} "
+        f"{'bots CPU s/s':>12s} "
         f"{'machine busy':>12s}"
     )
     print(header)
     for r in results:
         first = f"{percentile(r.first_frame, 50):.2f} / {percentile(r.first_frame, 95):.2f} s"
         kbps = f"{statistics.median(r.kbps):.0f}" if r.kbps else "n/a"
+        latency = (
+            f"{percentile(r.latency_p50, 50):.0f} / {percentile(r.latency_p95, 95):.0f} ms"
+            if r.latency_p50
+            else "n/a"
+        )
         print(
             f"{r.mode:8s} {r.rooms:5d} {r.server_cpu:14.3f} "
             f"{statistics.median(r.fps) if r.fps else math.nan:10.1f} "
             f"{min(r.fps, default=math.nan):7.1f} {r.full_rate_percent:8.0f}% "
-            f"{first:>23s} {kbps:>11s} {r.ms_per_frame:12.2f} {r.bots_cpu:12.2f} "
+            f"{first:>23s} {latency:>15s} {kbps:>11s} {r.ms_per_frame:12.2f} {r.bots_cpu:12.2f} "
             f"{100 * r.machine_busy:11.0f}%"
         )
     for r in results:
@@ -356,19 +376,20 @@ def summary_line(results: list[ModeResult]) -> str:
 async def main(args: argparse.Namespace) -> None:
     cores = psutil.cpu_count() or 1
     print(
-        f"media forwarding benchmark: {args.rooms} three-way room(s) per mode, bots at "
-        f"{args.width}x{args.height}@30 VP8 + Opus, {args.seconds:.0f} s calls, loopback, "
+        f"media forwarding benchmark: {args.rooms} three-way room(s) per mode, {args.bots} bots "
+        f"at {args.width}x{args.height}@30 VP8 + Opus, {args.seconds:.0f} s calls, loopback, "
         f"{cores} cores (server, bots and this script share them)"
     )
     if args.quick:
-        print(
-            f"--quick: {args.rooms} room, bots at {args.width}x{args.height} (not the issue's "
-            f"640x480), {args.seconds:.0f} s calls"
-        )
+        print(f"--quick: {args.rooms} room, {args.seconds:.0f} s calls")
     results = []
     for mode in args.modes:
         print(f"running {mode} ...", flush=True)
-        results.append(await run_mode(mode, args.rooms, args.seconds, args.width, args.height))
+        results.append(
+            await run_mode(
+                mode, args.rooms, args.seconds, args.width, args.height, args.bots == "light"
+            )
+        )
     print_table(results, args.width, args.height, args.seconds)
     print(summary_line(results))
 
@@ -389,14 +410,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="comma-separated media modes to run, in order (default forward,relay)",
     )
     parser.add_argument(
-        "--quick", action="store_true", help="1 room, bots at 320x240, 12 s calls: under 60 s"
+        "--bots",
+        choices=("light", "full"),
+        default="light",
+        help="light (default): bots send a 1.2 Mbps VP8 loop encoded once and count encoded"
+        " frames, so the machine's CPU goes to the server; full: bots encode and decode like"
+        " browsers",
     )
+    parser.add_argument("--quick", action="store_true", help="1 room, 14 s calls: under 60 s")
     args = parser.parse_args(argv)
     quick = args.quick
-    args.rooms = args.rooms if args.rooms is not None else (1 if quick else 2)
-    args.seconds = args.seconds if args.seconds is not None else (12.0 if quick else 20.0)
-    args.width = args.width if args.width is not None else (320 if quick else 640)
-    args.height = args.height if args.height is not None else (240 if quick else 480)
+    args.rooms = args.rooms if args.rooms is not None else (1 if quick else 4)
+    args.seconds = args.seconds if args.seconds is not None else (14.0 if quick else 20.0)
+    args.width = args.width if args.width is not None else 640
+    args.height = args.height if args.height is not None else 480
     args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     for mode in args.modes:
         if mode not in MODES:

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import av
@@ -37,12 +38,15 @@ from media.encoded import EncodedAudioLoop, EncodedMedia, EncodedVideoLoop, vp8_
 from media.ice import restrict_host_candidates
 from media.reassembly import replace_jitter_buffer
 from media.rtx import route_rtx_for
+from media.stamp import read_stamp
 from media.synthetic import SyntheticAudioTrack, SyntheticVideoTrack
 from media.tap import DECODER_QUEUE_ATTR, FrameSink, install_tap
 from media.tasks import OwnedTasks
 
 #: What the decoder thread needs to know of the codec of the frames we queue for it.
 VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90_000)
+#: Latency samples kept per remote participant: two minutes of video at 30 fps.
+LATENCY_SAMPLES = 3600
 
 
 @dataclass
@@ -58,6 +62,8 @@ class RemoteStats:
     #: RTP timestamp (48 kHz, from the receiver's zero) of the latest audio frame: how far the
     #: audio timeline has come, whatever the delay, so a count over it gives frames per second.
     audio_timestamp: int | None = None
+    #: End-to-end latency (ms) of the latest stamped video frames (`media.stamp`), oldest first.
+    latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_SAMPLES))
 
 
 class ClientPeer:
@@ -73,9 +79,12 @@ class ClientPeer:
         decode: bool = True,
         send_encoded: bool = False,
         encoded: EncodedMedia | None = None,
+        stamped: bool = False,
     ) -> None:
         """`decode=False` counts encoded frames instead of decoding them; `send_encoded=True`
-        publishes `encoded` (built here, once, when not given) instead of encoding per frame."""
+        publishes `encoded` (built here, once, when not given) instead of encoding per frame;
+        `stamped` (with `send_encoded`) stamps the frames sent with their sending time
+        (`media.stamp`). Stamped frames received are timed whatever the setting."""
         self.pc = RTCPeerConnection(
             RTCConfiguration(
                 iceServers=[
@@ -97,7 +106,7 @@ class ClientPeer:
         tracks: tuple[MediaStreamTrack, MediaStreamTrack]
         if send_encoded:
             media = encoded or EncodedMedia.build(width, height, fps, hue)
-            tracks = (EncodedAudioLoop(media.audio), EncodedVideoLoop(media.video))
+            tracks = (EncodedAudioLoop(media.audio), EncodedVideoLoop(media.video, stamped))
         else:
             tracks = (SyntheticAudioTrack(), SyntheticVideoTrack(width, height, fps, hue))
         for track in tracks:
@@ -182,6 +191,9 @@ class ClientPeer:
                 return
             if kind == "video":
                 stats.video_frames += 1
+                sent_ns = read_stamp(jitter_frame.data)
+                if sent_ns is not None:
+                    stats.latencies_ms.append((time.time_ns() - sent_ns) / 1e6)
                 size = vp8_keyframe_size(bytes(jitter_frame.data[:10]))
                 if size is not None:
                     stats.width, stats.height = size

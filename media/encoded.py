@@ -14,13 +14,20 @@ import time
 from dataclasses import dataclass
 
 import av
+import numpy
 from aiortc.mediastreams import MediaStreamTrack
 
 from media.frames import CLOCK_RATE, is_vp8_keyframe
+from media.stamp import stamp
 from media.synthetic import AUDIO_RATE, AUDIO_SAMPLES, SyntheticAudioTrack, _bars_frame
 
 #: Frames in the video loop and the distance between its keyframes.
 VIDEO_LOOP_FRAMES = 60
+#: Target video bitrate per pixel: 1.2 Mbps at 640x480, a webcam's rate in a browser call.
+BITS_PER_PIXEL = 4
+#: Grain (luma, +-) over the moving bars, as a camera sensor has: without it libvpx needs only
+#: about 80 kbps for the bars at 640x480, far below what a real camera makes a server carry.
+GRAIN = 4
 VIDEO_GOP = 30
 #: 20 ms Opus frames in the audio loop (one second of the 440 Hz tone, which repeats exactly).
 AUDIO_LOOP_FRAMES = 50
@@ -69,6 +76,14 @@ def vp8_keyframe_size(data: bytes) -> tuple[int, int] | None:
     return width, height
 
 
+def _grainy(frame: av.VideoFrame, grain: numpy.random.Generator) -> av.VideoFrame:
+    planes = frame.to_ndarray()  # yuv420p: the luma rows, then the chroma rows
+    luma = planes[: frame.height]
+    noise = grain.integers(-GRAIN, GRAIN + 1, size=luma.shape, dtype=numpy.int16)
+    planes[: frame.height] = numpy.clip(luma.astype(numpy.int16) + noise, 0, 255)
+    return av.VideoFrame.from_ndarray(planes, format="yuv420p")
+
+
 def encode_video_loop(
     width: int, height: int, fps: int = 30, hue: int = 0, frames: int = VIDEO_LOOP_FRAMES
 ) -> EncodedLoop:
@@ -79,7 +94,7 @@ def encode_video_loop(
     codec.framerate = fractions.Fraction(fps, 1)
     codec.time_base = fractions.Fraction(1, fps)
     codec.gop_size = VIDEO_GOP
-    codec.bit_rate = max(150_000, width * height * 3 // 2)
+    codec.bit_rate = max(150_000, width * height * BITS_PER_PIXEL)
     codec.options = {
         "deadline": "realtime",
         "cpu-used": "8",
@@ -88,8 +103,9 @@ def encode_video_loop(
         "keyint_min": str(VIDEO_GOP),
     }
     packets: list[bytes] = []
+    grain = numpy.random.default_rng(hue)
     for k in range(frames):
-        frame = _bars_frame(width, height, (k * width) // frames, hue)
+        frame = _grainy(_bars_frame(width, height, (k * width) // frames, hue), grain)
         frame.pts = k
         frame.time_base = codec.time_base
         # Keyframes exactly every VIDEO_GOP frames, the loop's seam included.
@@ -128,10 +144,12 @@ def encode_audio_loop(frames: int = AUDIO_LOOP_FRAMES) -> EncodedLoop:
 class EncodedLoopTrack(MediaStreamTrack):
     """Replays an `EncodedLoop` forever at its real rate with increasing pts."""
 
-    def __init__(self, loop: EncodedLoop) -> None:
+    def __init__(self, loop: EncodedLoop, stamped: bool = False) -> None:
+        """`stamped`: append the sending time to each frame (`media.stamp`; video only)."""
         super().__init__()
         self.kind = loop.kind
         self._encoded = loop
+        self._stamped = stamped
         self._time_base = fractions.Fraction(1, loop.clock_rate)
         self._interval = loop.step / loop.clock_rate
         self._start: float | None = None
@@ -144,7 +162,8 @@ class EncodedLoopTrack(MediaStreamTrack):
         if delay > 0:
             await asyncio.sleep(delay)
         packets = self._encoded.packets
-        packet = av.Packet(packets[self._count % len(packets)])
+        data = packets[self._count % len(packets)]
+        packet = av.Packet(stamp(data) if self._stamped else data)
         packet.pts = self._count * self._encoded.step
         packet.time_base = self._time_base
         self._count += 1
@@ -154,10 +173,10 @@ class EncodedLoopTrack(MediaStreamTrack):
 class EncodedVideoLoop(EncodedLoopTrack):
     kind = "video"
 
-    def __init__(self, loop: EncodedLoop) -> None:
+    def __init__(self, loop: EncodedLoop, stamped: bool = False) -> None:
         if loop.kind != "video":
             raise ValueError("EncodedVideoLoop needs a video loop")
-        super().__init__(loop)
+        super().__init__(loop, stamped)
 
 
 class EncodedAudioLoop(EncodedLoopTrack):

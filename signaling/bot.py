@@ -14,7 +14,8 @@ after `visit-ended`, after a deliberate close (4000, 4001, 4003, 4004, 4005), or
 
 The report covers the whole run, across connections. Besides the first join's `join_seconds` and
 `waited_seconds`, `remotes` (per remote participant: totals of video and audio frames, the latest
-resolution, the first ever `first_frame_seconds`, and rates from that first frame to the end),
+resolution, the first ever `first_frame_seconds`, rates from that first frame to the end, and
+for a light bot `latency_ms`: p50 and p95 from the publisher's sender to this bot's receiver),
 `quality` and `errors`, it has `reconnects` (how many times it joined again) and `recoveries`, one
 entry per socket loss: `lost_at` (seconds since the bot started), `rejoined_seconds` (from the
 loss to `joined` again) and `media_back_seconds` (from the loss until video has arrived again from
@@ -122,6 +123,7 @@ class _Totals:
     height: int = 0
     first_frame_seconds: float | None = None
     first_audio_seconds: float | None = None
+    latencies_ms: tuple[float, ...] = ()
 
     def add(self, stats: RemoteStats) -> _Totals:
         return _Totals(
@@ -131,7 +133,19 @@ class _Totals:
             stats.height or self.height,
             _earliest(self.first_frame_seconds, stats.first_frame_seconds),
             _earliest(self.first_audio_seconds, stats.first_audio_seconds),
+            self.latencies_ms + tuple(stats.latencies_ms),
         )
+
+    def latency(self) -> dict[str, float | int] | None:
+        """Median and 95th percentile of the stamped frames' latency (ms), when there were any."""
+        if not self.latencies_ms:
+            return None
+        ordered = sorted(self.latencies_ms)
+        return {
+            "p50": round(ordered[len(ordered) // 2], 1),
+            "p95": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))], 1),
+            "samples": len(ordered),
+        }
 
 
 @dataclass
@@ -207,6 +221,12 @@ class Bot:
 
     async def run(self) -> BotReport:
         self._born = time.monotonic()
+        options = self._options
+        if not options.decode and options.encoded is None:
+            # Encoded before joining, so that the join-to-first-frame time is the server's.
+            options.encoded = await asyncio.to_thread(
+                EncodedMedia.build, options.width, options.height, options.fps, options.hue
+            )
         async with aiohttp.ClientSession() as http:
             self._ws = await http.ws_connect(self._ws_url, heartbeat=HEARTBEAT_SECONDS)
             try:
@@ -339,12 +359,6 @@ class Bot:
         # Every entry into the call gets a fresh peer connection: close any old one first.
         await self._retire_peer()
         encoded = self._options.encoded
-        if not self._options.decode and encoded is None:
-            options = self._options
-            encoded = await asyncio.to_thread(
-                EncodedMedia.build, options.width, options.height, options.fps, options.hue
-            )
-            options.encoded = encoded  # built once, sent again after a reconnect
         self._peer = ClientPeer(
             ice_servers=self._ice_servers,
             ice_hosts=self._ice_hosts,
@@ -356,6 +370,7 @@ class Bot:
             decode=self._options.decode,
             send_encoded=not self._options.decode,
             encoded=encoded,
+            stamped=not self._options.decode,
         )
         self._peer.ensure_recv_slots(state["recv"])
         await self._offer()
@@ -462,6 +477,8 @@ class Bot:
                 # Delivered rates, from each kind's first frame to the end of the run.
                 "video_fps": _rate(totals.video_frames, totals.first_frame_seconds, now),
                 "audio_fps": _rate(totals.audio_frames, totals.first_audio_seconds, now),
+                # Light bots stamp what they send (media.stamp): publisher to this bot, in ms.
+                "latency_ms": totals.latency(),
             }
             for participant, totals in self._totals().items()
         ]

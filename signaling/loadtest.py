@@ -126,6 +126,8 @@ def summarize(visits: int, outcomes: Sequence[BotOutcome]) -> dict[str, Any]:
     video_fps: list[float] = []
     audio_fps: list[float] = []
     first_frames: list[float] = []
+    latency_p50: list[float] = []
+    latency_p95: list[float] = []
     for o in joined:
         assert o.report is not None
         remotes = {r["participant"]: r for r in o.report.remotes}
@@ -136,6 +138,9 @@ def summarize(visits: int, outcomes: Sequence[BotOutcome]) -> dict[str, Any]:
             audio_fps.append(float(remote.get("audio_fps", 0.0)))
             if remote.get("first_frame_seconds") is not None:
                 first_frames.append(float(remote["first_frame_seconds"]))
+            if remote.get("latency_ms"):
+                latency_p50.append(float(remote["latency_ms"]["p50"]))
+                latency_p95.append(float(remote["latency_ms"]["p95"]))
     join_seconds = [
         o.report.join_seconds
         for o in joined
@@ -161,6 +166,12 @@ def summarize(visits: int, outcomes: Sequence[BotOutcome]) -> dict[str, Any]:
             ),
         },
         "audio_fps_median": round(statistics.median(audio_fps), 2) if audio_fps else None,
+        # Per stream, from the publishing bot's sender to the subscribing bot (one clock: the
+        # bots share this process): the median stream's p50 and the 95th percentile stream's p95.
+        "frame_latency_ms": {
+            "p50": percentile(latency_p50, 0.5),
+            "p95": percentile(latency_p95, 0.95),
+        },
         "errors": [o.error for o in outcomes if o.error is not None],
     }
 
@@ -178,6 +189,8 @@ def render(summary: dict[str, Any]) -> str:
         f"video fps/stream   median {video['median']}  min {video['min']}"
         f"  >= 27 fps: {video['share_at_least_27']} of {summary['streams']} streams",
         f"audio fps median   {summary['audio_fps_median']}",
+        f"frame latency ms   p50 {summary['frame_latency_ms']['p50']}"
+        f"  p95 {summary['frame_latency_ms']['p95']}",
     ]
     lines += [f"error              {e['code']}: {e['message']}" for e in summary["errors"]]
     return "\n".join(lines)

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiortc.rtcrtpreceiver
+import av
 import pytest
 
 from media.client import ClientPeer, RemoteStats
@@ -22,6 +23,7 @@ from media.encoded import (
 from media.frames import is_vp8_keyframe
 from media.room import SfuRoom
 from media.sfu import Sfu
+from media.stamp import STAMP_BYTES, read_stamp, stamp
 from tests.test_media_room import Recorder
 
 LOOPBACK = ("127.0.0.1",)
@@ -76,6 +78,31 @@ async def test_audio_packets_come_every_20_ms_with_increasing_pts(media: Encoded
     assert (await track.recv()).time_base == fractions.Fraction(1, 48_000)
 
 
+def test_a_stamped_frame_carries_its_sending_time_and_still_decodes(media: EncodedMedia) -> None:
+    keyframe = media.video.packets[0]
+    stamped = stamp(keyframe, now_ns=1_234_567_890_123)
+    assert read_stamp(stamped) == 1_234_567_890_123
+    assert read_stamp(keyframe) is None and read_stamp(b"") is None
+    assert vp8_keyframe_size(stamped) == (320, 240)
+    # A VP8 decoder reads no further than its partitions: the trailer changes nothing it sees.
+    decoder = av.CodecContext.create("vp8", "r")
+    (plain,) = decoder.decode(av.Packet(keyframe))
+    decoder = av.CodecContext.create("vp8", "r")
+    (with_stamp,) = decoder.decode(av.Packet(stamped))
+    assert (with_stamp.width, with_stamp.height) == (320, 240)
+    assert bytes(with_stamp.planes[0]) == bytes(plain.planes[0])
+
+
+async def test_a_stamped_loop_stamps_video_with_the_time_it_is_sent(media: EncodedMedia) -> None:
+    track = EncodedVideoLoop(media.video, stamped=True)
+    before = time.time_ns()
+    packet = bytes(await track.recv())
+    after = time.time_ns()
+    sent = read_stamp(packet)
+    assert sent is not None and before <= sent <= after
+    assert packet[:-STAMP_BYTES] == media.video.packets[0]
+
+
 def test_a_loop_of_the_wrong_kind_is_refused(media: EncodedMedia) -> None:
     with pytest.raises(ValueError):
         EncodedVideoLoop(media.audio)
@@ -101,7 +128,9 @@ async def test_light_peers_count_encoded_frames_and_read_the_keyframe_size(
     # In this process the SFU never decodes either, so any decoder would be a light peer's.
     monkeypatch.setattr(aiortc.rtcrtpreceiver, "get_decoder", counting_get_decoder)
     peers = {
-        name: ClientPeer(ice_hosts=LOOPBACK, decode=False, send_encoded=True, encoded=media)
+        name: ClientPeer(
+            ice_hosts=LOOPBACK, decode=False, send_encoded=True, encoded=media, stamped=True
+        )
         for name in ("nurse", "gp")
     }
     try:
@@ -126,6 +155,9 @@ async def test_light_peers_count_encoded_frames_and_read_the_keyframe_size(
             stats = peer.remotes[other]
             assert (stats.width, stats.height) == (320, 240)
             assert stats.first_frame_seconds is not None
+            # Each frame came stamped through the SFU: its latency was timed, and is sane.
+            assert len(stats.latencies_ms) >= 40
+            assert all(0 <= ms < 2000 for ms in stats.latencies_ms), list(stats.latencies_ms)
         assert decoders == []  # counted, never decoded
     finally:
         for peer in peers.values():

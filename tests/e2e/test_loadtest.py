@@ -48,6 +48,9 @@ async def test_loadtest_joins_every_bot_and_every_stream_delivers_video(tmp_path
     assert summary["audio_fps_median"] > 0
     assert summary["join_seconds"]["p95"] is not None
     assert summary["first_frame_seconds"]["p95"] is not None
+    # The bots stamp their frames, so each stream's end-to-end latency was measured.
+    assert summary["frame_latency_ms"]["p50"] is not None
+    assert 0 <= summary["frame_latency_ms"]["p50"] <= summary["frame_latency_ms"]["p95"]
     # The server forwarded all of it without building a single decoder.
     decoded = json.loads(server.decode_report.read_text())
     assert decoded == {"decoders": 0, "frames": 0}
