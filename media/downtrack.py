@@ -47,6 +47,8 @@ class DownTrack(MediaStreamTrack):
         self._offset: int | None = None
         self._last_out: int | None = None
         self.frames_sent = 0
+        #: The subscriber's latest bandwidth estimate (REMB, bit/s) for this track, if any.
+        self.remb: int | None = None
 
     @property
     def publication(self) -> Publication | None:
@@ -75,6 +77,12 @@ class DownTrack(MediaStreamTrack):
         """Called when the subscriber sends PLI or FIR for this track."""
         if self._publication is not None:
             self._publication.request_keyframe()
+
+    def on_remb(self, bitrate: int) -> None:
+        """The subscriber announced what it can receive (media.remb)."""
+        self.remb = bitrate
+        if self._publication is not None:
+            self._publication.remb_changed()
 
     def push(self, frame: EncodedFrame) -> None:
         if self.readyState != "live":

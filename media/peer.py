@@ -33,6 +33,7 @@ from media.downtrack import DownTrack
 from media.errors import NegotiationFailed
 from media.ice import restrict_host_candidates
 from media.relay import RelayDownTrack, RelayUpTrack
+from media.remb import watch_remb
 from media.tasks import OwnedTasks
 from media.uptrack import UpTrack
 
@@ -186,6 +187,9 @@ class MediaPeer:
             # A subscriber's PLI/FIR must reach the publisher; aiortc would only flag its own
             # encoder.
             setattr(transceiver.sender, "_send_keyframe", track.request_keyframe)  # noqa: B010
+            if transceiver.kind == "video":
+                # Its REMB caps the publisher it receives (media.remb).
+                watch_remb(transceiver.sender, track.on_remb)
         self.slots.append(DownSlot(transceiver.mid or "", transceiver.kind, transceiver, track))
 
     def _first_delivery(self, track: AnyDownTrack) -> None:

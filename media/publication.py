@@ -31,6 +31,7 @@ class Publication:
         for down in self.subscribers:
             down.source_changed()
         if source is not None:
+            source.bitrate_cap = self.bitrate_cap
             source.add_sink(self.deliver)
             if self.subscribers:
                 source.request_keyframe()
@@ -38,6 +39,16 @@ class Publication:
     def deliver(self, frame: EncodedFrame) -> None:
         for down in self.subscribers:
             down.push(frame)
+
+    def bitrate_cap(self) -> int | None:
+        """The weakest subscriber's bandwidth estimate (bit/s): what the publisher may send."""
+        estimates = [down.remb for down in self.subscribers if down.remb is not None]
+        return min(estimates) if estimates else None
+
+    def remb_changed(self) -> None:
+        cap = self.bitrate_cap()
+        if self.source is not None and cap is not None:
+            self.source.cap_bitrate(cap)
 
     def request_keyframe(self) -> None:
         if self.source is not None:

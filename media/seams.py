@@ -2,7 +2,8 @@
 
 Forwarding needs things aiortc does not offer publicly (see ARCHITECTURE.md): the receiver's
 decoder queue and jitter buffer (media.reassembly), the receiver's PLI and NACK senders, the
-sender's keyframe hook, the DTLS transport's receiver registration (media.rtx), and aioice's
+sender's keyframe hook and RTCP handling, the receiver's RTCP sending (media.remb), the DTLS
+transport's receiver registration and REMB routing (media.rtx, media.remb), and aioice's
 per-component candidate gathering and sockets (media.ice). If an aiortc upgrade moves any of
 them, fail loudly instead of silently decoding, dropping keyframe requests, stalling on loss or
 offering the wrong addresses.
@@ -53,6 +54,12 @@ def check_seams() -> None:
     for sender in ("_send_rtcp_pli", "_send_rtcp_nack"):
         if not inspect.iscoroutinefunction(getattr(RTCRtpReceiver, sender, None)):
             problems.append(f"RTCRtpReceiver.{sender} is gone")
+    if not inspect.iscoroutinefunction(getattr(RTCRtpReceiver, "_send_rtcp", None)):
+        problems.append("RTCRtpReceiver._send_rtcp is gone")
+    if "self.__rtcp_ssrc = " not in inspect.getsource(RTCRtpReceiver):
+        problems.append("RTCRtpReceiver no longer keeps its RTCP SSRC in __rtcp_ssrc")
+    if "unpack_remb_fci" not in inspect.getsource(RtpRouter.route_rtcp):
+        problems.append("RtpRouter no longer routes REMB to senders by the SSRCs it names")
     rtcp_source = inspect.getsource(RTCRtpSender._handle_rtcp_packet)
     if "self._send_keyframe()" not in rtcp_source:
         problems.append("RTCRtpSender no longer routes PLI/FIR to _send_keyframe")

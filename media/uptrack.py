@@ -13,6 +13,7 @@ from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from media.counters import MediaCounters
 from media.frames import EncodedFrame, is_vp8_keyframe
 from media.reassembly import replace_jitter_buffer
+from media.remb import RembLimiter
 from media.tap import install_tap
 from media.tasks import OwnedTasks
 
@@ -42,6 +43,10 @@ class UpTrack:
         self._last_request = 0.0
         self._request_pending = False
         self.frames = 0
+        #: What the publisher may send (bit/s): set by its publication to its weakest subscriber.
+        self.bitrate_cap: Callable[[], int | None] = lambda: None
+        self._announced_cap: int | None = None
+        self._remb = RembLimiter(receiver, lambda: self.bitrate_cap()) if kind == "video" else None
         # Frames come from our own buffer; the tap keeps the receiver's decoder idle.
         install_tap(receiver, lambda _codec, jitter_frame: self._on_encoded(jitter_frame))
         replace_jitter_buffer(receiver, kind, self._on_encoded, self._nack_again)
@@ -75,6 +80,16 @@ class UpTrack:
 
     def _nack_again(self, media_ssrc: int, lost: list[int]) -> None:
         self._tasks.spawn(self._receiver._send_rtcp_nack(media_ssrc, lost))
+
+    def cap_bitrate(self, bitrate: int) -> None:
+        """A subscriber's estimate changed: when the cap drops, tell the publisher at once."""
+        if self._remb is None:
+            return
+        if self._announced_cap is None or bitrate < self._announced_cap:
+            ssrc = self._media_ssrc()
+            if ssrc is not None:
+                self._tasks.spawn(self._remb.tighten(ssrc))
+        self._announced_cap = bitrate
 
     def request_keyframe(self) -> None:
         """Ask the publisher for a keyframe: at once, or merged into the next allowed slot."""

@@ -1,0 +1,96 @@
+"""The weakest subscriber's bandwidth estimate (REMB) reaches the publisher, through the SFU."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, unpack_remb_fci
+
+from media.client import ClientPeer
+from media.remb import remb_packet, send_remb
+from tests.test_media_room import Harness, harness, sees  # noqa: F401
+
+
+class Downlink:
+    """What `subscriber`'s real peer estimates of the video it receives of `publisher`: its own
+    receiver's REMBs all announce `bitrate`, as a browser on a link that narrow would."""
+
+    def __init__(self, harness: Harness, subscriber: str, publisher: str) -> None:  # noqa: F811
+        client = harness.clients[subscriber]
+        (mid,) = [
+            m
+            for m, entry in client.track_map.items()
+            if entry == {"participant": publisher, "kind": "video"}
+        ]
+        (slot,) = [s for s in harness.room.peers[subscriber].slots if s.mid == mid]
+        (self._receiver,) = [t.receiver for t in client.pc.getTransceivers() if t.mid == mid]
+        self._media_ssrc: int = slot.transceiver.sender._ssrc
+        self.bitrate: int | None = None
+        receiver: Any = self._receiver
+        send: Callable[[Any], Awaitable[None]] = receiver._send_rtcp
+
+        async def send_rtcp(packet: Any) -> None:
+            if self._is_remb(packet) and self.bitrate is not None:
+                packet = remb_packet(packet.ssrc, self.bitrate, unpack_remb_fci(packet.fci)[1])
+            await send(packet)
+
+        receiver._send_rtcp = send_rtcp
+
+    @staticmethod
+    def _is_remb(packet: Any) -> bool:
+        return isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP
+
+    async def estimate(self, bitrate: int) -> None:
+        """From now on the subscriber estimates `bitrate`; it says so at once."""
+        self.bitrate = bitrate
+        await send_remb(self._receiver, bitrate, self._media_ssrc)
+
+
+def remb_heard_by(client: ClientPeer) -> asyncio.Queue[int]:
+    """Every REMB bitrate that reaches `client`'s video sender (its publisher side)."""
+    heard: asyncio.Queue[int] = asyncio.Queue()
+    sender: Any = next(t.sender for t in client.pc.getTransceivers() if t.kind == "video")
+    handle: Callable[[Any], Awaitable[None]] = sender._handle_rtcp_packet
+
+    async def handle_rtcp_packet(packet: Any) -> None:
+        if isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
+            heard.put_nowait(unpack_remb_fci(packet.fci)[0])
+        await handle(packet)
+
+    sender._handle_rtcp_packet = handle_rtcp_packet
+    return heard
+
+
+async def until_at_most(heard: asyncio.Queue[int], bitrate: int) -> int:
+    """The first bitrate heard that is at most `bitrate`."""
+    while (value := await heard.get()) > bitrate:
+        pass
+    return value
+
+
+async def test_the_weakest_subscribers_estimate_caps_the_publisher(
+    harness: Harness,  # noqa: F811
+) -> None:
+    gp = await harness.join("gp")
+    nurse = await harness.join("nurse")
+    citizen = await harness.join("citizen")
+    for client in (nurse, citizen):
+        await client.wait_until(sees("gp", video=10), timeout=20)
+    heard = remb_heard_by(gp)
+    nurse_link, citizen_link = Downlink(harness, "nurse", "gp"), Downlink(harness, "citizen", "gp")
+
+    # Below what the server itself estimates of the GP's uplink (tens of kbit/s at 320x240).
+    await nurse_link.estimate(40_000)
+    await asyncio.wait_for(until_at_most(heard, 40_000), timeout=10)
+    # A narrower subscriber lowers the cap at once...
+    await citizen_link.estimate(20_000)
+    assert await asyncio.wait_for(until_at_most(heard, 20_000), timeout=10) == 20_000
+    # ...and from then on whatever the server tells the GP stays under it, its own estimate
+    # of the GP's uplink included, while the citizen's estimate stands.
+    await nurse_link.estimate(2_000_000)
+    for _ in range(3):
+        assert await asyncio.wait_for(heard.get(), timeout=10) <= 20_000
+    # The others' video went on meanwhile.
+    await citizen.wait_until(sees("gp", video=citizen.remotes["gp"].video_frames + 30), timeout=10)
