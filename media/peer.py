@@ -34,6 +34,7 @@ from media.errors import NegotiationFailed
 from media.ice import restrict_host_candidates
 from media.relay import RelayDownTrack, RelayUpTrack
 from media.remb import watch_remb
+from media.rtpwriter import RtpWriter
 from media.tasks import OwnedTasks
 from media.uptrack import UpTrack
 
@@ -182,7 +183,8 @@ class MediaPeer:
             )
             transceiver.sender.replaceTrack(track)
         else:
-            track = DownTrack(transceiver.kind, self._counters, self._first_delivery)
+            writer = RtpWriter(transceiver.sender, transceiver.kind)
+            track = DownTrack(transceiver.kind, writer, self._counters, self._first_delivery)
             transceiver.sender.replaceTrack(track)
             # A subscriber's PLI/FIR must reach the publisher; aiortc would only flag its own
             # encoder.

@@ -3,8 +3,10 @@
 Forwarding needs things aiortc does not offer publicly (see ARCHITECTURE.md): the receiver's
 decoder queue and jitter buffer (media.reassembly), the receiver's PLI and NACK senders, the
 sender's keyframe hook and RTCP handling, the receiver's RTCP sending (media.remb), the DTLS
-transport's receiver registration and REMB routing (media.rtx, media.remb), and aioice's
-per-component candidate gathering and sockets (media.ice). If an aiortc upgrade moves any of
+transport's receiver registration and REMB routing (media.rtx, media.remb), the sender's start,
+retransmissions and reported counters, the DTLS transport's SRTP and counters and aioice's
+nominated pairs (media.rtpwriter), and aioice's per-component candidate gathering and sockets
+(media.ice). If an aiortc upgrade moves any of
 them, fail loudly instead of silently decoding, dropping keyframe requests, stalling on loss or
 offering the wrong addresses.
 """
@@ -13,12 +15,14 @@ import inspect
 
 import aioice
 import aiortc
+from aioice.ice import StunProtocol
 from aiortc import rtcrtpreceiver
 from aiortc.codecs.opus import OpusEncoder
 from aiortc.codecs.vpx import Vp8Encoder
 from aiortc.jitterbuffer import JitterBuffer
 from aiortc.rtcdtlstransport import RTCDtlsTransport, RtpRouter
-from aiortc.rtcicetransport import RTCIceGatherer
+from aiortc.rtcicetransport import RTCIceGatherer, RTCIceTransport
+from aiortc.rtcpeerconnection import RTCPeerConnection
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from aiortc.rtcrtpsender import RTCRtpSender
 
@@ -63,6 +67,24 @@ def check_seams() -> None:
     rtcp_source = inspect.getsource(RTCRtpSender._handle_rtcp_packet)
     if "self._send_keyframe()" not in rtcp_source:
         problems.append("RTCRtpSender no longer routes PLI/FIR to _send_keyframe")
+    if "await self._retransmit(seq)" not in rtcp_source:
+        problems.append("RTCRtpSender no longer answers NACKs through _retransmit")
+    sender_init = inspect.getsource(RTCRtpSender.__init__)
+    for counter in ("ntp_timestamp", "rtp_timestamp", "octet_count", "packet_count"):
+        if f"self.__{counter} = 0" not in sender_init:
+            problems.append(f"RTCRtpSender no longer reports __{counter}")
+    if "transceiver.sender.send(" not in inspect.getsource(RTCPeerConnection):
+        problems.append("RTCPeerConnection no longer starts senders through sender.send")
+    send_rtp = inspect.getsource(RTCDtlsTransport._send_rtp)
+    for line in ("self._tx_srtp.protect(data)", "self.__tx_bytes +=", "self.__tx_packets +="):
+        if line not in send_rtp:
+            problems.append(f"RTCDtlsTransport._send_rtp no longer does {line!r}")
+    if "self._nominated.get(component)" not in inspect.getsource(aioice.Connection.sendto):
+        problems.append("aioice.Connection no longer sends on its _nominated pairs")
+    if "self.transport.sendto(data, addr)" not in inspect.getsource(StunProtocol.send_data):
+        problems.append("aioice's StunProtocol no longer sends on its transport")
+    if "self._connection = gatherer._connection" not in inspect.getsource(RTCIceTransport):
+        problems.append("RTCIceTransport no longer keeps its aioice connection in _connection")
     for encoder in (Vp8Encoder, OpusEncoder):
         if not callable(getattr(encoder, "pack", None)):
             problems.append(f"{encoder.__name__}.pack (pre-encoded packets) is gone")

@@ -4,37 +4,13 @@ is forwarded without waiting for what was lost, and NACKs recover the video."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
-
-from aiortc.rtp import is_rtcp
 
 from media.client import ClientPeer, RemoteStats
+from tests.support.links import Link
 from tests.test_media_room import Harness, harness, sees  # noqa: F401
 
 #: Every 20th packet on the lossy path is lost: 5 %.
 DROP_EVERY = 20
-
-
-class LossyLink:
-    """Wraps a transport's RTP send so that every DROP_EVERY-th packet (of `ssrcs` only, when
-    given) is lost: a real peer's packets, on a real path with loss."""
-
-    def __init__(self, transport: Any, ssrcs: set[int] | None = None) -> None:
-        self._send = transport._send_rtp
-        self._ssrcs = ssrcs
-        self.sent = 0
-        self.dropped = 0
-        transport._send_rtp = self._send_rtp
-
-    async def _send_rtp(self, data: bytes) -> None:
-        if self._ssrcs is None or (
-            not is_rtcp(data) and int.from_bytes(data[8:12], "big") in self._ssrcs
-        ):
-            self.sent += 1
-            if self.sent % DROP_EVERY == 0:
-                self.dropped += 1
-                return
-        await self._send(data)
 
 
 async def test_five_percent_loss_toward_a_subscriber_keeps_video_flowing(
@@ -46,7 +22,9 @@ async def test_five_percent_loss_toward_a_subscriber_keeps_video_flowing(
     await clean.wait_until(sees("gp", video=10), timeout=20)
     await lossy.wait_until(sees("gp", video=10), timeout=20)
 
-    link = LossyLink(harness.room.peers["citizen"].slots[0].transceiver.sender.transport)
+    link = Link(
+        harness.room.peers["citizen"].slots[0].transceiver.sender.transport, drop_every=DROP_EVERY
+    )
     start_clean = clean.remotes["gp"].video_frames
     start_lossy = lossy.remotes["gp"].video_frames
     # Five seconds of the GP's video reach the clean subscriber...
@@ -88,7 +66,7 @@ async def test_five_percent_loss_from_a_publisher_keeps_audio_flowing(
         await client.wait_until(sees("gp", video=1, audio=10), timeout=20)
 
     audio = next(t.sender for t in gp.pc.getTransceivers() if t.kind == "audio")
-    link = LossyLink(audio.transport, {audio._ssrc})
+    link = Link(audio.transport, {audio._ssrc}, drop_every=DROP_EVERY)
     # A second of loss first, so the window below measures the steady state under loss.
     for client in subscribers:
         _, now = audio_point(client, "gp")
@@ -112,7 +90,7 @@ async def test_five_percent_loss_from_a_publisher_keeps_video_flowing(
     await subscriber.wait_until(sees("gp", "nurse", video=10), timeout=20)
 
     video = next(t.sender for t in lossy.pc.getTransceivers() if t.kind == "video")
-    link = LossyLink(video.transport, {video._ssrc, video._rtx_ssrc})
+    link = Link(video.transport, {video._ssrc, video._rtx_ssrc}, drop_every=DROP_EVERY)
     start_clean = subscriber.remotes["nurse"].video_frames
     start_lossy = subscriber.remotes["gp"].video_frames
     # Five seconds of the nurse's video (a clean publisher) reach the citizen...

@@ -9,7 +9,7 @@ from typing import Any
 from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, unpack_remb_fci
 
 from media.client import ClientPeer
-from media.remb import remb_packet, send_remb
+from media.remb import RembThrottle, remb_packet, send_remb
 from tests.test_media_room import Harness, harness, sees  # noqa: F401
 
 
@@ -94,3 +94,30 @@ async def test_the_weakest_subscribers_estimate_caps_the_publisher(
         assert await asyncio.wait_for(heard.get(), timeout=10) <= 20_000
     # The others' video went on meanwhile.
     await citizen.wait_until(sees("gp", video=citizen.remotes["gp"].video_frames + 30), timeout=10)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_estimates_reach_the_publisher_five_times_a_second_unless_they_fall() -> None:
+    clock = Clock()
+    throttle = RembThrottle(clock)
+    assert throttle.admit(1_000_000)  # the first estimate goes out
+    clock.now += 0.01
+    assert not throttle.admit(1_000_000)  # aiortc's receiver would send one per packet
+    assert not throttle.admit(980_000)  # a 2 % dip waits for the interval
+    assert throttle.admit(900_000)  # a fall of more than 3 % goes out at once
+    clock.now += 0.19
+    assert not throttle.admit(1_200_000)  # measured from the last one sent
+    clock.now += 0.01
+    assert throttle.admit(1_200_000)
+    sent = 0
+    for _ in range(1000):  # a second of per-millisecond estimates, steady
+        clock.now += 0.001
+        sent += throttle.admit(1_200_000)
+    assert sent == 5
