@@ -84,7 +84,8 @@ class DownTrack(MediaStreamTrack):
     def push(self, frame: EncodedFrame) -> None:
         if self.readyState != "live":
             return
-        if not self._writer.ready:
+        connection = self._writer.connection()
+        if connection is None:
             # Not connected yet (or any more): what it misses now it could not decode later.
             self._counters.frames_dropped += 1
             self._waited = True
@@ -103,8 +104,7 @@ class DownTrack(MediaStreamTrack):
             start = 0 if self._last_out is None else self._last_out + FRAME_STEP[self.kind]
             self._offset = start - frame.timestamp
         timestamp = frame.timestamp + self._offset
-        if not self._writer.write(EncodedFrame(frame.data, timestamp, frame.keyframe)):
-            return
+        self._writer.write(EncodedFrame(frame.data, timestamp, frame.keyframe), connection)
         self._last_out = timestamp
         self.frames_sent += 1
         self._counters.frames_forwarded += 1

@@ -45,8 +45,19 @@ _EXTENSION = struct.Struct("!HH")
 _VP8_PICTURE_ID = struct.Struct("!BH")
 _OSN = struct.Struct("!H")
 
-SENDER_PREFIX = "_RTCRtpSender__"
-DTLS_PREFIX = "_RTCDtlsTransport__"
+#: Stands for the send time when the extension block is laid out (no mid byte is 0xAB).
+SEND_TIME_MARK = 0xABCDEF
+
+# aiortc's private counters (name-mangled); media.seams checks they exist.
+SENDER_NTP_TIMESTAMP = "_RTCRtpSender__ntp_timestamp"
+SENDER_RTP_TIMESTAMP = "_RTCRtpSender__rtp_timestamp"
+SENDER_OCTET_COUNT = "_RTCRtpSender__octet_count"
+SENDER_PACKET_COUNT = "_RTCRtpSender__packet_count"
+DTLS_TX_PACKETS = "_RTCDtlsTransport__tx_packets"
+DTLS_TX_BYTES = "_RTCDtlsTransport__tx_bytes"
+
+#: What a connected writer sends on: the DTLS transport, the ICE pair's socket, its address.
+Connection = tuple[RTCDtlsTransport, Any, tuple[str, int]]
 
 
 def ntp_now() -> int:
@@ -74,8 +85,9 @@ class RtpWriter:
         self._kind = kind
         self._payload_type: int | None = None
         self._rtx_payload_type: int | None = None
-        self._extensions = HeaderExtensionsMap()
-        self._mid: str | None = None
+        #: The header extension block (mid, abs-send-time) and where its send time goes.
+        self._extension = b""
+        self._send_time_at: int | None = None
         self._sequence = random.randrange(1 << 15)  # as aiortc: no early wraparound
         self._rtx_sequence = random.randrange(1 << 15)
         self._timestamp_origin = random.randrange(1 << 32)
@@ -98,10 +110,17 @@ class RtpWriter:
         for other in parameters.codecs:
             if other.name.lower() == "rtx" and other.parameters.get("apt") == codec.payloadType:
                 self._rtx_payload_type = other.payloadType
-        self._mid = parameters.muxId
-        self._extensions.configure(parameters)
+        # aiortc's own serialisation lays the block out once; each frame fills in its time.
+        extensions = HeaderExtensionsMap()
+        extensions.configure(parameters)
+        profile, value = extensions.set(
+            HeaderExtensions(mid=parameters.muxId, abs_send_time=SEND_TIME_MARK)
+        )
+        self._extension = _EXTENSION.pack(profile, len(value) >> 2) + value if value else b""
+        mark = self._extension.find(SEND_TIME_MARK.to_bytes(3, "big"))
+        self._send_time_at = mark if mark >= 0 else None
 
-    def _socket(self) -> tuple[RTCDtlsTransport, Any, tuple[str, int]] | None:
+    def connection(self) -> Connection | None:
         """The DTLS transport and the ICE pair's socket and address, once connected."""
         dtls = self._sender.transport
         if self._payload_type is None or dtls.state != "connected":
@@ -111,24 +130,16 @@ class RtpWriter:
             return None
         return dtls, pair.protocol.transport, pair.remote_addr
 
-    @property
-    def ready(self) -> bool:
-        return self._socket() is not None
-
     def _extension_block(self, ntp: int) -> bytes:
-        profile, value = self._extensions.set(
-            HeaderExtensions(mid=self._mid, abs_send_time=(ntp >> 14) & 0xFFFFFF)
-        )
-        if not value:
-            return b""
-        return _EXTENSION.pack(profile, len(value) >> 2) + value
+        at = self._send_time_at
+        if at is None:
+            return self._extension
+        send_time = ((ntp >> 14) & 0xFFFFFF).to_bytes(3, "big")
+        return self._extension[:at] + send_time + self._extension[at + 3 :]
 
-    def write(self, frame: EncodedFrame) -> bool:
-        """Send `frame` now; False (nothing sent) while the subscriber is not connected."""
-        connected = self._socket()
-        if connected is None:
-            return False
-        dtls, udp, address = connected
+    def write(self, frame: EncodedFrame, connection: Connection) -> None:
+        """Send `frame` now, on `connection` (from `connection()`)."""
+        dtls, udp, address = connection
         if self._kind == "video":
             payloads = vp8_payloads(frame.data, self._picture_id)
             self._picture_id = (self._picture_id + 1) & 0x7FFF
@@ -157,21 +168,20 @@ class RtpWriter:
         self._sequence = sequence
         self.packets_sent += len(payloads)
         # What aiortc's sender reports (RTCP SR, its stats) and its transport counts.
-        sender = self._sender
-        setattr(sender, SENDER_PREFIX + "ntp_timestamp", ntp)
-        setattr(sender, SENDER_PREFIX + "rtp_timestamp", timestamp)
-        _add(sender, SENDER_PREFIX + "octet_count", octets)
-        _add(sender, SENDER_PREFIX + "packet_count", len(payloads))
+        reported = vars(self._sender)
+        reported[SENDER_NTP_TIMESTAMP] = ntp
+        reported[SENDER_RTP_TIMESTAMP] = timestamp
+        reported[SENDER_OCTET_COUNT] += octets
+        reported[SENDER_PACKET_COUNT] += len(payloads)
         _count_sent(dtls, len(payloads), sent_bytes)
-        return True
 
     async def _retransmit(self, sequence: int) -> None:
         """Answer a NACK: the packet again, as RTX when negotiated (RFC 4588)."""
         entry = self._history[sequence % HISTORY_SIZE]
-        connected = self._socket()
-        if entry is None or entry[0] != sequence or connected is None:
+        connection = self.connection()
+        if entry is None or entry[0] != sequence or connection is None:
             return
-        dtls, udp, address = connected
+        dtls, udp, address = connection
         _, marker, timestamp, payload = entry
         extension = self._extension_block(ntp_now())
         first_byte = 0x90 if extension else 0x80
@@ -195,11 +205,8 @@ class RtpWriter:
         _count_sent(dtls, 1, len(datagram))
 
 
-def _add(target: object, attr: str, value: int) -> None:
-    setattr(target, attr, getattr(target, attr) + value)
-
-
 def _count_sent(dtls: RTCDtlsTransport, packets: int, sent_bytes: int) -> None:
     """The DTLS transport's own counters, as its `_send_rtp` keeps them."""
-    _add(dtls, DTLS_PREFIX + "tx_packets", packets)
-    _add(dtls, DTLS_PREFIX + "tx_bytes", sent_bytes)
+    counters = vars(dtls)
+    counters[DTLS_TX_PACKETS] += packets
+    counters[DTLS_TX_BYTES] += sent_bytes
