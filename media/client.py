@@ -37,6 +37,7 @@ from media.config import IceServer
 from media.encoded import EncodedAudioLoop, EncodedMedia, EncodedVideoLoop, vp8_keyframe_size
 from media.ice import restrict_host_candidates
 from media.reassembly import replace_jitter_buffer
+from media.remb import throttle_remb
 from media.rtx import route_rtx_for
 from media.stamp import read_stamp
 from media.synthetic import SyntheticAudioTrack, SyntheticVideoTrack
@@ -154,6 +155,7 @@ class ClientPeer:
                     install_tap(receiver, sink)
                 if track.kind == "video":
                     self._reassemble_video(receiver, sink)
+                    throttle_remb(receiver)
 
     def _reassemble_video(self, receiver: RTCRtpReceiver, sink: FrameSink) -> None:
         """Video frames as a browser gets them: none held back behind a recovered loss, and

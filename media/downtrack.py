@@ -60,9 +60,12 @@ class DownTrack(MediaStreamTrack):
         publication.request_keyframe()
 
     def detach(self) -> None:
-        if self._publication is not None:
-            self._publication.subscribers.discard(self)
+        publication = self._publication
+        if publication is not None:
+            publication.subscribers.discard(self)
             self._publication = None
+            if self.remb is not None:
+                publication.remb_changed()  # the weakest link may have gone
         self.source_changed()
 
     def source_changed(self) -> None:

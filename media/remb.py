@@ -138,6 +138,20 @@ class RembLimiter:
         await self._send(remb_packet(rtcp_ssrc, limit, [media_ssrc]))
 
 
+def throttle_remb(receiver: RTCRtpReceiver, throttle: RembThrottle | None = None) -> None:
+    """Let `receiver`'s own REMBs out only as `throttle` admits them, as a browser's would be
+    (the bots and test clients receive with aiortc, and should load the server as browsers do)."""
+    gate = throttle or RembThrottle()
+    send: Callable[[Any], Awaitable[None]] = receiver._send_rtcp
+
+    async def send_rtcp(packet: Any) -> None:
+        remb = remb_bitrate(packet)
+        if remb is None or gate.admit(remb[0]):
+            await send(packet)
+
+    setattr(receiver, "_send_rtcp", send_rtcp)  # noqa: B010
+
+
 async def send_remb(receiver: RTCRtpReceiver, bitrate: int, media_ssrc: int) -> None:
     """Send a REMB of `bitrate` about the stream `media_ssrc` from `receiver` now."""
     rtcp_ssrc = getattr(receiver, RTCP_SSRC_ATTR, None)

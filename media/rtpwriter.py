@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiortc.rtcdtlstransport import RTCDtlsTransport
+from aiortc.rtcdtlstransport import State as DtlsState
 from aiortc.rtcrtpparameters import RTCRtpSendParameters
 from aiortc.rtcrtpsender import RTCRtpSender
 from aiortc.rtp import HeaderExtensions, HeaderExtensionsMap
@@ -123,7 +124,7 @@ class RtpWriter:
     def connection(self) -> Connection | None:
         """The DTLS transport and the ICE pair's socket and address, once connected."""
         dtls = self._sender.transport
-        if self._payload_type is None or dtls.state != "connected":
+        if self._payload_type is None or dtls._state is not DtlsState.CONNECTED:
             return None
         pair = dtls.transport._connection._nominated.get(1)
         if pair is None or pair.protocol.transport is None:

@@ -75,6 +75,8 @@ def check_seams() -> None:
             problems.append(f"RTCRtpSender no longer reports __{counter}")
     if "transceiver.sender.send(" not in inspect.getsource(RTCPeerConnection):
         problems.append("RTCPeerConnection no longer starts senders through sender.send")
+    if "self._state = State.NEW" not in inspect.getsource(RTCDtlsTransport.__init__):
+        problems.append("RTCDtlsTransport no longer keeps its State in _state")
     send_rtp = inspect.getsource(RTCDtlsTransport._send_rtp)
     for line in ("self._tx_srtp.protect(data)", "self.__tx_bytes +=", "self.__tx_packets +="):
         if line not in send_rtp:

@@ -94,6 +94,15 @@ async def test_the_weakest_subscribers_estimate_caps_the_publisher(
         assert await asyncio.wait_for(heard.get(), timeout=10) <= 20_000
     # The others' video went on meanwhile.
     await citizen.wait_until(sees("gp", video=citizen.remotes["gp"].video_frames + 30), timeout=10)
+    # When the narrow subscriber leaves, the GP may send more again.
+    await harness.room.leave("citizen")
+
+    async def above(bitrate: int) -> int:
+        while (value := await heard.get()) <= bitrate:
+            pass
+        return value
+
+    await asyncio.wait_for(above(20_000), timeout=10)
 
 
 class Clock:
