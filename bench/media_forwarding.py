@@ -1,6 +1,6 @@
 """Forwarding encoded frames against the MediaRelay baseline, under the same load, in one run.
 
-    python3 -m bench.media_forwarding [--rooms 4] [--seconds 20] [--bots light|full]
+    python3 -m bench.media_forwarding [--rooms 2] [--seconds 20] [--bots light|full]
     python3 -m bench.media_forwarding --quick     # 1 room, 12 s calls: under 60 s
 
 For each media mode (`forward`, then `relay`) the real server runs in its own process on
@@ -420,7 +420,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="1 room, 14 s calls: under 60 s")
     args = parser.parse_args(argv)
     quick = args.quick
-    args.rooms = args.rooms if args.rooms is not None else (1 if quick else 4)
+    args.rooms = args.rooms if args.rooms is not None else (1 if quick else 2)
     args.seconds = args.seconds if args.seconds is not None else (14.0 if quick else 20.0)
     args.width = args.width if args.width is not None else 640
     args.height = args.height if args.height is not None else 480
