@@ -1,23 +1,26 @@
-"""A track sent to one subscriber: forwarded encoded frames, written out as RTP at once.
+"""A track sent to one subscriber: the publisher's RTP packets, rewritten for it and sent at once.
 
-Each frame goes straight to the slot's `RtpWriter` (media.rtpwriter), in the stack of the packet
-that completed it: nothing is re-encoded and nothing queues. The track is still the sender's
-track for aiortc, whose own sending loop waits in `recv()` until the track stops. The down track
-keeps its outgoing timestamps continuous when its source changes (a publisher reconnecting, a
-slot reused for someone else) and, for video, holds frames back until a keyframe so a subscriber
-never gets deltas it cannot decode.
+Each packet goes straight to the slot's `RtpWriter` (media.rtpwriter), in the stack of the
+handler that received it: nothing is re-encoded, reassembled or queued. The down track maps the
+publisher's sequence numbers and timestamps onto the subscriber's: gaps are kept, so the
+subscriber NACKs what the publisher lost and the retransmission from upstream fills them. When
+the source changes (a publisher reconnecting, a slot reused for someone else) both go on where
+they were, and video starts again at a keyframe, so a subscriber never gets deltas it cannot
+decode. The track is still the sender's track for aiortc, whose own sending loop waits in
+`recv()` until the track stops.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from media.counters import MediaCounters
-from media.frames import FRAME_STEP, EncodedFrame
+from media.frames import FRAME_STEP, MediaPacket
 from media.rtpwriter import RtpWriter
 
 if TYPE_CHECKING:
@@ -39,11 +42,21 @@ class DownTrack(MediaStreamTrack):
         self._counters = counters
         self._stopped = asyncio.Event()
         self._publication: Publication | None = None
-        self._need_keyframe = kind == "video"
-        #: Frames came while the subscriber was not yet connected: it will need a keyframe.
+        #: Packets of the current source are going out (video starts at a keyframe).
+        self._started = False
+        #: Packets came while the subscriber was not yet connected: it will need a keyframe.
         self._waited = False
-        self._offset: int | None = None
+        #: Timestamp offset from the source's timeline to the subscriber's (to be set afresh
+        #: at the next start when `_rebase`), and the last one sent.
+        self._offset = 0
+        self._rebase = True
         self._last_out: int | None = None
+        # Sequence numbers: the last one seen from the source and its position since the
+        # start; outgoing ones are `_out_base + position`, and go on from `_out_next`.
+        self._in_last = 0
+        self._in_position = 0
+        self._out_base = 0
+        self._out_next = random.randrange(1 << 15)
         self.frames_sent = 0
         #: The subscriber's latest bandwidth estimate (REMB, bit/s) for this track, if any.
         self.remb: int | None = None
@@ -69,9 +82,10 @@ class DownTrack(MediaStreamTrack):
         self.source_changed()
 
     def source_changed(self) -> None:
-        """The frames that follow come from a new encoder: rebase timestamps, await a keyframe."""
-        self._offset = None
-        self._need_keyframe = self.kind == "video"
+        """The packets that follow come from a new encoder: rebase timestamps and sequence
+        numbers, and (video) await a keyframe."""
+        self._rebase = True
+        self._started = False
 
     def request_keyframe(self) -> None:
         """Called when the subscriber sends PLI or FIR for this track."""
@@ -84,38 +98,67 @@ class DownTrack(MediaStreamTrack):
         if self._publication is not None:
             self._publication.remb_changed()
 
-    def push(self, frame: EncodedFrame) -> None:
+    def push(self, packet: MediaPacket) -> None:
         if self.readyState != "live":
             return
         connection = self._writer.connection()
         if connection is None:
-            # Not connected yet (or any more): what it misses now it could not decode later.
-            self._counters.frames_dropped += 1
-            self._waited = True
-            self._need_keyframe = self.kind == "video"
-            return
-        if self._waited:
-            self._waited = False
-            if self._need_keyframe and not frame.keyframe:
-                self.request_keyframe()
-        if self._need_keyframe:
-            if not frame.keyframe:
+            # Not connected yet (or any more): pick up again at a keyframe once connected.
+            if packet.frame_end:
                 self._counters.frames_dropped += 1
+            self._waited = True
+            self._started = False
+            return
+        if not self._started:
+            if self.kind == "video" and not packet.keyframe_start:
+                if self._waited:
+                    self._waited = False
+                    self.request_keyframe()
+                if packet.frame_end:
+                    self._counters.frames_dropped += 1
                 return
-            self._need_keyframe = False
-        if self._offset is None:
-            start = 0 if self._last_out is None else self._last_out + FRAME_STEP[self.kind]
-            self._offset = start - frame.timestamp
-        timestamp = frame.timestamp + self._offset
-        self._writer.write(EncodedFrame(frame.data, timestamp, frame.keyframe), connection)
+            self._waited = False
+            self._start(packet)
+        # The publisher's sequence numbers, unwrapped, counted from the start packet.
+        delta = ((packet.sequence - self._in_last + 0x8000) & 0xFFFF) - 0x8000
+        position = self._in_position + delta
+        if delta > 0:
+            self._in_last = packet.sequence
+            self._in_position = position
+        if position < 0:
+            return  # from before the start: the subscriber could not use it
+        if self.kind == "audio":
+            # Audio is not retransmitted: late packets are dropped and the rest numbered without
+            # gaps, so a receiver plays on instead of waiting for what was lost.
+            if delta <= 0 and self._out_next > self._out_base:
+                return
+            position = self._out_next - self._out_base
+        out = self._out_base + position
+        if out >= self._out_next:
+            self._out_next = out + 1
+        timestamp = (packet.timestamp + self._offset) & 0xFFFFFFFF
+        self._writer.write(out & 0xFFFF, timestamp, packet, connection)
         self._last_out = timestamp
-        self.frames_sent += 1
-        self._counters.frames_forwarded += 1
-        if self.frames_sent == 1 and self._on_first_frame is not None:
-            self._on_first_frame(self)
+        if packet.frame_end:
+            self.frames_sent += 1
+            self._counters.frames_forwarded += 1
+            if self.frames_sent == 1 and self._on_first_frame is not None:
+                self._on_first_frame(self)
+
+    def _start(self, packet: MediaPacket) -> None:
+        """Forward from `packet` on: sequence numbers go on from the last one sent, timestamps
+        from the last one plus a frame when the source changed."""
+        self._started = True
+        self._in_last = packet.sequence
+        self._in_position = 0
+        self._out_base = self._out_next
+        if self._rebase:
+            self._rebase = False
+            start = 0 if self._last_out is None else self._last_out + FRAME_STEP[self.kind]
+            self._offset = (start - packet.timestamp) & 0xFFFFFFFF
 
     async def recv(self) -> None:  # type: ignore[override]
-        """aiortc's sending loop waits here for good: frames go out through the writer."""
+        """aiortc's sending loop waits here for good: packets go out through the writer."""
         await self._stopped.wait()
         raise MediaStreamError
 

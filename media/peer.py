@@ -183,7 +183,7 @@ class MediaPeer:
             )
             transceiver.sender.replaceTrack(track)
         else:
-            writer = RtpWriter(transceiver.sender, transceiver.kind)
+            writer = RtpWriter(transceiver.sender)
             track = DownTrack(transceiver.kind, writer, self._counters, self._first_delivery)
             transceiver.sender.replaceTrack(track)
             # A subscriber's PLI/FIR must reach the publisher; aiortc would only flag its own

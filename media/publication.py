@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from media.frames import EncodedFrame
+from media.frames import MediaPacket
 from media.uptrack import UpTrack
 
 if TYPE_CHECKING:
@@ -31,14 +31,13 @@ class Publication:
         for down in self.subscribers:
             down.source_changed()
         if source is not None:
-            source.bitrate_cap = self.bitrate_cap
             source.add_sink(self.deliver)
             if self.subscribers:
                 source.request_keyframe()
 
-    def deliver(self, frame: EncodedFrame) -> None:
+    def deliver(self, packet: MediaPacket) -> None:
         for down in self.subscribers:
-            down.push(frame)
+            down.push(packet)
 
     def bitrate_cap(self) -> int | None:
         """The weakest subscriber's bandwidth estimate (bit/s): what the publisher may send."""

@@ -1,4 +1,6 @@
-"""Encoded frames from a publisher's receiver as soon as they are complete, without backlog.
+"""Encoded frames from a receiver as soon as they are complete, without backlog: how the bots
+and test clients (media.client) receive, as a browser would. The server reassembles nothing
+(media.uptrack); it uses `NackRetries` from here.
 
 A tapped receiver still puts each RTP packet through aiortc's `JitterBuffer`, which hands back at
 most one frame per packet added. Both kinds suffered from it under loss:
@@ -11,12 +13,12 @@ most one frame per packet added. Both kinds suffered from it under loss:
   added a frame or two of delay for good (10 % fewer frames in 5 s at 5 % loss).
 
 So the receiver's buffer is replaced, and frames go straight to `deliver`: for audio every
-packet is a frame (each Opus RTP packet is a whole frame; concealment is the subscriber's
-decoder's job); for video every frame the packet completes. The receiver is handed no frame,
-so its tap (`media.tap`) only keeps the decoder thread idle.
+packet is a frame (each Opus RTP packet is a whole frame; concealing what was lost is the
+decoder's job, as a browser's NetEq does); for video every frame the packet completes. The
+receiver is handed no frame, so its tap (`media.tap`) only keeps the decoder thread idle.
 
 aiortc's receiver NACKs missing packets only when a new gap appears, so a lost retransmission
-stalled video until the next loss. `VideoFrames` asks again for what is still missing.
+stalled video until the next loss. `NackRetries` asks again for what is still missing.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ NackSender = Callable[[int, list[int]], None]
 
 class AudioFrames:
     """Every packet is a frame, delivered at once. A duplicate, or a packet overtaken by a newer
-    one, is dropped: the sender renumbers what we forward, so it would arrive out of order."""
+    one, is dropped: its moment to be played has passed."""
 
     def __init__(self, deliver: FrameDelivery) -> None:
         self._deliver = deliver
@@ -64,6 +66,56 @@ class AudioFrames:
         return False, None
 
 
+class NackRetries:
+    """Asks again for packets still missing NACK_RETRY_SECONDS after they were last NACKed, at
+    most NACK_RETRIES times; then `give_up(ssrc)` (a keyframe request) if given. aiortc's
+    NackGenerator NACKs each gap once, when it appears; the retries are ours."""
+
+    def __init__(
+        self,
+        nack: NackSender | None,
+        clock: Callable[[], float] = time.monotonic,
+        give_up: Callable[[int], None] | None = None,
+    ) -> None:
+        self._nack = nack
+        self._clock = clock
+        self._give_up = give_up
+        self._highest: int | None = None
+        #: Missing sequence number -> (when it was last NACKed, how many times).
+        self._missing: dict[int, tuple[float, int]] = {}
+
+    def add(self, ssrc: int, sequence: int) -> None:
+        now = self._clock()
+        if self._highest is None:
+            self._highest = sequence
+        elif uint16_gt(sequence, self._highest):
+            gap = uint16_add(sequence, -self._highest) - 1
+            if gap < VIDEO_CAPACITY:
+                for step in range(1, gap + 1):
+                    self._missing[uint16_add(self._highest, step)] = (now, 0)
+            self._highest = sequence
+        elif self._missing:
+            self._missing.pop(sequence, None)
+        if not self._missing:
+            return
+        due = [s for s, (at, _) in self._missing.items() if now - at >= NACK_RETRY_SECONDS]
+        if not due:
+            return
+        gave_up = False
+        for missing in due:
+            tries = self._missing[missing][1] + 1
+            if tries > NACK_RETRIES:
+                del self._missing[missing]
+                gave_up = True
+            else:
+                self._missing[missing] = (now, tries)
+        again = sorted(s for s in due if s in self._missing)
+        if again and self._nack is not None:
+            self._nack(ssrc, again)
+        if gave_up and self._give_up is not None:
+            self._give_up(ssrc)
+
+
 class VideoFrames:
     """aiortc's video `JitterBuffer`, drained of every frame a packet completes; packets still
     missing are NACKed again through `nack`, checked as packets arrive."""
@@ -75,16 +127,12 @@ class VideoFrames:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._deliver = deliver
-        self._nack = nack
-        self._clock = clock
+        self._retries = NackRetries(nack, clock)
         self._buffer = JitterBuffer(capacity=VIDEO_CAPACITY, is_video=True)
         self._timestamps = TimestampMapper()
-        self._highest: int | None = None
-        #: Missing sequence number -> (when it was last NACKed, how many times).
-        self._missing: dict[int, tuple[float, int]] = {}
 
     def add(self, packet: RtpPacket) -> tuple[bool, None]:
-        self._renack(packet)
+        self._retries.add(packet.ssrc, packet.sequence_number)
         # The PLI flag (the buffer overflowed or restarted) goes back to the receiver to send.
         pli, frame = self._buffer.add(packet)
         while frame is not None:
@@ -92,33 +140,6 @@ class VideoFrames:
             self._deliver(frame)
             frame = self._buffer._remove_frame(packet.sequence_number)
         return pli, None
-
-    def _renack(self, packet: RtpPacket) -> None:
-        sequence = packet.sequence_number
-        now = self._clock()
-        if self._highest is None:
-            self._highest = sequence
-        elif uint16_gt(sequence, self._highest):
-            gap = uint16_add(sequence, -self._highest) - 1
-            if gap < VIDEO_CAPACITY:
-                # aiortc's NackGenerator NACKs these now; the retries are ours.
-                for step in range(1, gap + 1):
-                    self._missing[uint16_add(self._highest, step)] = (now, 0)
-            self._highest = sequence
-        else:
-            self._missing.pop(sequence, None)
-        due = [s for s, (at, _) in self._missing.items() if now - at >= NACK_RETRY_SECONDS]
-        if not due:
-            return
-        for missing in due:
-            tries = self._missing[missing][1] + 1
-            if tries > NACK_RETRIES:
-                del self._missing[missing]
-            else:
-                self._missing[missing] = (now, tries)
-        again = sorted(s for s in due if s in self._missing)
-        if again and self._nack is not None:
-            self._nack(packet.ssrc, again)
 
 
 def replace_jitter_buffer(

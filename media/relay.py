@@ -42,6 +42,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av.frame import Frame
 
 from media.counters import MediaCounters
+from media.firstframe import FirstFrame
 from media.tasks import OwnedTasks
 
 logger = logging.getLogger(__name__)
@@ -67,8 +68,7 @@ class RelayUpTrack:
         self.track = track
         self._counters = counters
         self._sinks: list[FrameSink] = []
-        self._first_frame_at: float | None = None
-        self._on_first_frame: list[Callable[[], None]] = []
+        self._first_frame = FirstFrame()
         self.frames = 0
         # Drained whether or not anyone subscribes: the receiver's track queue is unbounded,
         # so an unread publisher would pile up decoded pictures.
@@ -82,7 +82,7 @@ class RelayUpTrack:
             self._sinks.remove(sink)
 
     def on_first_frame(self, callback: Callable[[], None]) -> None:
-        self._on_first_frame.append(callback)
+        self._first_frame.on(callback)
 
     async def _run(self) -> None:
         while True:
@@ -94,13 +94,7 @@ class RelayUpTrack:
                 continue  # a receiver yields decoded frames only
             self.frames += 1
             self._counters.frames_received += 1
-            if self._first_frame_at is None:
-                self._first_frame_at = time.monotonic()
-                for callback in self._on_first_frame:
-                    try:
-                        callback()
-                    except Exception:
-                        logger.exception("first-frame callback failed")
+            self._first_frame.arrived()
             for sink in list(self._sinks):
                 sink(frame)
 

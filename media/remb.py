@@ -3,22 +3,18 @@ alvestrand-rmcat-remb).
 
 Without transport-cc, Chromium (and aiortc) estimate the bandwidth they receive and send it back
 as REMB. At the SFU each subscriber's REMB reaches the sender that serves it, where aiortc only
-sets that sender's own encoder's target (the forwarding SFU has no encoder to slow down). The
-publisher hears only the REMB of the server's receiver, which measures the path from publisher
-to server, not the paths onward. So:
+sets that sender's own encoder's target (the forwarding SFU has no encoder to slow down).
+Forwarded packets keep the publisher's abs-send-time (media.rtpwriter), so a subscriber's
+estimate measures the whole path from the publisher to it; the server makes no estimate of its
+own (media.uptrack switches aiortc's off), and the publisher hears the weakest subscriber's:
 
 - `watch_remb(sender, report)`: tells `report` every bitrate a subscriber's REMB announces;
-- `RembLimiter(receiver, cap)`: every REMB the server's receiver sends to its publisher is
-  lowered to `cap()` (the weakest subscriber's latest estimate), and `tighten` sends one at once
-  when the cap drops, so the publisher does not wait for the receiver's next estimate.
-
-aiortc's receiver sends a REMB for every video packet while its estimator sees overuse, which on
-a busy server is most of the time: in the forwarding benchmark 11,169 REMBs went out for 11,491
-video packets, each one protected, sent and handled by the publisher. `RembThrottle` keeps what
-libwebrtc's packet router does: one REMB per 200 ms, sooner only when the estimate drops by more
-than 3 %.
-
-`send_remb` is a subscriber's side: how a peer announces an estimate (tests, probes).
+- `RembThrottle`: what libwebrtc's packet router does: one REMB per 200 ms to a publisher,
+  sooner only when the estimate drops by more than 3 % (aiortc's receivers send one per packet
+  while they see overuse);
+- `throttle_remb`: the same for an aiortc receiver's own REMBs (bots and test clients, which
+  should load the server as browsers do);
+- `send_remb`: how a receiver announces an estimate (the server to a publisher; tests).
 """
 
 from __future__ import annotations
@@ -94,53 +90,9 @@ class RembThrottle:
         return True
 
 
-class RembLimiter:
-    """Lowers every REMB `receiver` sends to its publisher to `cap()`, when there is one, sends
-    them no more often than `throttle` admits, and sends one at once (`tighten`) when the cap
-    drops below what the publisher was last told."""
-
-    def __init__(
-        self,
-        receiver: RTCRtpReceiver,
-        cap: Callable[[], int | None],
-        throttle: RembThrottle | None = None,
-    ) -> None:
-        self._receiver = receiver
-        self._cap = cap
-        self._throttle = throttle or RembThrottle()
-        self._send: Callable[[Any], Awaitable[None]] = receiver._send_rtcp
-        #: The receiver's own latest estimate of the publisher's uplink (bit/s).
-        self.estimate: int | None = None
-        setattr(receiver, "_send_rtcp", self._send_rtcp)  # noqa: B010
-
-    async def _send_rtcp(self, packet: Any) -> None:
-        remb = remb_bitrate(packet)
-        if remb is not None:
-            self.estimate = remb[0]
-            limit = self._cap()
-            bitrate = remb[0] if limit is None else min(limit, remb[0])
-            if not self._throttle.admit(bitrate):
-                return
-            if bitrate != remb[0]:
-                packet = remb_packet(packet.ssrc, bitrate, remb[1])
-        await self._send(packet)
-
-    async def tighten(self, media_ssrc: int) -> None:
-        """The cap dropped: tell the publisher now, unless its own estimate is lower still."""
-        limit = self._cap()
-        rtcp_ssrc = getattr(self._receiver, RTCP_SSRC_ATTR, None)
-        if limit is None or rtcp_ssrc is None:
-            return  # nothing to cap, or not started: the first estimate will be capped
-        if self.estimate is not None and self.estimate <= limit:
-            return
-        if not self._throttle.admit(limit):
-            return
-        await self._send(remb_packet(rtcp_ssrc, limit, [media_ssrc]))
-
-
 def throttle_remb(receiver: RTCRtpReceiver, throttle: RembThrottle | None = None) -> None:
     """Let `receiver`'s own REMBs out only as `throttle` admits them, as a browser's would be
-    (the bots and test clients receive with aiortc, and should load the server as browsers do)."""
+    (the bots and test clients receive with aiortc)."""
     gate = throttle or RembThrottle()
     send: Callable[[Any], Awaitable[None]] = receiver._send_rtcp
 

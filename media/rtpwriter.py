@@ -1,10 +1,11 @@
-"""Forwarded frames go out as RTP at once, from the packet handler that completed them.
+"""Forwarded packets go out at once, from the handler that received them from the publisher.
 
-aiortc's sender pulls each frame through its track's `recv()` in a task of its own, builds an
-`RtpPacket` per payload, computes the header extensions and the send time (from `datetime`) for
-every packet, and awaits four coroutines to reach the socket: in the forwarding benchmark that
-path was a third of the server's CPU. `RtpWriter` does the same work synchronously, in the
-caller's stack: one extension block per frame, struct-packed headers, SRTP, and `sendto` on the
+aiortc's sender pulls each frame through its track's `recv()` in a task of its own, packetises
+it, builds an `RtpPacket` per payload, computes the header extensions and the send time (from
+`datetime`) for every packet, and awaits four coroutines to reach the socket: in the forwarding
+benchmark that path was a third of the server's CPU. `RtpWriter` sends the publisher's payload
+as it came, synchronously, in the caller's stack: a struct-packed header, the extension block
+laid out once (the subscriber's mid, the publisher's abs-send-time), SRTP, and `sendto` on the
 ICE pair's socket. UDP never blocks, so a subscriber on a narrow link cannot hold anyone back;
 what it cannot take is lost on its link, and its NACKs, PLIs and REMBs say so.
 
@@ -32,10 +33,8 @@ from aiortc.rtcrtpparameters import RTCRtpSendParameters
 from aiortc.rtcrtpsender import RTCRtpSender
 from aiortc.rtp import HeaderExtensions, HeaderExtensionsMap
 
-from media.frames import EncodedFrame
+from media.frames import MediaPacket
 
-#: Most a payload may carry (descriptor included), as aiortc's own packetiser.
-PACKET_MAX = 1300
 #: Packets kept for retransmission (a second of 1.2 Mbps video is about 120).
 HISTORY_SIZE = 512
 #: Seconds between 1900 (NTP) and 1970 (Unix).
@@ -43,7 +42,6 @@ NTP_EPOCH_OFFSET = 2_208_988_800
 
 _HEADER = struct.Struct("!BBHLL")
 _EXTENSION = struct.Struct("!HH")
-_VP8_PICTURE_ID = struct.Struct("!BH")
 _OSN = struct.Struct("!H")
 
 #: Stands for the send time when the extension block is laid out (no mid byte is 0xAB).
@@ -66,35 +64,20 @@ def ntp_now() -> int:
     return int((time.time() + NTP_EPOCH_OFFSET) * (1 << 32))
 
 
-def vp8_payloads(frame: bytes, picture_id: int) -> list[bytes]:
-    """RFC 7741 payloads of one VP8 frame: a descriptor with a 15-bit picture id, the start bit
-    on the first."""
-    extension = _VP8_PICTURE_ID.pack(0x80, 0x8000 | picture_id)
-    first, rest = b"\x90" + extension, b"\x80" + extension
-    size = PACKET_MAX - len(first)
-    payloads = [first + frame[:size]]
-    for pos in range(size, len(frame), size):
-        payloads.append(rest + frame[pos : pos + size])
-    return payloads
-
-
 class RtpWriter:
-    """Sends one down slot's frames through `sender`'s transport, as `sender` would have."""
+    """Sends one down slot's packets through `sender`'s transport, as `sender` would have."""
 
-    def __init__(self, sender: RTCRtpSender, kind: str) -> None:
+    def __init__(self, sender: RTCRtpSender) -> None:
         self._sender = sender
-        self._kind = kind
         self._payload_type: int | None = None
         self._rtx_payload_type: int | None = None
         #: The header extension block (mid, abs-send-time) and where its send time goes.
         self._extension = b""
         self._send_time_at: int | None = None
-        self._sequence = random.randrange(1 << 15)  # as aiortc: no early wraparound
-        self._rtx_sequence = random.randrange(1 << 15)
+        self._rtx_sequence = random.randrange(1 << 15)  # as aiortc: no early wraparound
         self._timestamp_origin = random.randrange(1 << 32)
-        self._picture_id = random.randrange(1 << 15)
-        #: sequence % HISTORY_SIZE -> (sequence, marker, timestamp, payload)
-        self._history: list[tuple[int, int, int, bytes] | None] = [None] * HISTORY_SIZE
+        #: sequence % HISTORY_SIZE -> (sequence, marker, timestamp, payload, send time)
+        self._history: list[tuple[int, int, int, bytes, int | None] | None] = [None] * HISTORY_SIZE
         self.packets_sent = 0
         send: Callable[[RTCRtpSendParameters], Awaitable[None]] = sender.send
 
@@ -131,50 +114,49 @@ class RtpWriter:
             return None
         return dtls, pair.protocol.transport, pair.remote_addr
 
-    def _extension_block(self, ntp: int) -> bytes:
+    def _extension_block(self, send_time: int | None) -> bytes:
+        """The extension block carrying `send_time` (24-bit abs-send-time), or now."""
         at = self._send_time_at
         if at is None:
             return self._extension
-        send_time = ((ntp >> 14) & 0xFFFFFF).to_bytes(3, "big")
-        return self._extension[:at] + send_time + self._extension[at + 3 :]
+        if send_time is None:
+            send_time = (ntp_now() >> 14) & 0xFFFFFF
+        return self._extension[:at] + send_time.to_bytes(3, "big") + self._extension[at + 3 :]
 
-    def write(self, frame: EncodedFrame, connection: Connection) -> None:
-        """Send `frame` now, on `connection` (from `connection()`)."""
+    def write(
+        self, sequence: int, timestamp: int, packet: MediaPacket, connection: Connection
+    ) -> None:
+        """Send `packet`'s payload now as `sequence` at `timestamp`, on `connection` (from
+        `connection()`)."""
         dtls, udp, address = connection
-        if self._kind == "video":
-            payloads = vp8_payloads(frame.data, self._picture_id)
-            self._picture_id = (self._picture_id + 1) & 0x7FFF
-        else:
-            payloads = [frame.data]
-        ntp = ntp_now()
-        extension = self._extension_block(ntp)
-        first_byte = 0x90 if extension else 0x80
-        timestamp = (self._timestamp_origin + frame.timestamp) & 0xFFFFFFFF
-        ssrc = self._sender._ssrc
-        protect = dtls._tx_srtp.protect
-        payload_type = self._payload_type or 0  # set: the writer is connected
-        sequence = self._sequence
-        last = len(payloads) - 1
-        sent_bytes = 0
-        octets = 0
-        for index, payload in enumerate(payloads):
-            marker = 0x80 if index == last else 0
-            header = _HEADER.pack(first_byte, marker | payload_type, sequence, timestamp, ssrc)
-            datagram = protect(header + extension + payload)
-            udp.sendto(datagram, address)
-            self._history[sequence % HISTORY_SIZE] = (sequence, marker, timestamp, payload)
-            sent_bytes += len(datagram)
-            octets += len(payload)
-            sequence = (sequence + 1) & 0xFFFF
-        self._sequence = sequence
-        self.packets_sent += len(payloads)
+        extension = self._extension_block(packet.send_time)
+        timestamp = (self._timestamp_origin + timestamp) & 0xFFFFFFFF
+        marker = 0x80 if packet.marker else 0
+        header = _HEADER.pack(
+            0x90 if extension else 0x80,
+            marker | (self._payload_type or 0),  # set: the writer is connected
+            sequence,
+            timestamp,
+            self._sender._ssrc,
+        )
+        payload = packet.payload
+        datagram = dtls._tx_srtp.protect(header + extension + payload)
+        udp.sendto(datagram, address)
+        self._history[sequence % HISTORY_SIZE] = (
+            sequence,
+            marker,
+            timestamp,
+            payload,
+            packet.send_time,
+        )
+        self.packets_sent += 1
         # What aiortc's sender reports (RTCP SR, its stats) and its transport counts.
         reported = vars(self._sender)
-        reported[SENDER_NTP_TIMESTAMP] = ntp
+        reported[SENDER_NTP_TIMESTAMP] = ntp_now()
         reported[SENDER_RTP_TIMESTAMP] = timestamp
-        reported[SENDER_OCTET_COUNT] += octets
-        reported[SENDER_PACKET_COUNT] += len(payloads)
-        _count_sent(dtls, len(payloads), sent_bytes)
+        reported[SENDER_OCTET_COUNT] += len(payload)
+        reported[SENDER_PACKET_COUNT] += 1
+        _count_sent(dtls, len(datagram))
 
     async def _retransmit(self, sequence: int) -> None:
         """Answer a NACK: the packet again, as RTX when negotiated (RFC 4588)."""
@@ -183,8 +165,8 @@ class RtpWriter:
         if entry is None or entry[0] != sequence or connection is None:
             return
         dtls, udp, address = connection
-        _, marker, timestamp, payload = entry
-        extension = self._extension_block(ntp_now())
+        _, marker, timestamp, payload, send_time = entry
+        extension = self._extension_block(send_time)
         first_byte = 0x90 if extension else 0x80
         assert self._payload_type is not None
         if self._rtx_payload_type is None:
@@ -203,11 +185,11 @@ class RtpWriter:
             self._rtx_sequence = (self._rtx_sequence + 1) & 0xFFFF
         datagram = dtls._tx_srtp.protect(header + extension + payload)
         udp.sendto(datagram, address)
-        _count_sent(dtls, 1, len(datagram))
+        _count_sent(dtls, len(datagram))
 
 
-def _count_sent(dtls: RTCDtlsTransport, packets: int, sent_bytes: int) -> None:
-    """The DTLS transport's own counters, as its `_send_rtp` keeps them."""
+def _count_sent(dtls: RTCDtlsTransport, sent_bytes: int) -> None:
+    """The DTLS transport's own counters for one datagram, as its `_send_rtp` keeps them."""
     counters = vars(dtls)
-    counters[DTLS_TX_PACKETS] += packets
+    counters[DTLS_TX_PACKETS] += 1
     counters[DTLS_TX_BYTES] += sent_bytes

@@ -60,6 +60,8 @@ def check_seams() -> None:
             problems.append(f"RTCRtpReceiver.{sender} is gone")
     if not inspect.iscoroutinefunction(getattr(RTCRtpReceiver, "_send_rtcp", None)):
         problems.append("RTCRtpReceiver._send_rtcp is gone")
+    if "self.__remote_bitrate_estimator is not None" not in handle_source:
+        problems.append("RTCRtpReceiver no longer skips a missing __remote_bitrate_estimator")
     if "self.__rtcp_ssrc = " not in inspect.getsource(RTCRtpReceiver):
         problems.append("RTCRtpReceiver no longer keeps its RTCP SSRC in __rtcp_ssrc")
     if "unpack_remb_fci" not in inspect.getsource(RtpRouter.route_rtcp):

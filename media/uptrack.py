@@ -1,4 +1,18 @@
-"""A publisher's incoming track: encoded frames from the tap, keyframe requests back upstream."""
+"""A publisher's incoming track: its RTP packets as they arrive, keyframe requests and the
+weakest subscriber's bandwidth estimate back upstream.
+
+Packets are taken where aiortc's receiver would put them in its jitter buffer: after SRTP, RTP
+statistics (for its receiver reports), RTX unwrapping and its NACK generator. They go on to the
+subscribers at once, one `MediaPacket` shared by all; nothing is reassembled (reassembling made
+each hop wait for the next frame's first packet: a frame's time of latency). Packets still
+missing are NACKed again (media.reassembly.NackRetries), and a packet given up on asks the
+publisher for a keyframe.
+
+aiortc's own estimate of the publisher's uplink (a REMB per packet while it sees overuse, and a
+sixth of the server's CPU) is switched off: forwarded packets keep the publisher's
+abs-send-time, so each subscriber's REMB measures the whole path from the publisher, and the
+weakest of them is what the publisher hears (media.remb).
+"""
 
 from __future__ import annotations
 
@@ -7,13 +21,14 @@ import logging
 import time
 from collections.abc import Callable
 
-from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
+from aiortc.rtp import RtpPacket
 
 from media.counters import MediaCounters
-from media.frames import EncodedFrame, is_vp8_keyframe
-from media.reassembly import replace_jitter_buffer
-from media.remb import RembLimiter
+from media.firstframe import FirstFrame
+from media.frames import MediaPacket, vp8_keyframe_start
+from media.reassembly import JITTER_BUFFER_ATTR, NackRetries
+from media.remb import RembThrottle, send_remb
 from media.tap import install_tap
 from media.tasks import OwnedTasks
 
@@ -21,6 +36,44 @@ logger = logging.getLogger(__name__)
 
 #: At most one keyframe request per publisher per this many seconds; requests in between merge.
 KEYFRAME_REQUEST_INTERVAL = 0.5
+# The name mangling of RTCRtpReceiver.__remote_bitrate_estimator; media.seams checks it.
+ESTIMATOR_ATTR = "_RTCRtpReceiver__remote_bitrate_estimator"
+
+PacketSink = Callable[[MediaPacket], None]
+
+
+class UpstreamPackets:
+    """Stands in for the receiver's jitter buffer: hands every packet to `deliver` as a
+    `MediaPacket` and never returns a frame, so the receiver has nothing to decode."""
+
+    def __init__(self, kind: str, deliver: PacketSink, retries: NackRetries | None = None) -> None:
+        self._video = kind == "video"
+        self._deliver = deliver
+        self._retries = retries
+
+    def add(self, packet: RtpPacket) -> tuple[bool, None]:
+        if self._retries is not None:
+            self._retries.add(packet.ssrc, packet.sequence_number)
+        payload = packet.payload
+        if not payload:
+            return False, None  # padding only: nothing to forward
+        if self._video:
+            keyframe_start = vp8_keyframe_start(payload)
+            frame_end = bool(packet.marker)
+        else:
+            keyframe_start = frame_end = True
+        self._deliver(
+            MediaPacket(
+                packet.sequence_number,
+                packet.timestamp,
+                bool(packet.marker),
+                payload,
+                packet.extensions.abs_send_time,
+                keyframe_start,
+                frame_end,
+            )
+        )
+        return False, None
 
 
 class UpTrack:
@@ -37,59 +90,55 @@ class UpTrack:
         self._media_ssrc = media_ssrc
         self._tasks = tasks
         self._counters = counters
-        self._sinks: list[Callable[[EncodedFrame], None]] = []
-        self._first_frame_at: float | None = None
-        self._on_first_frame: list[Callable[[], None]] = []
+        self._sinks: list[PacketSink] = []
+        self._first_frame = FirstFrame()
         self._last_request = 0.0
         self._request_pending = False
         self.frames = 0
-        #: What the publisher may send (bit/s): set by its publication to its weakest subscriber.
-        self.bitrate_cap: Callable[[], int | None] = lambda: None
-        self._announced_cap: int | None = None
-        self._remb = RembLimiter(receiver, lambda: self.bitrate_cap()) if kind == "video" else None
-        # Frames come from our own buffer; the tap keeps the receiver's decoder idle.
-        install_tap(receiver, lambda _codec, jitter_frame: self._on_encoded(jitter_frame))
-        replace_jitter_buffer(receiver, kind, self._on_encoded, self._nack_again)
+        self._remb = RembThrottle()
+        # The tap keeps the receiver's decoder thread idle; the packets come to us instead.
+        install_tap(receiver, lambda _codec, _frame: None)
+        retries = None
+        if kind == "video":
+            retries = NackRetries(self._nack_again, give_up=lambda _ssrc: self.request_keyframe())
+        setattr(receiver, JITTER_BUFFER_ATTR, UpstreamPackets(kind, self._on_packet, retries))
+        setattr(receiver, ESTIMATOR_ATTR, None)
 
-    def add_sink(self, sink: Callable[[EncodedFrame], None]) -> None:
+    def add_sink(self, sink: PacketSink) -> None:
         self._sinks.append(sink)
 
-    def remove_sink(self, sink: Callable[[EncodedFrame], None]) -> None:
+    def remove_sink(self, sink: PacketSink) -> None:
         if sink in self._sinks:
             self._sinks.remove(sink)
 
     def on_first_frame(self, callback: Callable[[], None]) -> None:
-        self._on_first_frame.append(callback)
+        self._first_frame.on(callback)
 
-    def _on_encoded(self, jitter_frame: JitterFrame) -> None:
-        data = bytes(jitter_frame.data)
-        keyframe = self.kind == "audio" or is_vp8_keyframe(data)
-        frame = EncodedFrame(data, jitter_frame.timestamp, keyframe)
-        self.frames += 1
-        self._counters.frames_received += 1
-        if self._first_frame_at is None:
-            self._first_frame_at = time.monotonic()
-            for callback in self._on_first_frame:
-                try:
-                    callback()
-                except Exception:
-                    # Runs inside aiortc's packet handler: a failure here must not stop media.
-                    logger.exception("first-frame callback failed")
+    def _on_packet(self, packet: MediaPacket) -> None:
+        if packet.frame_end:
+            self.frames += 1
+            self._counters.frames_received += 1
+            self._first_frame.arrived()
         for sink in self._sinks:
-            sink(frame)
+            sink(packet)
 
     def _nack_again(self, media_ssrc: int, lost: list[int]) -> None:
         self._tasks.spawn(self._receiver._send_rtcp_nack(media_ssrc, lost))
 
     def cap_bitrate(self, bitrate: int) -> None:
-        """A subscriber's estimate changed: when the cap drops, tell the publisher at once."""
-        if self._remb is None:
+        """The weakest subscriber's estimate: tell the publisher, five times a second at most
+        unless it falls."""
+        if self.kind != "video" or not self._remb.admit(bitrate):
             return
-        if self._announced_cap is None or bitrate < self._announced_cap:
-            ssrc = self._media_ssrc()
-            if ssrc is not None:
-                self._tasks.spawn(self._remb.tighten(ssrc))
-        self._announced_cap = bitrate
+        ssrc = self._media_ssrc()
+        if ssrc is not None:
+            self._tasks.spawn(self._announce(bitrate, ssrc))
+
+    async def _announce(self, bitrate: int, ssrc: int) -> None:
+        try:
+            await send_remb(self._receiver, bitrate, ssrc)
+        except RuntimeError:
+            pass  # not started yet: the next estimate will go out
 
     def request_keyframe(self) -> None:
         """Ask the publisher for a keyframe: at once, or merged into the next allowed slot."""

@@ -10,6 +10,7 @@ from typing import Any
 import aiortc.rtcrtpreceiver
 import av
 import pytest
+from aiortc.codecs.vpx import Vp8Encoder
 
 from media.client import ClientPeer, RemoteStats
 from media.config import MediaConfig
@@ -20,7 +21,7 @@ from media.encoded import (
     EncodedVideoLoop,
     vp8_keyframe_size,
 )
-from media.frames import is_vp8_keyframe
+from media.frames import is_vp8_keyframe, vp8_keyframe_start
 from media.room import SfuRoom
 from media.sfu import Sfu
 from media.stamp import STAMP_BYTES, read_stamp, stamp
@@ -162,3 +163,19 @@ async def test_light_peers_count_encoded_frames_and_read_the_keyframe_size(
     finally:
         for peer in peers.values():
             await peer.close()
+
+
+def test_the_server_tells_a_keyframe_start_from_the_rtp_payload(media: EncodedMedia) -> None:
+    """As aiortc and Chromium packetise VP8 (RFC 7741 descriptors with 7- and 15-bit picture
+    ids): only the first packet of a keyframe starts one."""
+    keyframe, delta = media.video.packets[0], media.video.packets[1]
+    for picture_id in (5, 300):
+        key_packets = Vp8Encoder._packetize(keyframe, picture_id)
+        assert len(key_packets) > 1
+        assert vp8_keyframe_start(key_packets[0])
+        assert not any(vp8_keyframe_start(p) for p in key_packets[1:])
+        assert not vp8_keyframe_start(Vp8Encoder._packetize(delta, picture_id)[0])
+    # No extension: S bit, partition 0, then the frame tag.
+    assert vp8_keyframe_start(b"\x10" + keyframe[:20])
+    assert not vp8_keyframe_start(b"\x11" + keyframe[:20])  # a later partition
+    assert not vp8_keyframe_start(b"\x90")  # truncated

@@ -81,20 +81,20 @@ async def test_the_weakest_subscribers_estimate_caps_the_publisher(
     heard = remb_heard_by(gp)
     nurse_link, citizen_link = Downlink(harness, "nurse", "gp"), Downlink(harness, "citizen", "gp")
 
-    # Below what the server itself estimates of the GP's uplink (tens of kbit/s at 320x240).
+    # The server makes no estimate of its own: the GP hears what its subscribers estimate.
     await nurse_link.estimate(40_000)
     await asyncio.wait_for(until_at_most(heard, 40_000), timeout=10)
     # A narrower subscriber lowers the cap at once...
     await citizen_link.estimate(20_000)
     assert await asyncio.wait_for(until_at_most(heard, 20_000), timeout=10) == 20_000
-    # ...and from then on whatever the server tells the GP stays under it, its own estimate
-    # of the GP's uplink included, while the citizen's estimate stands.
+    # ...and from then on whatever the server tells the GP stays under it, while the citizen's
+    # estimate stands.
     await nurse_link.estimate(2_000_000)
     for _ in range(3):
         assert await asyncio.wait_for(heard.get(), timeout=10) <= 20_000
     # The others' video went on meanwhile.
     await citizen.wait_until(sees("gp", video=citizen.remotes["gp"].video_frames + 30), timeout=10)
-    # When the narrow subscriber leaves, the GP may send more again.
+    # When the narrow subscriber leaves, the GP may send what the nurse can take again.
     await harness.room.leave("citizen")
 
     async def above(bitrate: int) -> int:
@@ -102,7 +102,7 @@ async def test_the_weakest_subscribers_estimate_caps_the_publisher(
             pass
         return value
 
-    await asyncio.wait_for(above(20_000), timeout=10)
+    assert await asyncio.wait_for(above(20_000), timeout=10) == 2_000_000
 
 
 class Clock:
