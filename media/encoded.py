@@ -1,9 +1,9 @@
 """Pre-encoded media for light headless participants (load tests, probes).
 
 A loop of VP8 video and Opus audio is encoded ONCE with PyAV and then replayed forever at the
-real rate as `av.Packet`s, so aiortc's RTCRtpSender only packetises it (as the SFU's DownTrack
-does) and a process can run many participants without encoding a frame per participant. Build an
-`EncodedMedia` once per size and pass it to every participant that should share it.
+real rate as `av.Packet`s, so aiortc's RTCRtpSender only packetises it, and a process can run
+many participants without encoding a frame per participant. Build an `EncodedMedia` once per
+size and pass it to every participant that should share it.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ New m-lines get server transceivers created before setRemoteDescription, so code
 hold everyone to VP8 and Opus and a subscriber always receives the publisher's codec.
 
 The media mode (`MediaConfig.media_mode`) decides what the up tracks and down slots are: in
-`forward` mode the receiver is tapped and encoded frames go down untouched (UpTrack, DownTrack);
+`forward` mode the publisher's RTP packets go down untouched (UpTrack, DownTrack, RtpWriter);
 in `relay` mode the receiver decodes and each subscriber's sender encodes again (media/relay.py).
 """
 
