@@ -31,7 +31,6 @@ asks the publisher for one when its own decoding needs it.
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections import deque
 from collections.abc import Callable
@@ -44,8 +43,6 @@ from av.frame import Frame
 from media.counters import MediaCounters
 from media.firstframe import FirstFrame
 from media.tasks import OwnedTasks
-
-logger = logging.getLogger(__name__)
 
 #: Decoded frames a publication holds while nobody reads it (before its first subscriber).
 SOURCE_QUEUE_FRAMES = {"video": 2, "audio": 10}

@@ -123,25 +123,44 @@ class RtpWriter:
             send_time = (ntp_now() >> 14) & 0xFFFFFF
         return self._extension[:at] + send_time.to_bytes(3, "big") + self._extension[at + 3 :]
 
+    def _send(
+        self,
+        connection: Connection,
+        payload_type: int,
+        sequence: int,
+        timestamp: int,
+        ssrc: int,
+        payload: bytes,
+        send_time: int | None,
+    ) -> None:
+        """One RTP packet (`payload_type` carries the marker bit) out on `connection`."""
+        dtls, udp, address = connection
+        extension = self._extension_block(send_time)
+        header = _HEADER.pack(0x90 if extension else 0x80, payload_type, sequence, timestamp, ssrc)
+        datagram = dtls._tx_srtp.protect(header + extension + payload)
+        udp.sendto(datagram, address)
+        # The DTLS transport's own counters, as its `_send_rtp` keeps them.
+        counters = vars(dtls)
+        counters[DTLS_TX_PACKETS] += 1
+        counters[DTLS_TX_BYTES] += len(datagram)
+
     def write(
         self, sequence: int, timestamp: int, packet: MediaPacket, connection: Connection
     ) -> None:
         """Send `packet`'s payload now as `sequence` at `timestamp`, on `connection` (from
         `connection()`)."""
-        dtls, udp, address = connection
-        extension = self._extension_block(packet.send_time)
         timestamp = (self._timestamp_origin + timestamp) & 0xFFFFFFFF
         marker = 0x80 if packet.marker else 0
-        header = _HEADER.pack(
-            0x90 if extension else 0x80,
+        payload = packet.payload
+        self._send(
+            connection,
             marker | (self._payload_type or 0),  # set: the writer is connected
             sequence,
             timestamp,
             self._sender._ssrc,
+            payload,
+            packet.send_time,
         )
-        payload = packet.payload
-        datagram = dtls._tx_srtp.protect(header + extension + payload)
-        udp.sendto(datagram, address)
         self._history[sequence % HISTORY_SIZE] = (
             sequence,
             marker,
@@ -150,13 +169,12 @@ class RtpWriter:
             packet.send_time,
         )
         self.packets_sent += 1
-        # What aiortc's sender reports (RTCP SR, its stats) and its transport counts.
+        # What aiortc's sender reports (RTCP SR, its stats).
         reported = vars(self._sender)
         reported[SENDER_NTP_TIMESTAMP] = ntp_now()
         reported[SENDER_RTP_TIMESTAMP] = timestamp
         reported[SENDER_OCTET_COUNT] += len(payload)
         reported[SENDER_PACKET_COUNT] += 1
-        _count_sent(dtls, len(datagram))
 
     async def _retransmit(self, sequence: int) -> None:
         """Answer a NACK: the packet again, as RTX when negotiated (RFC 4588)."""
@@ -164,32 +182,12 @@ class RtpWriter:
         connection = self.connection()
         if entry is None or entry[0] != sequence or connection is None:
             return
-        dtls, udp, address = connection
         _, marker, timestamp, payload, send_time = entry
-        extension = self._extension_block(send_time)
-        first_byte = 0x90 if extension else 0x80
-        assert self._payload_type is not None
         if self._rtx_payload_type is None:
-            header = _HEADER.pack(
-                first_byte, marker | self._payload_type, sequence, timestamp, self._sender._ssrc
-            )
+            payload_type, ssrc = self._payload_type or 0, self._sender._ssrc
         else:
-            header = _HEADER.pack(
-                first_byte,
-                marker | self._rtx_payload_type,
-                self._rtx_sequence,
-                timestamp,
-                self._sender._rtx_ssrc,
-            )
+            payload_type, ssrc = self._rtx_payload_type, self._sender._rtx_ssrc
             payload = _OSN.pack(sequence) + payload
+            sequence = self._rtx_sequence
             self._rtx_sequence = (self._rtx_sequence + 1) & 0xFFFF
-        datagram = dtls._tx_srtp.protect(header + extension + payload)
-        udp.sendto(datagram, address)
-        _count_sent(dtls, len(datagram))
-
-
-def _count_sent(dtls: RTCDtlsTransport, sent_bytes: int) -> None:
-    """The DTLS transport's own counters for one datagram, as its `_send_rtp` keeps them."""
-    counters = vars(dtls)
-    counters[DTLS_TX_PACKETS] += 1
-    counters[DTLS_TX_BYTES] += sent_bytes
+        self._send(connection, marker | payload_type, sequence, timestamp, ssrc, payload, send_time)

@@ -17,7 +17,6 @@ weakest of them is what the publisher hears (media.remb).
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Callable
 
@@ -31,8 +30,6 @@ from media.reassembly import JITTER_BUFFER_ATTR, NackRetries
 from media.remb import RembThrottle, send_remb
 from media.tap import install_tap
 from media.tasks import OwnedTasks
-
-logger = logging.getLogger(__name__)
 
 #: At most one keyframe request per publisher per this many seconds; requests in between merge.
 KEYFRAME_REQUEST_INTERVAL = 0.5

@@ -6,10 +6,8 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, unpack_remb_fci
-
 from media.client import ClientPeer
-from media.remb import RembThrottle, remb_packet, send_remb
+from media.remb import RembThrottle, remb_bitrate, remb_packet, send_remb, watch_remb
 from tests.test_media_room import Harness, harness, sees  # noqa: F401
 
 
@@ -32,15 +30,12 @@ class Downlink:
         send: Callable[[Any], Awaitable[None]] = receiver._send_rtcp
 
         async def send_rtcp(packet: Any) -> None:
-            if self._is_remb(packet) and self.bitrate is not None:
-                packet = remb_packet(packet.ssrc, self.bitrate, unpack_remb_fci(packet.fci)[1])
+            remb = remb_bitrate(packet)
+            if remb is not None and self.bitrate is not None:
+                packet = remb_packet(packet.ssrc, self.bitrate, remb[1])
             await send(packet)
 
         receiver._send_rtcp = send_rtcp
-
-    @staticmethod
-    def _is_remb(packet: Any) -> bool:
-        return isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP
 
     async def estimate(self, bitrate: int) -> None:
         """From now on the subscriber estimates `bitrate`; it says so at once."""
@@ -51,15 +46,8 @@ class Downlink:
 def remb_heard_by(client: ClientPeer) -> asyncio.Queue[int]:
     """Every REMB bitrate that reaches `client`'s video sender (its publisher side)."""
     heard: asyncio.Queue[int] = asyncio.Queue()
-    sender: Any = next(t.sender for t in client.pc.getTransceivers() if t.kind == "video")
-    handle: Callable[[Any], Awaitable[None]] = sender._handle_rtcp_packet
-
-    async def handle_rtcp_packet(packet: Any) -> None:
-        if isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
-            heard.put_nowait(unpack_remb_fci(packet.fci)[0])
-        await handle(packet)
-
-    sender._handle_rtcp_packet = handle_rtcp_packet
+    sender = next(t.sender for t in client.pc.getTransceivers() if t.kind == "video")
+    watch_remb(sender, heard.put_nowait)
     return heard
 
 

@@ -29,7 +29,6 @@ class Link:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         pair = dtls_transport.transport._connection._nominated[1]
-        self._protocol = pair.protocol
         self._socket = pair.protocol.transport
         self._ssrcs = ssrcs
         self._drop_every = drop_every
