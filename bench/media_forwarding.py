@@ -1,7 +1,8 @@
 """Forwarding encoded frames against the MediaRelay baseline, under the same load, in one run.
 
     python3 -m bench.media_forwarding [--rooms 2] [--seconds 20] [--bots light|full]
-    python3 -m bench.media_forwarding --quick     # 1 room, 12 s calls: under 60 s
+    python3 -m bench.media_forwarding --quick     # 1 room, 14 s calls: under 60 s
+    python3 -m bench.media_forwarding --baseline-rev ad8066c   # also an older server, same load
 
 For each media mode (`forward`, then `relay`) the real server runs in its own process on
 loopback, N visits are booked with `screenvisit visit create --no-waiting-room`, and three
@@ -28,6 +29,10 @@ like browsers (and on a small machine take most of its CPU). Measured:
 - the bots' own CPU and how busy the whole machine was, because on a small machine the bots
   (which encode and decode like browsers) compete with the server.
 
+With `--baseline-rev REV` the forwarding mode also runs with the server (and visit booking) of
+an older revision, exported with `git archive`, under the same bots: per-core figures depend
+on the machine, the ratio between two servers measured in one run does not.
+
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ import os
 import signal
 import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -60,6 +66,7 @@ SETTLE_SECONDS = 2.0
 END_MARGIN_SECONDS = 1.0
 QUALITY_INTERVAL_SECONDS = 2
 STEADY_TIMEOUT_SECONDS = 60.0
+MODE_WIDTH = 16
 
 
 @dataclass
@@ -106,6 +113,32 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "server.cli", *args]
 
 
+def _tree_env(env: dict[str, str], tree: Path | None) -> dict[str, str]:
+    """`env` for a server command run from `tree` (an exported older revision) or from here."""
+    if tree is None:
+        return env
+    return {**env, "PYTHONPATH": str(tree)}
+
+
+def export_revision(revision: str, into: Path) -> str:
+    """Write `revision`'s files into `into` (git archive: the checkout is not touched) and
+    return its short commit id."""
+    root = Path(__file__).resolve().parent.parent
+    commit = subprocess.run(
+        ["git", "-C", str(root), "rev-parse", "--short", f"{revision}^{{commit}}"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    archive = subprocess.run(
+        ["git", "-C", str(root), "archive", "--format=tar", commit],
+        check=True,
+        capture_output=True,
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return commit
+
+
 def _query(database: Path, sql: str, *params: object) -> list[tuple[Any, ...]]:
     """Read the server's SQLite metadata (WAL: readers do not block the running server)."""
     conn = sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=5)
@@ -147,9 +180,18 @@ def _machine_busy() -> tuple[float, float]:
 
 
 async def run_mode(
-    mode: str, rooms: int, seconds: float, width: int, height: int, light: bool
+    mode: str,
+    rooms: int,
+    seconds: float,
+    width: int,
+    height: int,
+    light: bool,
+    server_tree: Path | None = None,
+    label: str | None = None,
 ) -> ModeResult:
-    result = ModeResult(mode, rooms)
+    """One mode's run. With `server_tree`, the server (and the visit booking) run from that
+    exported revision while the bots stay this checkout's, so the load is the same."""
+    result = ModeResult(label or mode, rooms)
     with tempfile.TemporaryDirectory(prefix=f"bench-{mode}-") as tmp:
         data_dir = Path(tmp) / "data"
         database = data_dir / "metadata.sqlite3"
@@ -164,7 +206,8 @@ async def run_mode(
         }
         server = await asyncio.create_subprocess_exec(
             *_cli("serve", "--no-demo", "--media-mode", mode),
-            env=env,
+            env=_tree_env(env, server_tree),
+            cwd=server_tree,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.DEVNULL,
         )
@@ -174,7 +217,9 @@ async def run_mode(
             line = await asyncio.wait_for(server.stdout.readline(), timeout=30)
             if b"listening on" not in line:
                 raise RuntimeError(f"the {mode} server did not start: {line!r}")
-            visits = await asyncio.gather(*(_create_visit(env) for _ in range(rooms)))
+            visits = await asyncio.gather(
+                *(_create_visit(_tree_env(env, server_tree), server_tree) for _ in range(rooms))
+            )
             for visit in visits:
                 for index, role in enumerate(ROLES):
                     bot = await asyncio.create_subprocess_exec(
@@ -237,10 +282,11 @@ async def run_mode(
     return result
 
 
-async def _create_visit(env: dict[str, str]) -> dict[str, Any]:
+async def _create_visit(env: dict[str, str], tree: Path | None) -> dict[str, Any]:
     proc = await asyncio.create_subprocess_exec(
         *_cli("visit", "create", "--json", "--no-waiting-room"),
         env=env,
+        cwd=tree,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
@@ -318,7 +364,7 @@ def _streams(
 
 def print_table(results: list[ModeResult], width: int, height: int, seconds: float) -> None:
     header = (
-        f"{'mode':8s} {'rooms':>5s} {'server CPU s/s':>14s} {'median fps':>10s} "
+        f"{'mode':{MODE_WIDTH}s} {'rooms':>5s} {'server CPU s/s':>14s} {'median fps':>10s} "
         f"{'min fps':>7s} {'full rate':>9s} {'join->1st frame p50/p95':>23s} "
         f"{'latency p50/p95':>15s} {'kbps/stream':>11s} {'CPU ms/frame':>12s} "
         f"{'bots CPU s/s':>12s} "
@@ -334,7 +380,7 @@ def print_table(results: list[ModeResult], width: int, height: int, seconds: flo
             else "n/a"
         )
         print(
-            f"{r.mode:8s} {r.rooms:5d} {r.server_cpu:14.3f} "
+            f"{r.mode:{MODE_WIDTH}s} {r.rooms:5d} {r.server_cpu:14.3f} "
             f"{statistics.median(r.fps) if r.fps else math.nan:10.1f} "
             f"{min(r.fps, default=math.nan):7.1f} {r.full_rate_percent:8.0f}% "
             f"{first:>23s} {latency:>15s} {kbps:>11s} {r.ms_per_frame:12.2f} {r.bots_cpu:12.2f} "
@@ -359,6 +405,19 @@ def print_table(results: list[ModeResult], width: int, height: int, seconds: flo
                 "is what it managed under this load, not what full rate would need (a floor); "
                 "CPU ms/frame compares the modes' costs"
             )
+
+
+def baseline_line(results: list[ModeResult], baseline: ModeResult) -> str:
+    """This checkout's forwarding against the same load on an older revision's server."""
+    forward = next((r for r in results if r.mode == "forward"), None)
+    if forward is None or not forward.server_cpu or not baseline.server_cpu:
+        return f"{baseline.mode}: no comparison (forward was not run or used no CPU)"
+    now, then = forward.rooms / forward.server_cpu, baseline.rooms / baseline.server_cpu
+    return (
+        f"forward vs {baseline.mode}: CPU ratio {forward.server_cpu / baseline.server_cpu:.2f}; "
+        f"CPU ms/frame {forward.ms_per_frame:.2f} vs {baseline.ms_per_frame:.2f}; "
+        f"rooms per core {now:.1f} vs {then:.1f} ({now / then:.2f}x)"
+    )
 
 
 def summary_line(results: list[ModeResult]) -> str:
@@ -390,7 +449,26 @@ async def main(args: argparse.Namespace) -> None:
                 mode, args.rooms, args.seconds, args.width, args.height, args.bots == "light"
             )
         )
-    print_table(results, args.width, args.height, args.seconds)
+    baselines: list[ModeResult] = []
+    for revision in args.baseline_rev:
+        with tempfile.TemporaryDirectory(prefix="bench-baseline-") as tree:
+            commit = export_revision(revision, Path(tree))
+            print(f"running forward on the server of {commit} ...", flush=True)
+            baselines.append(
+                await run_mode(
+                    "forward",
+                    args.rooms,
+                    args.seconds,
+                    args.width,
+                    args.height,
+                    args.bots == "light",
+                    server_tree=Path(tree),
+                    label=f"forward@{commit}",
+                )
+            )
+    print_table(results + baselines, args.width, args.height, args.seconds)
+    for baseline in baselines:
+        print(baseline_line(results, baseline))
     print(summary_line(results))
 
 
@@ -416,6 +494,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="light (default): bots send a 1.2 Mbps VP8 loop encoded once and count encoded"
         " frames, so the machine's CPU goes to the server; full: bots encode and decode like"
         " browsers",
+    )
+    parser.add_argument(
+        "--baseline-rev",
+        metavar="REV",
+        action="append",
+        default=[],
+        help="also run forward with the server of this git revision (bots stay this"
+        " checkout's) and compare; repeatable. e.g. ad8066c: the code when the media"
+        " performance issue was filed",
     )
     parser.add_argument("--quick", action="store_true", help="1 room, 14 s calls: under 60 s")
     args = parser.parse_args(argv)

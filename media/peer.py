@@ -29,6 +29,7 @@ from aiortc import sdp as aiortc_sdp
 from media.codecs import codec_preferences
 from media.config import MediaConfig
 from media.counters import MediaCounters
+from media.directreceive import receive_directly
 from media.downtrack import DownTrack
 from media.errors import NegotiationFailed
 from media.ice import restrict_host_candidates
@@ -135,6 +136,8 @@ class MediaPeer:
                 elif transceiver.direction == "sendonly":
                     self._add_slot(transceiver)
             await self.pc.setLocalDescription(await self.pc.createAnswer())
+            if self._config.media_mode == "forward":
+                receive_directly(self.pc)  # the sockets exist now (gathered)
             self.negotiated = True
             return self.pc.localDescription.sdp
 

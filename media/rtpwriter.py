@@ -27,20 +27,21 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcdtlstransport import State as DtlsState
 from aiortc.rtcrtpparameters import RTCRtpSendParameters
 from aiortc.rtcrtpsender import RTCRtpSender
 from aiortc.rtp import HeaderExtensions, HeaderExtensionsMap
 
 from media.frames import MediaPacket
+from media.srtp import FastSrtp, fast_srtp
 
 #: Packets kept for retransmission (a second of 1.2 Mbps video is about 120).
 HISTORY_SIZE = 512
 #: Seconds between 1900 (NTP) and 1970 (Unix).
 NTP_EPOCH_OFFSET = 2_208_988_800
 
-_HEADER = struct.Struct("!BBHLL")
+#: The fixed RTP header after its first byte: marker and payload type, sequence, timestamp, SSRC.
+_FIXED = struct.Struct("!BHLL")
 _EXTENSION = struct.Struct("!HH")
 _OSN = struct.Struct("!H")
 
@@ -55,13 +56,14 @@ SENDER_PACKET_COUNT = "_RTCRtpSender__packet_count"
 DTLS_TX_PACKETS = "_RTCDtlsTransport__tx_packets"
 DTLS_TX_BYTES = "_RTCDtlsTransport__tx_bytes"
 
-#: What a connected writer sends on: the DTLS transport, the ICE pair's socket, its address.
-Connection = tuple[RTCDtlsTransport, Any, tuple[str, int]]
+#: What a connected writer sends on: the ICE pair's socket and address, the SRTP session, and the
+#: DTLS transport's counters.
+Connection = tuple[Any, tuple[str, int], FastSrtp, dict[str, Any]]
 
 
-def ntp_now() -> int:
-    """The current time as a 64-bit NTP timestamp."""
-    return int((time.time() + NTP_EPOCH_OFFSET) * (1 << 32))
+def ntp_at(unix_time: float) -> int:
+    """`unix_time` as a 64-bit NTP timestamp."""
+    return int((unix_time + NTP_EPOCH_OFFSET) * (1 << 32))
 
 
 class RtpWriter:
@@ -69,10 +71,13 @@ class RtpWriter:
 
     def __init__(self, sender: RTCRtpSender) -> None:
         self._sender = sender
+        #: aiortc's sender state: its reported counters are updated here per packet.
+        self._reported = vars(sender)
         self._payload_type: int | None = None
         self._rtx_payload_type: int | None = None
-        #: The header extension block (mid, abs-send-time) and where its send time goes.
-        self._extension = b""
+        #: The RTP header and extension block (mid, abs-send-time), reused for every packet:
+        #: the fixed header is packed into its first 12 bytes, the send time at `_send_time_at`.
+        self._head = bytearray(12)
         self._send_time_at: int | None = None
         self._rtx_sequence = random.randrange(1 << 15)  # as aiortc: no early wraparound
         self._timestamp_origin = random.randrange(1 << 32)
@@ -94,34 +99,28 @@ class RtpWriter:
         for other in parameters.codecs:
             if other.name.lower() == "rtx" and other.parameters.get("apt") == codec.payloadType:
                 self._rtx_payload_type = other.payloadType
-        # aiortc's own serialisation lays the block out once; each frame fills in its time.
+        # aiortc's own serialisation lays the block out once; each packet fills in its time.
         extensions = HeaderExtensionsMap()
         extensions.configure(parameters)
         profile, value = extensions.set(
             HeaderExtensions(mid=parameters.muxId, abs_send_time=SEND_TIME_MARK)
         )
-        self._extension = _EXTENSION.pack(profile, len(value) >> 2) + value if value else b""
-        mark = self._extension.find(SEND_TIME_MARK.to_bytes(3, "big"))
-        self._send_time_at = mark if mark >= 0 else None
+        block = _EXTENSION.pack(profile, len(value) >> 2) + value if value else b""
+        self._head = bytearray(12) + block
+        self._head[0] = 0x90 if block else 0x80  # version 2, extension bit
+        mark = block.find(SEND_TIME_MARK.to_bytes(3, "big"))
+        self._send_time_at = 12 + mark if mark >= 0 else None
 
     def connection(self) -> Connection | None:
-        """The DTLS transport and the ICE pair's socket and address, once connected."""
+        """The DTLS transport, the ICE pair's socket and address, the SRTP session to protect
+        with and the transport's counters, once connected."""
         dtls = self._sender.transport
         if self._payload_type is None or dtls._state is not DtlsState.CONNECTED:
             return None
         pair = dtls.transport._connection._nominated.get(1)
         if pair is None or pair.protocol.transport is None:
             return None
-        return dtls, pair.protocol.transport, pair.remote_addr
-
-    def _extension_block(self, send_time: int | None) -> bytes:
-        """The extension block carrying `send_time` (24-bit abs-send-time), or now."""
-        at = self._send_time_at
-        if at is None:
-            return self._extension
-        if send_time is None:
-            send_time = (ntp_now() >> 14) & 0xFFFFFF
-        return self._extension[:at] + send_time.to_bytes(3, "big") + self._extension[at + 3 :]
+        return pair.protocol.transport, pair.remote_addr, fast_srtp(dtls._tx_srtp), vars(dtls)
 
     def _send(
         self,
@@ -132,15 +131,23 @@ class RtpWriter:
         ssrc: int,
         payload: bytes,
         send_time: int | None,
+        now: float,
     ) -> None:
-        """One RTP packet (`payload_type` carries the marker bit) out on `connection`."""
-        dtls, udp, address = connection
-        extension = self._extension_block(send_time)
-        header = _HEADER.pack(0x90 if extension else 0x80, payload_type, sequence, timestamp, ssrc)
-        datagram = dtls._tx_srtp.protect(header + extension + payload)
+        """One RTP packet (`payload_type` carries the marker bit) out on `connection`;
+        `send_time` is the publisher's abs-send-time, or None to stamp `now`."""
+        udp, address, srtp, counters = connection
+        head = self._head
+        _FIXED.pack_into(head, 1, payload_type, sequence, timestamp, ssrc)
+        at = self._send_time_at
+        if at is not None:
+            if send_time is None:
+                send_time = int((now + NTP_EPOCH_OFFSET) * (1 << 18))  # 6.18 fixed point
+            head[at] = (send_time >> 16) & 0xFF
+            head[at + 1] = (send_time >> 8) & 0xFF
+            head[at + 2] = send_time & 0xFF
+        datagram = srtp.protect(head, payload)
         udp.sendto(datagram, address)
         # The DTLS transport's own counters, as its `_send_rtp` keeps them.
-        counters = vars(dtls)
         counters[DTLS_TX_PACKETS] += 1
         counters[DTLS_TX_BYTES] += len(datagram)
 
@@ -152,6 +159,7 @@ class RtpWriter:
         timestamp = (self._timestamp_origin + timestamp) & 0xFFFFFFFF
         marker = 0x80 if packet.marker else 0
         payload = packet.payload
+        now = time.time()
         self._send(
             connection,
             marker | (self._payload_type or 0),  # set: the writer is connected
@@ -160,6 +168,7 @@ class RtpWriter:
             self._sender._ssrc,
             payload,
             packet.send_time,
+            now,
         )
         self._history[sequence % HISTORY_SIZE] = (
             sequence,
@@ -170,8 +179,8 @@ class RtpWriter:
         )
         self.packets_sent += 1
         # What aiortc's sender reports (RTCP SR, its stats).
-        reported = vars(self._sender)
-        reported[SENDER_NTP_TIMESTAMP] = ntp_now()
+        reported = self._reported
+        reported[SENDER_NTP_TIMESTAMP] = ntp_at(now)
         reported[SENDER_RTP_TIMESTAMP] = timestamp
         reported[SENDER_OCTET_COUNT] += len(payload)
         reported[SENDER_PACKET_COUNT] += 1
@@ -190,4 +199,13 @@ class RtpWriter:
             payload = _OSN.pack(sequence) + payload
             sequence = self._rtx_sequence
             self._rtx_sequence = (self._rtx_sequence + 1) & 0xFFFF
-        self._send(connection, marker | payload_type, sequence, timestamp, ssrc, payload, send_time)
+        self._send(
+            connection,
+            marker | payload_type,
+            sequence,
+            timestamp,
+            ssrc,
+            payload,
+            send_time,
+            time.time(),
+        )

@@ -5,8 +5,10 @@ decoder queue and jitter buffer (media.reassembly), the receiver's PLI and NACK 
 sender's keyframe hook and RTCP handling, the receiver's RTCP sending (media.remb), the DTLS
 transport's receiver registration and REMB routing (media.rtx, media.remb), the sender's start,
 retransmissions and reported counters, the DTLS transport's SRTP and counters and aioice's
-nominated pairs (media.rtpwriter), and aioice's per-component candidate gathering and sockets
-(media.ice). If an aiortc upgrade moves any of
+nominated pairs (media.rtpwriter), aioice's per-component candidate gathering and sockets
+(media.ice), the socket callback, receive queue, receiver state and header extension ids the
+direct receive path uses (media.directreceive), and pylibsrtp's session internals
+(media.srtp). If an aiortc upgrade moves any of
 them, fail loudly instead of silently decoding, dropping keyframe requests, stalling on loss or
 offering the wrong addresses.
 """
@@ -15,6 +17,7 @@ import inspect
 
 import aioice
 import aiortc
+import pylibsrtp
 from aioice.ice import StunProtocol
 from aiortc import rtcrtpreceiver
 from aiortc.codecs.opus import OpusEncoder
@@ -25,6 +28,7 @@ from aiortc.rtcicetransport import RTCIceGatherer, RTCIceTransport
 from aiortc.rtcpeerconnection import RTCPeerConnection
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from aiortc.rtcrtpsender import RTCRtpSender
+from aiortc.rtp import HeaderExtensionsMap
 
 from media.errors import SeamMoved
 
@@ -105,5 +109,45 @@ def check_seams() -> None:
         problems.append("aioice.Connection.get_component_candidates is gone")
     if "_connection" not in inspect.getsource(RTCIceGatherer.__init__):
         problems.append("RTCIceGatherer no longer keeps its aioice connection in _connection")
+    problems += _direct_receive_problems(init_source, handle_source, dtls_init)
     if problems:
         raise SeamMoved("; ".join(problems))
+
+
+def _direct_receive_problems(receiver_init: str, handle_rtp: str, dtls_init: str) -> list[str]:
+    """media.directreceive and media.srtp: what they read and replace."""
+    problems: list[str] = []
+    datagram = inspect.getsource(StunProtocol.datagram_received)
+    if "self.receiver.data_received(data" not in datagram:
+        problems.append("aioice's StunProtocol no longer hands media to its connection")
+    if "self._queue.put_nowait((data, component))" not in inspect.getsource(
+        aioice.Connection.data_received
+    ):
+        problems.append("aioice.Connection no longer queues received data in _queue")
+    recv_next = inspect.getsource(RTCDtlsTransport._recv_next)
+    for line in ("self.__rx_bytes += len(data)", "self.__rx_packets += 1", "self._rx_srtp"):
+        if line not in recv_next:
+            problems.append(f"RTCDtlsTransport._recv_next no longer does {line!r}")
+    if "self._rtp_header_extensions_map = " not in dtls_init:
+        problems.append("RTCDtlsTransport no longer keeps _rtp_header_extensions_map")
+    if "self.__ids = HeaderExtensions()" not in inspect.getsource(HeaderExtensionsMap.__init__):
+        problems.append("HeaderExtensionsMap no longer keeps its ids in __ids")
+    for name in ("__codecs", "__rtx_ssrc", "__remote_streams", "__nack_generator"):
+        if f"self.{name}" not in receiver_init:
+            problems.append(f"RTCRtpReceiver no longer keeps {name}")
+    if "self._enabled = True" not in receiver_init:
+        problems.append("RTCRtpReceiver no longer keeps _enabled")
+    for line in (
+        "self.__remote_streams[packet.ssrc].add(packet)",
+        "self.__nack_generator.add(packet)",
+        "original_ssrc = self.__rtx_ssrc.get(packet.ssrc)",
+    ):
+        if line not in handle_rtp:
+            problems.append(f"RTCRtpReceiver._handle_rtp_packet no longer does {line!r}")
+    session_init = inspect.getsource(pylibsrtp.Session.__init__)
+    for line in ("self._cdata = ", "self._buffer = ", "self._srtp = "):
+        if line not in session_init:
+            problems.append(f"pylibsrtp.Session no longer sets {line.strip(' =')}")
+    if not hasattr(pylibsrtp, "SRTP_MAX_TRAILER_LEN"):
+        problems.append("pylibsrtp.SRTP_MAX_TRAILER_LEN is gone")
+    return problems

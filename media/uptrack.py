@@ -1,8 +1,10 @@
 """A publisher's incoming track: its RTP packets as they arrive, keyframe requests and the
 weakest subscriber's bandwidth estimate back upstream.
 
-Packets are taken where aiortc's receiver would put them in its jitter buffer: after SRTP, RTP
-statistics (for its receiver reports), RTX unwrapping and its NACK generator. They go on to the
+Packets come straight from the socket (media.directreceive), after SRTP and what aiortc's
+receiver does besides buffering (statistics for its receiver reports, RTX unwrapping, NACKs).
+The first packets of an SSRC aiortc has not routed yet come the long way, where the receiver
+would put them in its jitter buffer (`UpstreamPackets`). Either way they go on to the
 subscribers at once, one `MediaPacket` shared by all; nothing is reassembled (reassembling made
 each hop wait for the next frame's first packet: a frame's time of latency). Packets still
 missing are NACKed again (media.reassembly.NackRetries), and a packet given up on asks the
@@ -24,6 +26,7 @@ from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from aiortc.rtp import RtpPacket
 
 from media.counters import MediaCounters
+from media.directreceive import DirectReceive, ReceivedPacket, ReceiverRecords
 from media.firstframe import FirstFrame
 from media.frames import MediaPacket, vp8_keyframe_start
 from media.reassembly import JITTER_BUFFER_ATTR, NackRetries
@@ -40,34 +43,22 @@ PacketSink = Callable[[MediaPacket], None]
 
 
 class UpstreamPackets:
-    """Stands in for the receiver's jitter buffer: hands every packet to `deliver` as a
-    `MediaPacket` and never returns a frame, so the receiver has nothing to decode."""
+    """Stands in for the receiver's jitter buffer on aiortc's own path: hands every packet on
+    and never returns a frame, so the receiver has nothing to decode."""
 
-    def __init__(self, kind: str, deliver: PacketSink, retries: NackRetries | None = None) -> None:
-        self._video = kind == "video"
-        self._deliver = deliver
-        self._retries = retries
+    def __init__(self, take: Callable[[ReceivedPacket], None]) -> None:
+        self._take = take
 
     def add(self, packet: RtpPacket) -> tuple[bool, None]:
-        if self._retries is not None:
-            self._retries.add(packet.ssrc, packet.sequence_number)
-        payload = packet.payload
-        if not payload:
-            return False, None  # padding only: nothing to forward
-        if self._video:
-            keyframe_start = vp8_keyframe_start(payload)
-            frame_end = bool(packet.marker)
-        else:
-            keyframe_start = frame_end = True
-        self._deliver(
-            MediaPacket(
+        self._take(
+            ReceivedPacket(
+                packet.ssrc,
+                packet.payload_type,
                 packet.sequence_number,
                 packet.timestamp,
-                bool(packet.marker),
-                payload,
+                packet.marker,
+                packet.payload,
                 packet.extensions.abs_send_time,
-                keyframe_start,
-                frame_end,
             )
         )
         return False, None
@@ -95,11 +86,22 @@ class UpTrack:
         self._remb = RembThrottle()
         # The tap keeps the receiver's decoder thread idle; the packets come to us instead.
         install_tap(receiver, lambda _codec, _frame: None)
-        retries = None
-        if kind == "video":
-            retries = NackRetries(self._nack_again, give_up=lambda _ssrc: self.request_keyframe())
-        setattr(receiver, JITTER_BUFFER_ATTR, UpstreamPackets(kind, self._on_packet, retries))
+        self._video = kind == "video"
+        self._retries: NackRetries | None = None
+        if self._video:
+            self._retries = NackRetries(
+                self._send_nack, give_up=lambda _ssrc: self.request_keyframe()
+            )
+        setattr(receiver, JITTER_BUFFER_ATTR, UpstreamPackets(self._take))
         setattr(receiver, ESTIMATOR_ATTR, None)
+        records = ReceiverRecords(receiver, self._send_nack)
+
+        def take_direct(packet: ReceivedPacket) -> None:
+            admitted = records.admit(packet)
+            if admitted is not None:
+                self._take(admitted)
+
+        DirectReceive.of(receiver.transport).attach(receiver, take_direct)
 
     def add_sink(self, sink: PacketSink) -> None:
         self._sinks.append(sink)
@@ -111,6 +113,30 @@ class UpTrack:
     def on_first_frame(self, callback: Callable[[], None]) -> None:
         self._first_frame.on(callback)
 
+    def _take(self, packet: ReceivedPacket) -> None:
+        """A media packet from the publisher (a retransmission already unwrapped)."""
+        if self._retries is not None:
+            self._retries.add(packet.ssrc, packet.sequence_number)
+        payload = packet.payload
+        if not payload:
+            return  # padding only: nothing to forward
+        if self._video:
+            keyframe_start = vp8_keyframe_start(payload)
+            frame_end = bool(packet.marker)
+        else:
+            keyframe_start = frame_end = True
+        self._on_packet(
+            MediaPacket(
+                packet.sequence_number,
+                packet.timestamp,
+                bool(packet.marker),
+                payload,
+                packet.send_time,
+                keyframe_start,
+                frame_end,
+            )
+        )
+
     def _on_packet(self, packet: MediaPacket) -> None:
         if packet.frame_end:
             self.frames += 1
@@ -119,7 +145,7 @@ class UpTrack:
         for sink in self._sinks:
             sink(packet)
 
-    def _nack_again(self, media_ssrc: int, lost: list[int]) -> None:
+    def _send_nack(self, media_ssrc: int, lost: list[int]) -> None:
         self._tasks.spawn(self._receiver._send_rtcp_nack(media_ssrc, lost))
 
     def cap_bitrate(self, bitrate: int) -> None:

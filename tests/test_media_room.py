@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
+import struct
 from collections.abc import AsyncIterator, Callable
 
 import pytest
 
 from media.client import ClientPeer, RemoteStats
 from media.config import MediaConfig
+from media.directreceive import DirectReceive
 from media.room import SfuRoom
 from media.sfu import Sfu
 
@@ -154,3 +158,29 @@ async def test_a_leaver_frees_slots_that_the_next_participant_reuses(harness: Ha
     await nurse.wait_until(sees("relative"), timeout=20)
     assert set(nurse.track_map) == mids  # no new m-lines for the nurse
     await relative.wait_until(sees("gp", "nurse"), timeout=20)
+
+
+async def test_media_comes_in_the_socket_callback_and_forged_packets_change_nothing(
+    harness: Harness,
+) -> None:
+    await harness.join("gp")
+    nurse = await harness.join("nurse")
+    await nurse.wait_until(sees("gp"), timeout=20)
+    dtls = harness.room.peers["gp"].pc.getTransceivers()[0].receiver.transport
+    direct = DirectReceive.of(dtls)
+    assert direct.packets > 0  # the GP's media took the direct path
+    # Someone who knows the server's port and the GP's SSRC (both are visible on the network)
+    # sends RTP that is not authentic: SRTP refuses it, and the GP's video goes on.
+    local = dtls.transport._connection._nominated[1].local_candidate
+    ssrc = next(iter(dtls._rtp_router.ssrc_table))
+    forger = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        for sequence in range(50):
+            header = struct.pack("!BBHLL", 0x80, 96, sequence, 3000 * sequence, ssrc)
+            forger.sendto(header + os.urandom(200), (local.host, local.port))
+        frames = nurse.remotes["gp"].video_frames
+        await nurse.wait_until(sees("gp", video=frames + 15), timeout=20)
+    finally:
+        forger.close()
+    assert direct.dropped >= 50
+    assert direct.errors == 0
