@@ -37,6 +37,7 @@ from aiortc import RTCPeerConnection
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcrtpreceiver import RTCRtpReceiver, StreamStatistics
 
+from media.counters import MediaCounters
 from media.srtp import FastSrtp
 
 logger = logging.getLogger(__name__)
@@ -127,8 +128,9 @@ def parse_rtp(data: bytes, abs_send_time_id: int | None) -> ReceivedPacket | Non
 class DirectReceive:
     """The direct path for one DTLS transport (one per bundled peer connection)."""
 
-    def __init__(self, dtls: RTCDtlsTransport) -> None:
+    def __init__(self, dtls: RTCDtlsTransport, counters: MediaCounters) -> None:
         self._dtls = dtls
+        self._counters = counters
         self._sinks: dict[Any, PacketSink] = {}
         self._wrapped: set[int] = set()
         # Filled in by aiortc as receivers and senders are registered: read per packet.
@@ -140,10 +142,11 @@ class DirectReceive:
         self.errors = 0
 
     @classmethod
-    def of(cls, dtls: RTCDtlsTransport) -> DirectReceive:
+    def of(cls, dtls: RTCDtlsTransport, counters: MediaCounters | None = None) -> DirectReceive:
+        """The transport's DirectReceive, made on first use (counting into `counters`)."""
         direct: DirectReceive | None = getattr(dtls, _ATTR, None)
         if direct is None:
-            direct = cls(dtls)
+            direct = cls(dtls, counters if counters is not None else MediaCounters())
             setattr(dtls, _ATTR, direct)
         return direct
 
@@ -201,12 +204,15 @@ class DirectReceive:
             plain = rx.unprotect(data)
         except pylibsrtp.Error:
             self.dropped += 1  # replayed or not authentic: aiortc drops it as well
+            self._counters.packets_refused += 1
             return
         packet = parse_rtp(plain, self._extension_ids.abs_send_time)
         if packet is None:
             self.dropped += 1
+            self._counters.packets_refused += 1
             return
         self.packets += 1
+        self._counters.packets_received_direct += 1
         try:
             sink(packet)
         except Exception:
@@ -275,11 +281,11 @@ class ReceiverRecords:
         return packet
 
 
-def receive_directly(pc: RTCPeerConnection) -> DirectReceive | None:
+def receive_directly(pc: RTCPeerConnection, counters: MediaCounters) -> DirectReceive | None:
     """Start the direct path on `pc`'s bundled transport: call after setLocalDescription."""
     transceivers = pc.getTransceivers()
     if not transceivers:
         return None
-    direct = DirectReceive.of(transceivers[0].receiver.transport)
+    direct = DirectReceive.of(transceivers[0].receiver.transport, counters)
     direct.wrap_sockets()
     return direct

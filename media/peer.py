@@ -137,7 +137,7 @@ class MediaPeer:
                     self._add_slot(transceiver)
             await self.pc.setLocalDescription(await self.pc.createAnswer())
             if self._config.media_mode == "forward":
-                receive_directly(self.pc)  # the sockets exist now (gathered)
+                receive_directly(self.pc, self._counters)  # the sockets exist now (gathered)
             self.negotiated = True
             return self.pc.localDescription.sdp
 

@@ -101,7 +101,7 @@ class UpTrack:
             if admitted is not None:
                 self._take(admitted)
 
-        DirectReceive.of(receiver.transport).attach(receiver, take_direct)
+        DirectReceive.of(receiver.transport, counters).attach(receiver, take_direct)
 
     def add_sink(self, sink: PacketSink) -> None:
         self._sinks.append(sink)

@@ -183,4 +183,5 @@ async def test_media_comes_in_the_socket_callback_and_forged_packets_change_noth
     finally:
         forger.close()
     assert direct.dropped >= 50
+    assert harness.room._counters.packets_refused >= 50  # what /health shows operators
     assert direct.errors == 0

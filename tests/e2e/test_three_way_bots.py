@@ -43,6 +43,9 @@ async def test_each_bot_decodes_the_other_two_and_the_server_decodes_nothing(
 
     health = await server.health()
     assert health["media"]["frames_forwarded"] > 0
+    # The bots' packets were taken in the socket callback, and none was refused.
+    assert health["media"]["packets_received_direct"] > 0
+    assert health["media"]["packets_refused"] == 0
     assert await server.stop() == 0
     decoded = json.loads(server.decode_report.read_text())
     # Forwarding means the server never builds a decoder, let alone decodes a frame.
