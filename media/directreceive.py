@@ -21,6 +21,10 @@ retransmission fills.
 What the receiver did per packet and its RTCP needs is kept (media.uptrack): the statistics its
 receiver reports are made of, RTX unwrapping and the NACK generator. The DTLS transport's
 receive counters are kept too. The private names used are checked at start-up (media.seams).
+
+It also refuses two kinds of datagram that would end aiortc's receiving task (and so the
+participant's media) if they reached it: an empty one, and an SRTP-looking one longer than
+pylibsrtp's 1500-byte buffer. Anyone who can reach the media port can send either.
 """
 
 from __future__ import annotations
@@ -58,6 +62,8 @@ RECEIVER_STREAMS = "_RTCRtpReceiver__remote_streams"
 RECEIVER_NACK_GENERATOR = "_RTCRtpReceiver__nack_generator"
 #: Marks a transport that has a DirectReceive.
 _ATTR = "_screenvisit_direct_receive"
+#: pylibsrtp's buffer: a longer SRTP or SRTCP datagram cannot be unprotected.
+MAX_SRTP_DATAGRAM = 1500
 #: Errors in a sink are logged the first time and then once per this many.
 ERROR_LOG_EVERY = 1000
 
@@ -176,6 +182,13 @@ class DirectReceive:
         counters = vars(dtls)
 
         def datagram_received(data: bytes, addr: tuple[Any, ...]) -> None:
+            if not data or (127 < data[0] < 192 and len(data) > MAX_SRTP_DATAGRAM):
+                # Either would end aiortc's receiving task, and with it the participant's
+                # media: it indexes the first byte, and pylibsrtp raises ValueError (which
+                # aiortc does not catch) for a packet longer than its buffer.
+                self.dropped += 1
+                self._counters.packets_refused += 1
+                return
             # RFC 7983: RTP/RTCP (first byte 128..191), not RTCP (payload types 192..223).
             if (
                 len(data) >= 12
@@ -202,7 +215,7 @@ class DirectReceive:
             self._rx_session = session
         try:
             plain = rx.unprotect(data)
-        except pylibsrtp.Error:
+        except (pylibsrtp.Error, ValueError):
             self.dropped += 1  # replayed or not authentic: aiortc drops it as well
             self._counters.packets_refused += 1
             return

@@ -136,8 +136,9 @@ class MediaPeer:
                 elif transceiver.direction == "sendonly":
                     self._add_slot(transceiver)
             await self.pc.setLocalDescription(await self.pc.createAnswer())
-            if self._config.media_mode == "forward":
-                receive_directly(self.pc, self._counters)  # the sockets exist now (gathered)
+            # The sockets exist now (gathered). In relay mode no up track attaches, so only the
+            # guard against datagrams that would end aiortc's receiving task applies.
+            receive_directly(self.pc, self._counters)
             self.negotiated = True
             return self.pc.localDescription.sdp
 

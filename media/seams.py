@@ -145,7 +145,7 @@ def _direct_receive_problems(receiver_init: str, handle_rtp: str, dtls_init: str
         if line not in handle_rtp:
             problems.append(f"RTCRtpReceiver._handle_rtp_packet no longer does {line!r}")
     session_init = inspect.getsource(pylibsrtp.Session.__init__)
-    for line in ("self._cdata = ", "self._buffer = ", "self._srtp = "):
+    for line in ('self._cdata = ffi.new("char[]", 1500)', "self._buffer = ", "self._srtp = "):
         if line not in session_init:
             problems.append(f"pylibsrtp.Session no longer sets {line.strip(' =')}")
     if not hasattr(pylibsrtp, "SRTP_MAX_TRAILER_LEN"):

@@ -185,3 +185,29 @@ async def test_media_comes_in_the_socket_callback_and_forged_packets_change_noth
     assert direct.dropped >= 50
     assert harness.room._counters.packets_refused >= 50  # what /health shows operators
     assert direct.errors == 0
+
+
+async def test_datagrams_that_would_end_aiortcs_receiving_task_are_refused(
+    harness: Harness,
+) -> None:
+    gp = await harness.join("gp")
+    nurse = await harness.join("nurse")
+    await nurse.wait_until(sees("gp"), timeout=20)
+    await gp.wait_until(sees("nurse"), timeout=20)
+    dtls = harness.room.peers["gp"].pc.getTransceivers()[0].receiver.transport
+    local = dtls.transport._connection._nominated[1].local_candidate
+    refused = harness.room._counters.packets_refused
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        # An empty datagram, and an SRTP-looking one too long for pylibsrtp's buffer (with an
+        # SSRC nobody uses, so aiortc's own path would have had it).
+        sender.sendto(b"", (local.host, local.port))
+        sender.sendto(b"\x80\x60" + os.urandom(1598), (local.host, local.port))
+        # Both directions of the GP's connection go on: what the GP sends, and what it is sent.
+        frames = nurse.remotes["gp"].video_frames
+        await nurse.wait_until(sees("gp", video=frames + 30), timeout=20)
+        frames = gp.remotes["nurse"].video_frames
+        await gp.wait_until(sees("nurse", video=frames + 30), timeout=20)
+    finally:
+        sender.close()
+    assert harness.room._counters.packets_refused == refused + 2
