@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import socket
 import struct
 from collections.abc import AsyncIterator, Callable
@@ -211,3 +212,40 @@ async def test_datagrams_that_would_end_aiortcs_receiving_task_are_refused(
     finally:
         sender.close()
     assert harness.room._counters.packets_refused == refused + 2
+
+
+def odd_datagrams() -> list[bytes]:
+    """What anyone who can reach a media port might send: truncated or garbled STUN, DTLS
+    records (a plaintext close_notify among them), RTP and RTCP of every awkward length."""
+    rng = random.Random(6)
+
+    def noise(n: int) -> bytes:
+        return rng.randbytes(n)
+
+    stun = struct.pack("!HHI", 0x0001, 8, 0x2112A442)
+    out = [b"", bytes([0, 1]), stun + noise(20), stun[:2] + struct.pack("!H", 2000) + noise(2016)]
+    close_notify = struct.pack("!BHH", 21, 0xFEFD, 0) + (1).to_bytes(6, "big") + b"\x00\x02\x01\x00"
+    out += [close_notify, bytes([22, 0xFE, 0xFD]) + noise(100), bytes([23]) + noise(3000)]
+    for n in (1, 2, 11, 12, 20, 1500, 1501, 9000):
+        out += [b"\x80" + noise(n - 1), b"\x80\xc8" + noise(max(n - 2, 0))]
+    out += [b"\x40\x00" + noise(20), b"\xff" + noise(50)]
+    return out
+
+
+async def test_a_burst_of_odd_datagrams_on_a_media_port_changes_nothing(harness: Harness) -> None:
+    gp = await harness.join("gp")
+    nurse = await harness.join("nurse")
+    await nurse.wait_until(sees("gp"), timeout=20)
+    await gp.wait_until(sees("nurse"), timeout=20)
+    dtls = harness.room.peers["gp"].pc.getTransceivers()[0].receiver.transport
+    local = dtls.transport._connection._nominated[1].local_candidate
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        for datagram in odd_datagrams():
+            sender.sendto(datagram, (local.host, local.port))
+        frames = nurse.remotes["gp"].video_frames
+        await nurse.wait_until(sees("gp", video=frames + 30), timeout=20)
+        frames = gp.remotes["nurse"].video_frames
+        await gp.wait_until(sees("nurse", video=frames + 30), timeout=20)
+    finally:
+        sender.close()
