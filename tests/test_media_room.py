@@ -188,29 +188,40 @@ async def test_media_comes_in_the_socket_callback_and_forged_packets_change_noth
     assert direct.errors == 0
 
 
-async def test_datagrams_that_would_end_aiortcs_receiving_task_are_refused(
-    harness: Harness,
-) -> None:
+async def gp_and_nurse_in_a_call(harness: Harness) -> tuple[ClientPeer, ClientPeer]:
     gp = await harness.join("gp")
     nurse = await harness.join("nurse")
     await nurse.wait_until(sees("gp"), timeout=20)
     await gp.wait_until(sees("nurse"), timeout=20)
+    return gp, nurse
+
+
+def send_to_gps_media_port(harness: Harness, datagrams: list[bytes]) -> None:
+    """Datagrams from a stranger's socket to the server's end of the GP's connection."""
     dtls = harness.room.peers["gp"].pc.getTransceivers()[0].receiver.transport
     local = dtls.transport._connection._nominated[1].local_candidate
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as stranger:
+        for datagram in datagrams:
+            stranger.sendto(datagram, (local.host, local.port))
+
+
+async def both_directions_go_on(gp: ClientPeer, nurse: ClientPeer) -> None:
+    """A second more of video each way: what the GP sends, and what the GP is sent."""
+    frames = nurse.remotes["gp"].video_frames
+    await nurse.wait_until(sees("gp", video=frames + 30), timeout=20)
+    frames = gp.remotes["nurse"].video_frames
+    await gp.wait_until(sees("nurse", video=frames + 30), timeout=20)
+
+
+async def test_datagrams_that_would_end_aiortcs_receiving_task_are_refused(
+    harness: Harness,
+) -> None:
+    gp, nurse = await gp_and_nurse_in_a_call(harness)
     refused = harness.room._counters.packets_refused
-    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        # An empty datagram, and an SRTP-looking one too long for pylibsrtp's buffer (with an
-        # SSRC nobody uses, so aiortc's own path would have had it).
-        sender.sendto(b"", (local.host, local.port))
-        sender.sendto(b"\x80\x60" + os.urandom(1598), (local.host, local.port))
-        # Both directions of the GP's connection go on: what the GP sends, and what it is sent.
-        frames = nurse.remotes["gp"].video_frames
-        await nurse.wait_until(sees("gp", video=frames + 30), timeout=20)
-        frames = gp.remotes["nurse"].video_frames
-        await gp.wait_until(sees("nurse", video=frames + 30), timeout=20)
-    finally:
-        sender.close()
+    # An empty datagram, and an SRTP-looking one too long for pylibsrtp's buffer (with an SSRC
+    # nobody uses, so aiortc's own path would have had it).
+    send_to_gps_media_port(harness, [b"", b"\x80\x60" + os.urandom(1598)])
+    await both_directions_go_on(gp, nurse)
     assert harness.room._counters.packets_refused == refused + 2
 
 
@@ -233,19 +244,6 @@ def odd_datagrams() -> list[bytes]:
 
 
 async def test_a_burst_of_odd_datagrams_on_a_media_port_changes_nothing(harness: Harness) -> None:
-    gp = await harness.join("gp")
-    nurse = await harness.join("nurse")
-    await nurse.wait_until(sees("gp"), timeout=20)
-    await gp.wait_until(sees("nurse"), timeout=20)
-    dtls = harness.room.peers["gp"].pc.getTransceivers()[0].receiver.transport
-    local = dtls.transport._connection._nominated[1].local_candidate
-    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        for datagram in odd_datagrams():
-            sender.sendto(datagram, (local.host, local.port))
-        frames = nurse.remotes["gp"].video_frames
-        await nurse.wait_until(sees("gp", video=frames + 30), timeout=20)
-        frames = gp.remotes["nurse"].video_frames
-        await gp.wait_until(sees("nurse", video=frames + 30), timeout=20)
-    finally:
-        sender.close()
+    gp, nurse = await gp_and_nurse_in_a_call(harness)
+    send_to_gps_media_port(harness, odd_datagrams())
+    await both_directions_go_on(gp, nurse)
