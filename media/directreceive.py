@@ -160,9 +160,6 @@ class DirectReceive:
         """Hand the packets aiortc routes to `receiver` to `sink` instead."""
         self._sinks[receiver] = sink
 
-    def detach(self, receiver: Any) -> None:
-        self._sinks.pop(receiver, None)
-
     def wrap_sockets(self) -> None:
         """Take over the datagram callback of each socket gathered so far (idempotent). Call
         after the local description is set (gathering opens the sockets)."""
