@@ -96,6 +96,11 @@ class ModeResult:
         return 1000 * self.server_cpu / delivered if delivered > 0 else math.nan
 
     @property
+    def rooms_per_core(self) -> float:
+        """1 / (server CPU-s/s per room)."""
+        return self.rooms / self.server_cpu if self.server_cpu else math.nan
+
+    @property
     def full_rate_percent(self) -> float:
         if not self.fps:
             return 0.0
@@ -414,7 +419,7 @@ def baseline_line(results: list[ModeResult], baseline: ModeResult) -> str:
     forward = next((r for r in results if r.mode == "forward"), None)
     if forward is None or not forward.server_cpu or not baseline.server_cpu:
         return f"{baseline.mode}: no comparison (forward was not run or used no CPU)"
-    now, then = forward.rooms / forward.server_cpu, baseline.rooms / baseline.server_cpu
+    now, then = forward.rooms_per_core, baseline.rooms_per_core
     return (
         f"forward vs {baseline.mode}: CPU ratio {forward.server_cpu / baseline.server_cpu:.2f}; "
         f"CPU ms/frame {forward.ms_per_frame:.2f} vs {baseline.ms_per_frame:.2f}; "
@@ -426,7 +431,7 @@ def summary_line(results: list[ModeResult]) -> str:
     by_mode = {r.mode: r for r in results}
     forward, relay = by_mode.get("forward"), by_mode.get("relay")
     ratio = forward.server_cpu / relay.server_cpu if forward and relay else math.nan
-    per_core = forward.rooms / forward.server_cpu if forward and forward.server_cpu else math.nan
+    per_core = forward.rooms_per_core if forward else math.nan
     full = forward.full_rate_percent if forward else math.nan
     return (
         f"forward/relay CPU ratio: {ratio:.2f}; three-way rooms per core: {per_core:.1f}; "

@@ -42,7 +42,7 @@ from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcrtpreceiver import RTCRtpReceiver, StreamStatistics
 
 from media.counters import MediaCounters
-from media.srtp import FastSrtp
+from media.srtp import fast_srtp
 
 logger = logging.getLogger(__name__)
 
@@ -141,8 +141,6 @@ class DirectReceive:
         self._wrapped: set[int] = set()
         # Filled in by aiortc as receivers and senders are registered: read per packet.
         self._extension_ids = getattr(dtls._rtp_header_extensions_map, EXTENSION_IDS)
-        self._rx_session: pylibsrtp.Session | None = None
-        self._rx: FastSrtp | None = None
         self.packets = 0
         self.dropped = 0
         self.errors = 0
@@ -179,47 +177,42 @@ class DirectReceive:
         counters = vars(dtls)
 
         def datagram_received(data: bytes, addr: tuple[Any, ...]) -> None:
-            if not data or (127 < data[0] < 192 and len(data) > MAX_SRTP_DATAGRAM):
-                # Either would end aiortc's receiving task, and with it the participant's
-                # media: it indexes the first byte, and pylibsrtp raises ValueError (which
-                # aiortc does not catch) for a packet longer than its buffer.
-                self.dropped += 1
-                self._counters.packets_refused += 1
+            if not data:
+                self._refuse()  # aiortc's receiving task would end on reading its first byte
                 return
             # RFC 7983: RTP/RTCP (first byte 128..191), not RTCP (payload types 192..223).
-            if (
-                len(data) >= 12
-                and 127 < data[0] < 192
-                and not 191 < data[1] < 224
-                and backlog.empty()
-            ):
-                srtp = dtls._rx_srtp
-                if srtp is not None:
-                    sink = sinks.get(ssrc_table.get(int.from_bytes(data[8:12], "big")))
-                    if sink is not None:
-                        counters[DTLS_RX_BYTES] += len(data)
-                        counters[DTLS_RX_PACKETS] += 1
-                        self._receive(srtp, data, sink)
-                        return
+            if 127 < data[0] < 192:
+                if len(data) > MAX_SRTP_DATAGRAM:
+                    # pylibsrtp raises ValueError for it, which aiortc's task does not catch.
+                    self._refuse()
+                    return
+                if len(data) >= 12 and not 191 < data[1] < 224 and backlog.empty():
+                    srtp = dtls._rx_srtp
+                    if srtp is not None:
+                        sink = sinks.get(ssrc_table.get(int.from_bytes(data[8:12], "big")))
+                        if sink is not None:
+                            counters[DTLS_RX_BYTES] += len(data)
+                            counters[DTLS_RX_PACKETS] += 1
+                            self._receive(srtp, data, sink)
+                            return
             original(data, addr)
 
         return datagram_received
 
+    def _refuse(self) -> None:
+        """A datagram not forwarded: not authentic (forged or replayed), or not usable RTP."""
+        self.dropped += 1
+        self._counters.packets_refused += 1
+
     def _receive(self, session: pylibsrtp.Session, data: bytes, sink: PacketSink) -> None:
-        rx = self._rx
-        if rx is None or session is not self._rx_session:
-            rx = self._rx = FastSrtp(session)
-            self._rx_session = session
         try:
-            plain = rx.unprotect(data)
+            plain = fast_srtp(session).unprotect(data)
         except (pylibsrtp.Error, ValueError):
-            self.dropped += 1  # replayed or not authentic: aiortc drops it as well
-            self._counters.packets_refused += 1
+            self._refuse()  # replayed or not authentic: aiortc drops it as well
             return
         packet = parse_rtp(plain, self._extension_ids.abs_send_time)
         if packet is None:
-            self.dropped += 1
-            self._counters.packets_refused += 1
+            self._refuse()
             return
         self.packets += 1
         self._counters.packets_received_direct += 1

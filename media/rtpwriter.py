@@ -112,8 +112,8 @@ class RtpWriter:
         self._send_time_at = 12 + mark if mark >= 0 else None
 
     def connection(self) -> Connection | None:
-        """The DTLS transport, the ICE pair's socket and address, the SRTP session to protect
-        with and the transport's counters, once connected."""
+        """The ICE pair's socket and address, the SRTP session to protect with and the DTLS
+        transport's counters, once connected."""
         dtls = self._sender.transport
         if self._payload_type is None or dtls._state is not DtlsState.CONNECTED:
             return None
@@ -141,7 +141,7 @@ class RtpWriter:
         at = self._send_time_at
         if at is not None:
             if send_time is None:
-                send_time = int((now + NTP_EPOCH_OFFSET) * (1 << 18))  # 6.18 fixed point
+                send_time = (ntp_at(now) >> 14) & 0xFFFFFF  # 6.18 fixed point, 24 bits
             head[at] = (send_time >> 16) & 0xFF
             head[at + 1] = (send_time >> 8) & 0xFF
             head[at + 2] = send_time & 0xFF
