@@ -34,8 +34,10 @@ class OwnedTasks:
             logger.error("%s: background task failed", self._name, exc_info=exc)
 
     async def aclose(self) -> None:
+        """Cancel and await every task, but the one calling (it cannot await itself)."""
         self._closed = True
-        tasks = list(self._tasks)
+        current = asyncio.current_task()
+        tasks = [task for task in self._tasks if task is not current]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime
 import json
@@ -725,6 +726,8 @@ async def health(request: web.Request) -> web.Response:
             "visits": len(hubs),
             "participants": sum(len(h.sessions) for h in hubs.values()),
             "media": request.app[appkeys.SFU].counters.to_dict(),
+            # Every asyncio task alive in this process: flat while visits come and go.
+            "tasks": len(asyncio.all_tasks()),
         }
     )
 

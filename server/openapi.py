@@ -316,6 +316,7 @@ def _schemas() -> dict[str, Schema]:
                 "visits": {"type": "integer", "minimum": 0},
                 "participants": {"type": "integer", "minimum": 0},
                 "media": {"type": "object", "additionalProperties": {"type": "integer"}},
+                "tasks": {"type": "integer", "minimum": 0},
             },
         },
     }

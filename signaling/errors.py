@@ -33,3 +33,5 @@ CLOSE_VISIT_ENDED = 4005
 CLOSE_NODE_LOST = 4006
 #: The service cannot take the join right now (its live state is unreachable): try again.
 CLOSE_TRY_AGAIN = 1013
+#: The server failed on something it did not expect: the seat is kept, reconnect.
+CLOSE_INTERNAL = 1011

@@ -60,6 +60,8 @@ class VisitHub:
         #: The visit as this node last read or wrote it (written back after a Redis restart).
         self.last_visit: Visit | None = None
         self._adoption_checked = False
+        #: The visit ended or was cancelled: whoever leaves now is gone for good.
+        self._over = False
 
     # --- arriving ---------------------------------------------------------------------------
 
@@ -240,6 +242,7 @@ class VisitHub:
         )
         visit.state = ended.state
         self.last_visit = ended
+        self._over = True
         await self._record(EventKind.VISIT_ENDED, reason=reason)
         try:
             await self._services.cluster.forget_visit(self.visit_id, self._services.node_id)
@@ -346,9 +349,12 @@ class VisitHub:
         if participant not in self.in_call:
             await self._record(EventKind.PARTICIPANT_LEFT, seat, reason="left-waiting-room")
             self._to_hosts({"type": "waiting-ended", "participant": participant})
+        elif self._over:
+            await self._depart(participant, reason="visit-ended")
         elif explicit:
             await self._depart(participant, reason="left")
         else:
+            self._meters.pop(participant, None)
             await self.room.disconnect(participant)
             await self._record(EventKind.PARTICIPANT_RECONNECTING, seat)
             self.broadcast({"type": "participant-reconnecting", "participant": participant})
@@ -369,6 +375,9 @@ class VisitHub:
 
     async def _depart(self, participant: ParticipantId, reason: str) -> None:
         self.in_call.discard(participant)
+        # A meter holds its peer connection (and all that hangs on it) until dropped.
+        self._meters.pop(participant, None)
+        self.quality.pop(participant, None)
         # Coming back after this needs admission again.
         self.admitted.discard(participant)
         await self._presence(participant, False)
@@ -380,6 +389,10 @@ class VisitHub:
 
     def _maybe_departure(self) -> None:
         if self.sessions or self.reconnecting or self._departure is not None:
+            return
+        if self._over:
+            # Nobody comes back to an ended visit: let go of it now.
+            self._departure = self.tasks.spawn(self._registry.discard(self))
             return
         self._departure = self.tasks.spawn(self._departure_timeout())
 
@@ -463,6 +476,7 @@ class VisitHub:
     async def close_for_cancel(self, reason: str) -> int:
         """The visit was cancelled: tell everyone connected and close their sockets."""
         async with self.lock:
+            self._over = True
             sessions = list(self.sessions.values())
             for session in sessions:
                 session.send({"type": "visit-ended"})
@@ -512,6 +526,8 @@ class HubRegistry:
     async def discard(self, hub: VisitHub) -> None:
         if self.hubs.get(hub.visit_id) is hub and not hub.sessions and not hub.reconnecting:
             del self.hubs[hub.visit_id]
+            # Its quality loop and timers would keep it, and its room's peers, alive for good.
+            await hub.tasks.aclose()
             await self._services.sfu.close_room(hub.visit_id)
 
     async def end_visit(self, visit: Visit) -> None:

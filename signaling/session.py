@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import traceback
 from typing import TYPE_CHECKING, Any
 
 from media.errors import NegotiationFailed
@@ -17,6 +18,7 @@ from rooms.visit import Seat
 from signaling.channel import ClientChannel
 from signaling.errors import (
     CLOSE_FATAL,
+    CLOSE_INTERNAL,
     CLOSE_JOIN_TIMEOUT,
     CLOSE_LEFT,
     CLOSE_REPLACED,
@@ -183,18 +185,43 @@ class Session:
             await asyncio.wait({writer, reader}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
-            # Tell the others first: a departure must not wait for a slow close handshake.
-            if self.hub is not None:
-                async with self.hub.lock:
-                    await self.hub.leave(self, explicit=self._left)
-            self._begin_close(1000, "")
             try:
-                await asyncio.wait_for(writer, timeout=2)
-            except (TimeoutError, ConnectionError):
-                writer.cancel()
-            await self._channel.close(self._close_code or 1000, self._close_reason)
+                await reader
+            except asyncio.CancelledError:
+                pass
+            except Exception as exc:
+                self._failed("handler", exc)
+            try:
+                # Tell the others first: a departure must not wait for a slow close handshake.
+                # Whatever failed above, the seat is left (or nobody could ever take it again).
+                if self.hub is not None:
+                    async with self.hub.lock:
+                        await self.hub.leave(self, explicit=self._left)
+            finally:
+                self._begin_close(1000, "")
+                try:
+                    await asyncio.wait_for(writer, timeout=2)
+                except (TimeoutError, ConnectionError):
+                    writer.cancel()
+                except Exception as exc:
+                    self._failed("writer", exc)
+                await self._channel.close(self._close_code or 1000, self._close_reason)
+
+    def _failed(self, part: str, exc: Exception) -> None:
+        """An unexpected error ended this session: logged with opaque ids and where it came
+        from (not its message, which may carry what a participant sent); the client is asked
+        to reconnect."""
+        frames = traceback.extract_tb(exc.__traceback__)
+        where = f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "?"
+        logger.error(
+            "visit %s participant %s: session %s failed with %s at %s; leaving the seat",
+            self.hub.visit_id if self.hub is not None else None,
+            self.participant,
+            part,
+            type(exc).__name__,
+            where,
+        )
+        self._begin_close(CLOSE_INTERNAL, "internal-error")
 
     async def _read_loop(self) -> None:
         joined = False
