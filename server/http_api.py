@@ -724,7 +724,7 @@ async def health(request: web.Request) -> web.Response:
             "status": "draining" if node.draining else "ok",
             "node": node.id,
             "visits": len(hubs),
-            "participants": sum(len(h.sessions) for h in hubs.values()),
+            "participants": sum(h.connected() for h in hubs.values()),
             "media": request.app[appkeys.SFU].counters.to_dict(),
             # Every asyncio task alive in this process: flat while visits come and go.
             "tasks": len(asyncio.all_tasks()),
@@ -732,10 +732,15 @@ async def health(request: web.Request) -> web.Response:
     )
 
 
+#: Seconds of silence before the server pings a signaling socket; a client that does not answer
+#: within half of it is cut off (so within 9 s of its last word).
+SOCKET_HEARTBEAT = 6.0
+
+
 async def signaling_socket(request: web.Request) -> web.WebSocketResponse:
     # A hard limit well above the protocol's own, so an oversize message gets a precise error
     # from the session (and the socket lives on) rather than aiohttp closing it.
-    ws = web.WebSocketResponse(heartbeat=20, max_msg_size=1024 * 1024, timeout=2)
+    ws = web.WebSocketResponse(heartbeat=SOCKET_HEARTBEAT, max_msg_size=1024 * 1024, timeout=2)
     await ws.prepare(request)
     await request.app[appkeys.NODE].serve_socket(ws, client_of(request))
     return ws

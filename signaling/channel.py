@@ -43,3 +43,7 @@ class WebSocketChannel:
 
     async def close(self, code: int, reason: str) -> None:
         await self._ws.close(code=code, message=reason.encode())
+
+    def went_silent(self) -> bool:
+        """The socket was dropped because the client answered no ping in time."""
+        return isinstance(self._ws.exception(), TimeoutError)

@@ -62,6 +62,8 @@ class VisitHub:
         self._adoption_checked = False
         #: The visit ended or was cancelled: whoever leaves now is gone for good.
         self._over = False
+        #: In the call with a socket, but their media connection died: shown reconnecting.
+        self.cut_off: set[ParticipantId] = set()
 
     # --- arriving ---------------------------------------------------------------------------
 
@@ -97,6 +99,7 @@ class VisitHub:
     async def _into_call(self, seat: Seat, reconnect: bool) -> None:
         participant = seat.participant
         rejoining = participant in self.in_call
+        self.cut_off.discard(participant)
         self.in_call.add(participant)
         await self._presence(participant, True)
         await self.room.connect(participant)
@@ -281,7 +284,18 @@ class VisitHub:
     async def restart_media(self, seat: Seat) -> dict[str, int]:
         await self.room.connect(seat.participant)
         await self._record(EventKind.MEDIA_RESTARTED, seat)
+        session = self.sessions.get(seat.participant)
+        if seat.participant in self.cut_off and session is not None:
+            self.cut_off.discard(seat.participant)
+            self.broadcast(
+                {"type": "participant-reconnected", "participant": session.describe()},
+                exclude=seat.participant,
+            )
         return self._recv_slots(seat.participant)
+
+    def connected(self) -> int:
+        """Sessions here whose participant is not cut off."""
+        return sum(1 for p in self.sessions if p not in self.cut_off)
 
     def call_state(self, participant: ParticipantId) -> dict[str, Any]:
         """What a participant entering the call needs: who is there, and how many slots."""
@@ -355,8 +369,9 @@ class VisitHub:
             await self._depart(participant, reason="left")
         else:
             self._meters.pop(participant, None)
+            self.cut_off.discard(participant)
             await self.room.disconnect(participant)
-            await self._record(EventKind.PARTICIPANT_RECONNECTING, seat)
+            await self._record(EventKind.PARTICIPANT_RECONNECTING, seat, reason=session.lost)
             self.broadcast({"type": "participant-reconnecting", "participant": participant})
             timer = self.tasks.spawn(self._grace_expires(participant))
             if timer is not None:
@@ -378,6 +393,7 @@ class VisitHub:
         # A meter holds its peer connection (and all that hangs on it) until dropped.
         self._meters.pop(participant, None)
         self.quality.pop(participant, None)
+        self.cut_off.discard(participant)
         # Coming back after this needs admission again.
         self.admitted.discard(participant)
         await self._presence(participant, False)
@@ -469,9 +485,30 @@ class VisitHub:
         logger.info(
             "visit %s participant %s: peer connection %s", self.visit_id, participant, state
         )
-        if state == "failed":
-            seat = self._seats.get(ParticipantId(participant))
-            self.tasks.spawn(self._record(EventKind.MEDIA_FAILED, seat, state=state))
+        peer = self.room.peers.get(participant)
+        # Only a peer still in the room died by itself (ICE consent lost, DTLS closed): one this
+        # node closes or replaces leaves the room first.
+        if state in ("failed", "closed") and peer is not None and peer.pc.connectionState == state:
+            self.tasks.spawn(self._media_lost(ParticipantId(participant), state))
+
+    async def _media_lost(self, participant: ParticipantId, state: str) -> None:
+        """Cut off: the others see them reconnecting until they restart their media (the page
+        does on a failed connection), come back, or their socket goes too."""
+        async with self.lock:
+            if participant not in self.in_call or participant in self.cut_off:
+                return
+            if participant in self.sessions:
+                self.cut_off.add(participant)
+            await self._record(
+                EventKind.MEDIA_FAILED,
+                self._seats.get(participant),
+                state=state,
+                reason=f"peer-connection-{state}",
+            )
+            self.broadcast(
+                {"type": "participant-reconnecting", "participant": participant},
+                exclude=participant,
+            )
 
     async def close_for_cancel(self, reason: str) -> int:
         """The visit was cancelled: tell everyone connected and close their sockets."""

@@ -15,7 +15,7 @@ from rooms.outcomes import OutcomeRejected
 from rooms.policy import Action, is_host_role
 from rooms.principal import Principal
 from rooms.visit import Seat
-from signaling.channel import ClientChannel
+from signaling.channel import ClientChannel, WebSocketChannel
 from signaling.errors import (
     CLOSE_FATAL,
     CLOSE_INTERNAL,
@@ -103,6 +103,8 @@ class Session:
         self.video = True
         self.is_host = False
         self._left = False
+        #: Why the socket was lost, for the record: socket-closed, no-pong or internal-error.
+        self.lost = "socket-closed"
         #: Messages the hub sent while this session was joining, held back so that `joined` is
         #: always the first thing a client hears; None once it has been sent.
         self._held: list[dict[str, Any]] | None = []
@@ -191,6 +193,8 @@ class Session:
                 pass
             except Exception as exc:
                 self._failed("handler", exc)
+            if isinstance(self._channel, WebSocketChannel) and self._channel.went_silent():
+                self.lost = "no-pong"
             try:
                 # Tell the others first: a departure must not wait for a slow close handshake.
                 # Whatever failed above, the seat is left (or nobody could ever take it again).
@@ -221,6 +225,7 @@ class Session:
             type(exc).__name__,
             where,
         )
+        self.lost = "internal-error"
         self._begin_close(CLOSE_INTERNAL, "internal-error")
 
     async def _read_loop(self) -> None:
