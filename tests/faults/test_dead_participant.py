@@ -1,9 +1,10 @@
-"""A participant whose process freezes (SIGSTOP) is cut off within 15 s: the others are told,
-the event log says why, and /healthz stops counting them.
+"""A dead participant is cut off: the others are told, the event log says why, and /healthz
+stops counting them.
 
-Real server process, real aiortc bots as their own processes (citizen and nurse, sending and
-receiving media), the host on a plain socket that records what it is told. The nurse's process
-is stopped with SIGSTOP: its signaling socket goes silent and its ICE consent lapses.
+Real server process, real aiortc bots (citizen and nurse, sending and receiving media), the host
+on a plain socket that records what it is told. Two faults: the nurse's process is stopped with
+SIGSTOP (its signaling socket goes silent and its ICE consent lapses), or only its UDP path goes
+dark while its signaling socket lives on (the server's ICE consent checks go unanswered).
 """
 
 from __future__ import annotations
@@ -21,9 +22,11 @@ from typing import Any
 import aiohttp
 import pytest
 
-from rooms.eventlog import EventKind, SqlEventLog
+from media.encoded import EncodedMedia
+from rooms.eventlog import EventKind, SqlEventLog, VisitEvent
 from rooms.ids import VisitId
 from rooms.sql import open_database
+from signaling.bot import Bot, BotOptions
 from tests.support.servers import RunningServer, start_server
 
 #: The bound within which a dead participant must be shown as cut off.
@@ -91,6 +94,14 @@ class Listener:
             await self._task
 
 
+async def events_of(server: RunningServer, visit: str) -> list[VisitEvent]:
+    db = await open_database(None, server.data_dir / "metadata.sqlite3")
+    try:
+        return await SqlEventLog(db).for_visit(VisitId(visit))
+    finally:
+        await db.close()
+
+
 async def test_a_frozen_participant_is_cut_off_within_15_s(server: RunningServer) -> None:
     visit = await server.create_visit("--no-waiting-room")
     links = visit["links"]
@@ -152,11 +163,7 @@ async def test_a_frozen_participant_is_cut_off_within_15_s(server: RunningServer
                 await stop_bot(process)
             await host.close()
 
-    db = await open_database(None, server.data_dir / "metadata.sqlite3")
-    try:
-        events = await SqlEventLog(db).for_visit(VisitId(visit["visit"]))
-    finally:
-        await db.close()
+    events = await events_of(server, visit["visit"])
     cut = [
         e
         for e in events
@@ -169,3 +176,81 @@ async def test_a_frozen_participant_is_cut_off_within_15_s(server: RunningServer
         "peer-connection-failed",
         "peer-connection-closed",
     )
+
+
+class DarkPath:
+    """Stands in for the socket under a peer's nominated ICE pair: every datagram is lost."""
+
+    def __init__(self, pc: Any) -> None:
+        transport = pc.getTransceivers()[0].sender.transport.transport
+        pair = transport._connection._nominated[1]
+        self._socket = pair.protocol.transport
+        pair.protocol.transport = self
+
+    def sendto(self, data: bytes, address: Any = None) -> None:
+        pass
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._socket, name)
+
+
+async def test_a_participant_whose_media_dies_is_cut_off_while_its_socket_lives(
+    server: RunningServer,
+) -> None:
+    visit = await server.create_visit("--no-waiting-room")
+    links = visit["links"]
+    encoded = await asyncio.to_thread(EncodedMedia.build, 320, 240, 30, 0)
+    async with aiohttp.ClientSession() as http:
+        ws = await http.ws_connect(server.base_url.replace("http", "ws", 1) + "/ws")
+        token = links["gp"].split("#", 1)[1]
+        await ws.send_json({"type": "join", "token": token, "visit": visit["visit"]})
+        host = Listener(ws)
+        bots = {
+            role: Bot(
+                links[role],
+                BotOptions(seconds=120, decode=False, encoded=encoded, width=320, height=240),
+            )
+            for role in ("citizen", "nurse")
+        }
+        runs = [asyncio.create_task(bot.run()) for bot in bots.values()]
+        try:
+
+            async def media_both_ways() -> bool:
+                return all(bot.video_from() for bot in bots.values())
+
+            await until(media_both_ways, 60, "video between the citizen and the nurse")
+            nurse = bots["nurse"].report.participant
+            peer = bots["nurse"]._peer
+            assert peer is not None
+            DarkPath(peer.pc)
+            dark = time.monotonic()
+
+            async def told() -> bool:
+                try:
+                    host.first("participant-reconnecting", nurse)
+                except LookupError:
+                    return False
+                return True
+
+            # aioice gives up after six unanswered consent checks, about 5 s apart.
+            await until(told, 60, "the host to be told the nurse's media is gone")
+            told_after = host.first("participant-reconnecting", nurse)[0] - dark
+
+            async def not_counted() -> bool:
+                return bool((await server.health())["participants"] == 2)
+
+            await until(not_counted, 15, "/healthz to stop counting the nurse")
+            print(f"UDP path of the nurse cut: others told after {told_after:.1f} s")
+            # Its signaling socket is still open: the cut-off came from the media connection.
+            assert not runs[1].done()
+            await bots["nurse"]._send({"type": "ping", "id": "still-here"})
+        finally:
+            for run in runs:
+                run.cancel()
+            await asyncio.gather(*runs, return_exceptions=True)
+            await host.close()
+
+    events = await events_of(server, visit["visit"])
+    failed = [e for e in events if e.participant == nurse and e.kind is EventKind.MEDIA_FAILED]
+    assert failed, [(e.kind, e.participant, e.data) for e in events]
+    assert failed[0].data["reason"] in ("peer-connection-failed", "peer-connection-closed")
