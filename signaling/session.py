@@ -201,6 +201,8 @@ class Session:
                 if self.hub is not None:
                     async with self.hub.lock:
                         await self.hub.leave(self, explicit=self._left)
+            except Exception as exc:
+                self._failed("leave", exc)
             finally:
                 self._begin_close(1000, "")
                 try:

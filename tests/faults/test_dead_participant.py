@@ -244,7 +244,17 @@ async def test_a_participant_whose_media_dies_is_cut_off_while_its_socket_lives(
             print(f"UDP path of the nurse cut: others told after {told_after:.1f} s")
             # Its signaling socket is still open: the cut-off came from the media connection.
             assert not runs[1].done()
-            await bots["nurse"]._send({"type": "ping", "id": "still-here"})
+            # Asking for a new media connection brings it back: the others are told.
+            await bots["nurse"]._send({"type": "media-restart"})
+
+            async def back() -> bool:
+                try:
+                    host.first("participant-reconnected", nurse)
+                except LookupError:
+                    return False
+                return bool((await server.health())["participants"] == 3)
+
+            await until(back, 15, "the nurse shown back after media-restart")
         finally:
             for run in runs:
                 run.cancel()
