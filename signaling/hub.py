@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 CHAT_HISTORY = 100
+#: Seconds a peer connection closed by the other end may wait for its client to say why.
+CLOSED_PEER_SETTLE = 2.0
 
 
 class VisitHub:
@@ -489,13 +491,21 @@ class VisitHub:
         # Only a peer still in the room died by itself (ICE consent lost, DTLS closed): one this
         # node closes or replaces leaves the room first.
         if state in ("failed", "closed") and peer is not None and peer.pc.connectionState == state:
-            self.tasks.spawn(self._media_lost(ParticipantId(participant), state))
+            self.tasks.spawn(self._media_lost(ParticipantId(participant), peer, state))
 
-    async def _media_lost(self, participant: ParticipantId, state: str) -> None:
+    async def _media_lost(self, participant: ParticipantId, peer: object, state: str) -> None:
         """Cut off: the others see them reconnecting until they restart their media (the page
         does on a failed connection), come back, or their socket goes too."""
+        if state == "closed":
+            # A client that closes its connection on purpose (leaving, reloading, restarting
+            # its media) says so over its socket at once: only a peer still in place was lost.
+            await asyncio.sleep(CLOSED_PEER_SETTLE)
         async with self.lock:
-            if participant not in self.in_call or participant in self.cut_off:
+            if (
+                self.room.peers.get(participant) is not peer
+                or participant not in self.in_call
+                or participant in self.cut_off
+            ):
                 return
             if participant in self.sessions:
                 self.cut_off.add(participant)

@@ -241,7 +241,7 @@ async def test_a_participant_whose_media_dies_is_cut_off_while_its_socket_lives(
                 return bool((await server.health())["participants"] == 2)
 
             await until(not_counted, 15, "/healthz to stop counting the nurse")
-            print(f"UDP path of the nurse cut: others told after {told_after:.1f} s")
+            print(f"UDP path of the nurse cut: others told after {told_after:.1f} s", end="")
             # Its signaling socket is still open: the cut-off came from the media connection.
             assert not runs[1].done()
             # Asking for a new media connection brings it back: the others are told.
@@ -264,5 +264,72 @@ async def test_a_participant_whose_media_dies_is_cut_off_while_its_socket_lives(
     events = await events_of(server, visit["visit"])
     failed = [e for e in events if e.participant == nurse and e.kind is EventKind.MEDIA_FAILED]
     assert failed, [(e.kind, e.participant, e.data) for e in events]
+    print(f", recorded as media-failed ({failed[0].data['reason']})")
     assert failed[0].data["reason"] in ("peer-connection-failed", "peer-connection-closed")
     assert "Traceback" not in server.log.read_text()
+
+
+async def test_a_connection_closed_on_purpose_is_not_a_media_failure(
+    server: RunningServer,
+) -> None:
+    """A client that closes its peer connection and then says why (here: it restarts its media,
+    as the page does) is not cut off, and no media failure is recorded."""
+    visit = await server.create_visit("--no-waiting-room")
+    links = visit["links"]
+    encoded = await asyncio.to_thread(EncodedMedia.build, 320, 240, 30, 0)
+    async with aiohttp.ClientSession() as http:
+        ws = await http.ws_connect(server.base_url.replace("http", "ws", 1) + "/ws")
+        token = links["gp"].split("#", 1)[1]
+        await ws.send_json({"type": "join", "token": token, "visit": visit["visit"]})
+        host = Listener(ws)
+        bots = {
+            role: Bot(
+                links[role],
+                BotOptions(seconds=120, decode=False, encoded=encoded, width=320, height=240),
+            )
+            for role in ("citizen", "nurse")
+        }
+        runs = [asyncio.create_task(bot.run()) for bot in bots.values()]
+        try:
+
+            async def media_both_ways() -> bool:
+                return all(bot.video_from() for bot in bots.values())
+
+            await until(media_both_ways, 60, "video between the citizen and the nurse")
+            nurse = bots["nurse"].report.participant
+            peer = bots["nurse"]._peer
+            assert peer is not None
+            await peer.pc.close()  # the server's end sees the DTLS close: "closed"
+            # The page's own pace between closing its connection and asking for a new one.
+            await asyncio.sleep(0.3)
+            await bots["nurse"]._send({"type": "media-restart"})
+
+            async def restarted() -> bool:
+                events = await events_of(server, visit["visit"])
+                return any(
+                    e.kind is EventKind.MEDIA_RESTARTED and e.participant == nurse for e in events
+                )
+
+            await until(restarted, 15, "the nurse's media restarted")
+            # Past the time a closed peer is given to be explained, and a little more.
+            ping_sent = time.monotonic()
+            await ws.send_json({"type": "ping", "id": "later"})
+
+            async def ponged_after_settle() -> bool:
+                return time.monotonic() - ping_sent > 4 and any(
+                    m["type"] == "pong" for _at, m in host.heard
+                )
+
+            await until(ponged_after_settle, 15, "a pong, 4 s on")
+        finally:
+            for run in runs:
+                run.cancel()
+            await asyncio.gather(*runs, return_exceptions=True)
+            await host.close()
+
+    with pytest.raises(LookupError):
+        host.first("participant-reconnecting", nurse)
+    events = await events_of(server, visit["visit"])
+    assert not [e for e in events if e.kind is EventKind.MEDIA_FAILED], [
+        (e.kind, e.participant, e.data) for e in events
+    ]
