@@ -254,6 +254,25 @@ MIGRATIONS: Sequence[Migration] = (
             "CREATE INDEX surveys_visit ON surveys (visit, time)",
         ),
     ),
+    Migration(
+        5,
+        # Audit rows that stand for repeated refusals (rooms/audit.py `count`): how many, a
+        # digest of the refused token (never the token), and the key that folds the repeats of
+        # one address, action, reason and minute into one row (NULL, so never folded, for the
+        # rows of single decisions).
+        sqlite=(
+            "ALTER TABLE audit ADD COLUMN count INTEGER NOT NULL DEFAULT 1",
+            "ALTER TABLE audit ADD COLUMN token TEXT",
+            "ALTER TABLE audit ADD COLUMN repeat_key TEXT",
+            "CREATE UNIQUE INDEX audit_repeat ON audit (repeat_key)",
+        ),
+        postgresql=(
+            "ALTER TABLE audit ADD COLUMN count INTEGER NOT NULL DEFAULT 1",
+            "ALTER TABLE audit ADD COLUMN token TEXT",
+            "ALTER TABLE audit ADD COLUMN repeat_key TEXT",
+            "CREATE UNIQUE INDEX audit_repeat ON audit (repeat_key)",
+        ),
+    ),
 )
 
 SCHEMA_VERSION_SQLITE = (

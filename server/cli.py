@@ -275,6 +275,8 @@ def audit(args: argparse.Namespace) -> int:
             f"{when} {r.result:8s} {r.action:14s} visit={r.visit or '-'} role={r.role or '-'} "
             f"sector={r.sector or '-'} org={r.org or '-'} sub={r.subject or '-'} "
             f"client={r.client or '-'} reason={r.reason or '-'}"
+            + (f" token={r.token}" if r.token else "")
+            + (f" count={r.count}" if r.count > 1 else "")
         )
     return 0
 

@@ -37,6 +37,18 @@ class Access(Protocol):
         """Raise rooms.errors.NotPermitted unless the policy allows it; audited either way."""
         ...
 
+    async def refuse_request(
+        self,
+        action: Action,
+        client: str | None,
+        reason: str,
+        *,
+        principal: Principal | None = None,
+    ) -> None:
+        """Audit and count a malformed request; raise AuthenticationFailed `rate-limited` when
+        the address is past its limit."""
+        ...
+
     async def record(
         self,
         principal: Principal | None,
