@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
 from signaling.errors import ProtocolError
+from signaling.safejson import JsonRefused, load_json
 
 #: Largest text message a client may send; an offer for a full visit is about 20 KiB.
 MAX_MESSAGE_BYTES = 64 * 1024
@@ -148,9 +148,9 @@ def parse_client_message(raw: str) -> ClientMessage:
             "message-too-large", f"messages are limited to {MAX_MESSAGE_BYTES} bytes"
         )
     try:
-        data: Any = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise ProtocolError("malformed-json", f"not valid JSON: {exc.msg}") from None
+        data: Any = load_json(raw)
+    except JsonRefused as exc:
+        raise ProtocolError(exc.code, exc.message) from None
     if not isinstance(data, dict):
         raise ProtocolError("invalid-message", "a message must be a JSON object")
     kind = data.get("type")

@@ -201,11 +201,10 @@ class Session:
         try:
             async with asyncio.timeout(self._services.join_timeout) as join_deadline:
                 async for data in self._channel.receive():
-                    if isinstance(data, bytes):
-                        self.send(error_message("invalid-message", "send text (JSON) messages"))
-                        continue
                     ref = None
                     try:
+                        if isinstance(data, bytes):
+                            raise ProtocolError("invalid-message", "send text (JSON) messages")
                         message = parse_client_message(data)
                         ref = message.ref
                         if not joined:
@@ -220,7 +219,8 @@ class Session:
                             return
                         else:
                             await self._dispatch(message)
-                    except SignalingError as exc:
+                    except SignalingError as error:
+                        exc = error if joined or error.fatal else await self._refuse(error)
                         self.send(error_message(exc.code, exc.message, ref, fatal=exc.fatal))
                         if exc.fatal:
                             self._begin_close(CLOSE_FATAL, exc.code)
@@ -228,6 +228,15 @@ class Session:
         except TimeoutError:
             self.send(error_message("join-timeout", "no 'join' in time", fatal=True))
             self._begin_close(CLOSE_JOIN_TIMEOUT, "join-timeout")
+
+    async def _refuse(self, error: SignalingError) -> SignalingError:
+        """A message before `join` that is refused: audited as a counted row and counted against
+        the address; past its limit the socket is refused as `rate-limited`."""
+        try:
+            await self._services.access.refuse_request(Action.JOIN, self._client, error.code)
+        except AuthenticationFailed as exc:
+            return FatalError(exc.code, exc.message)
+        return error
 
     async def _join(self, message: Join) -> None:
         access = self._services.access
