@@ -162,6 +162,12 @@ class SqlAuditLog:
             repeat_key(record),
         )
 
+    async def add_repeats(self, key: str, repeats: int) -> None:
+        """Add `repeats` to the `count` of the row `count` wrote under `key`."""
+        await self._db.execute(
+            "UPDATE audit SET count = count + ? WHERE repeat_key = ?", repeats, key
+        )
+
     async def query(
         self,
         *,

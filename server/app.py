@@ -13,6 +13,7 @@ from aiohttp import web
 
 from media.sfu import Sfu
 from rooms.audit import AuditRetention, SqlAuditLog
+from rooms.audit_repeats import CoalescingAuditLog
 from rooms.cluster import ClusterState, MemoryClusterState, NodeId
 from rooms.eventlog import SqlEventLog
 from rooms.janitor import EmptyVisitJanitor
@@ -108,12 +109,14 @@ async def _events(app: web.Application) -> AsyncIterator[None]:
 
 async def _audit(app: web.Application) -> AsyncIterator[None]:
     settings = app[appkeys.SETTINGS]
-    audit = SqlAuditLog(app[appkeys.DATABASE])
+    audit = CoalescingAuditLog(SqlAuditLog(app[appkeys.DATABASE]))
     retention = AuditRetention(audit, retention_seconds=settings.audit_days * 86400)
     app[appkeys.AUDIT] = audit
+    audit.start()
     retention.start()
     yield
     await retention.stop()
+    await audit.stop()
 
 
 async def _access(app: web.Application) -> AsyncIterator[None]:
