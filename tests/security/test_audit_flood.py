@@ -10,12 +10,15 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import secrets
 import sqlite3
 from pathlib import Path
 
 import aiohttp
 
+from rooms.sql import PostgresDatabase
 from signaling.messages import MAX_MESSAGE_BYTES
+from tests.sqlbackends import backend_for
 from tests.support.servers import RunningServer, cli, start_server
 
 SOCKETS = 300
@@ -28,15 +31,20 @@ def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
+def noise(chars: int) -> str:
+    """Random text: as an attacker would send it, nothing a database can compress away."""
+    return secrets.token_urlsafe(chars)[:chars]
+
+
 def hostile_join(i: int) -> str:
     """A `join` just under the protocol's 64 KiB limit, all of it attacker data."""
-    claims = {"iss": "https://evil.example/" + "i" * 12_000, "sub": f"0101901234-{i}"}
+    claims = {"iss": "https://evil.example/" + noise(12_000), "sub": f"0101901234-{i}"}
     token = ".".join(
-        (_b64(b'{"alg":"ES256","kid":"k"}'), _b64(json.dumps(claims).encode()), "s" * 8_000)
+        (_b64(b'{"alg":"ES256","kid":"k"}'), _b64(json.dumps(claims).encode()), noise(8_000))
     )
     message = {"type": "join", "token": token, "visit": ""}
     room = MAX_MESSAGE_BYTES - len(json.dumps(message)) - 64
-    message["visit"] = f"v-{i}-" + "x" * room
+    message["visit"] = f"v-{i}-" + noise(room)
     text = json.dumps(message)
     assert MAX_MESSAGE_BYTES - 128 < len(text) <= MAX_MESSAGE_BYTES
     return text
@@ -82,6 +90,7 @@ async def flood(server: RunningServer) -> list[str]:
 async def test_three_hundred_64k_joins_grow_the_audit_store_by_less_than_1_mb(
     tmp_path: Path,
 ) -> None:
+    """On SQLite, the default: the file's growth, its write-ahead log folded in."""
     first = await start_server(tmp_path)
     assert await first.stop() == 0
     db_path = first.data_dir / "metadata.sqlite3"
@@ -113,3 +122,45 @@ async def test_three_hundred_64k_joins_grow_the_audit_store_by_less_than_1_mb(
     assert all(len(line) < 400 for line in lines), out
     log = server.log.read_text()
     assert "Traceback" not in log, log[-3000:]
+
+
+async def pg_audit(url: str) -> tuple[int, list[tuple[int, int]]]:
+    """The audit table's size on disk (with its indexes and TOAST), and (bytes, count) of each
+    row."""
+    db = PostgresDatabase(url, max_size=1)
+    await db.open()
+    try:
+        await db.execute("VACUUM audit")
+        size = (await db.fetch("SELECT pg_total_relation_size('audit')"))[0][0]
+        columns = await db.fetch(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'audit'"
+        )
+        count = "count" if ("count",) in columns else "1"
+        rows = await db.fetch(f"SELECT pg_column_size(audit.*), {count} FROM audit")
+        return int(size), [(int(n), int(c)) for n, c in rows]
+    finally:
+        await db.close()
+
+
+async def test_the_same_flood_on_postgresql(tmp_path: Path) -> None:
+    """On PostgreSQL: the audit relation's growth on disk."""
+    async with backend_for("postgresql", tmp_path) as location:
+        assert location.url is not None
+        env = {"SCREENVISIT_DATABASE_URL": location.url}
+        server = await start_server(tmp_path, env=env)
+        try:
+            before, _ = await pg_audit(location.url)
+            codes = await flood(server)
+        finally:
+            assert await server.stop() == 0
+        after, rows = await pg_audit(location.url)
+    growth = after - before
+    print(
+        f"\naudit flood on PostgreSQL: audit relation grew {growth} bytes, {len(rows)} rows,"
+        f" largest {max(n for n, _ in rows)} bytes, counted {sum(c for _, c in rows)} refusals"
+    )
+    assert "rate-limited" in codes and len(codes) == SOCKETS
+    assert growth < MAX_GROWTH_BYTES, growth
+    assert max(n for n, _ in rows) <= MAX_ROW_BYTES
+    assert sum(c for _, c in rows) == SOCKETS
+    assert "Traceback" not in server.log.read_text()
