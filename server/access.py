@@ -136,8 +136,27 @@ class AccessControl:
             )
         )
 
+    async def note_malformed(
+        self,
+        principal: Principal,
+        action: Action,
+        client: str | None,
+        reason: str,
+        *,
+        visit: str | None = None,
+    ) -> None:
+        """Audit a malformed message from an authenticated session as a counted row. It is not
+        counted against the address: others behind the same one (a care home's network) would
+        pay for one participant's broken client."""
+        await self._audit.count(self._refusal(action, client, reason, principal, visit))
+
     def _refusal(
-        self, action: Action, client: str | None, reason: str, principal: Principal | None
+        self,
+        action: Action,
+        client: str | None,
+        reason: str,
+        principal: Principal | None,
+        visit: str | None = None,
     ) -> AuditRecord:
         return AuditRecord(
             action=action.value,
@@ -148,6 +167,7 @@ class AccessControl:
             sector=principal.sector.value if principal else None,
             org=principal.org if principal else None,
             role=principal.role.value if principal else None,
+            visit=audited_visit(visit),
             client=rate_key(client),
         )
 

@@ -11,6 +11,19 @@ from signaling.safejson import JsonRefused, load_json
 #: Largest text message a client may send; an offer for a full visit is about 20 KiB.
 MAX_MESSAGE_BYTES = 64 * 1024
 
+#: The codes `parse_client_message` refuses a message with: it is not a message of the protocol.
+MALFORMED_CODES = frozenset(
+    {
+        "message-too-large",
+        "malformed-json",
+        "json-too-deep",
+        "number-too-large",
+        "invalid-message",
+        "unknown-type",
+        "invalid-field",
+    }
+)
+
 
 @dataclass(frozen=True)
 class Join:

@@ -49,6 +49,18 @@ class Access(Protocol):
         the address is past its limit."""
         ...
 
+    async def note_malformed(
+        self,
+        principal: Principal,
+        action: Action,
+        client: str | None,
+        reason: str,
+        *,
+        visit: str | None = None,
+    ) -> None:
+        """Audit a malformed message from an authenticated session (counted, not limited)."""
+        ...
+
     async def record(
         self,
         principal: Principal | None,

@@ -26,6 +26,7 @@ from signaling.errors import (
     SignalingError,
 )
 from signaling.messages import (
+    MALFORMED_CODES,
     Admit,
     AdmitAll,
     Assisting,
@@ -220,7 +221,7 @@ class Session:
                         else:
                             await self._dispatch(message)
                     except SignalingError as error:
-                        exc = error if joined or error.fatal else await self._refuse(error)
+                        exc = await self._refuse(error, joined)
                         self.send(error_message(exc.code, exc.message, ref, fatal=exc.fatal))
                         if exc.fatal:
                             self._begin_close(CLOSE_FATAL, exc.code)
@@ -229,13 +230,21 @@ class Session:
             self.send(error_message("join-timeout", "no 'join' in time", fatal=True))
             self._begin_close(CLOSE_JOIN_TIMEOUT, "join-timeout")
 
-    async def _refuse(self, error: SignalingError) -> SignalingError:
-        """A message before `join` that is refused: audited as a counted row and counted against
-        the address; past its limit the socket is refused as `rate-limited`."""
-        try:
-            await self._services.access.refuse_request(Action.JOIN, self._client, error.code)
-        except AuthenticationFailed as exc:
-            return FatalError(exc.code, exc.message)
+    async def _refuse(self, error: SignalingError, joined: bool) -> SignalingError:
+        """The error to send for a refused message. Before `join` every refusal is audited as a
+        counted row and counted against the address, and past its limit the socket is refused
+        as `rate-limited`; after, a malformed message is audited as a counted row."""
+        access = self._services.access
+        if not joined and not error.fatal:
+            try:
+                await access.refuse_request(Action.JOIN, self._client, error.code)
+            except AuthenticationFailed as exc:
+                return FatalError(exc.code, exc.message)
+        elif joined and error.code in MALFORMED_CODES and self.principal is not None:
+            visit = self.hub.visit_id if self.hub else None
+            await access.note_malformed(
+                self.principal, Action.JOIN, self._client, error.code, visit=visit
+            )
         return error
 
     async def _join(self, message: Join) -> None:

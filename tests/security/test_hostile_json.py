@@ -172,12 +172,19 @@ async def test_hostile_json_on_the_socket(server: RunningServer) -> None:
     rows = await audited(
         server,
         {
-            "json-too-deep": 3,
-            "number-too-large": 1,
-            "invalid-field": 1,
-            "invalid-message": 1,
+            "json-too-deep": 4,
+            "number-too-large": 2,
+            "invalid-field": 2,
+            "invalid-message": 2,
             "rate-limited": 1,
         },
     )
+    # The joined session's refusals name its seat and visit (and count nothing against the
+    # address); the others name no one.
+    seated = [r for r in rows if r["result"] == "refused" and r["subject"] is not None]
+    assert {r["reason"] for r in seated} == {code for _, code in hostile}
+    assert {(r["subject"], r["visit"]) for r in seated} == {
+        (joined["you"]["participant"], visit["visit"])
+    }
     assert all(len(json.dumps(r)) < 600 for r in rows)
     assert_no_traceback(server)
