@@ -32,6 +32,10 @@ class VisitFull(RoomsError):
 class NotPermitted(RoomsError):
     code = "forbidden"
 
+    def __init__(self, message: str, code: str = "forbidden") -> None:
+        super().__init__(message)
+        self.code = code
+
 
 class AuthenticationFailed(RoomsError):
     """A token was refused. `code` says why, precisely enough for the person holding the link."""

@@ -25,6 +25,7 @@ from server.ratelimit import AuthFailureLimiter, rate_key
 
 MAX_AUDITED_ISSUER = 96
 VISIT_ID = re.compile(VISIT_ID_PATTERN)
+SEAT_TOKEN_ORG_NOT_ALLOWED = "seat-token-org-not-allowed"
 
 
 def audited_visit(visit: str | None) -> str | None:
@@ -96,6 +97,15 @@ class AccessControl:
     ) -> None:
         """Apply the policy table and record the decision; raise NotPermitted when refused."""
         try:
+            if (
+                principal.visit is not None
+                and visit is not None
+                and not self.verifier.may_seat(principal, visit.org)
+            ):
+                raise NotPermitted(
+                    "this link's issuer may not open seats in this organisation's visits",
+                    code=SEAT_TOKEN_ORG_NOT_ALLOWED,
+                )
             authorize(principal, action, visit)
         except NotPermitted as exc:
             await self.record(
@@ -104,7 +114,7 @@ class AccessControl:
                 visit_id or (visit.id if visit else None),
                 client,
                 allowed=False,
-                reason=exc.message,
+                reason=exc.code if exc.code != "forbidden" else exc.message,
             )
             raise
         await self.record(

@@ -35,6 +35,7 @@ from server.auth import TokenIssuer
 from server.config import SETTINGS, Settings, SettingsError
 from server.keys import load_or_create_signing_key
 from server.reports import EXPORTS, Filters, gather, load_pseudonymizer
+from server.trust import TrustConfigError
 from server.visits import book_visit, invite_links, links_by_role
 from server.workers import run_workers, without_workers_flag
 from signaling.bot import BotError, BotOptions, run_bot
@@ -140,15 +141,18 @@ def serve(args: argparse.Namespace) -> int:
         for line in announcement:
             print(line, flush=True)
 
-    web.run_app(
-        app,
-        host=settings.host,
-        port=settings.port,
-        print=announce,
-        access_log_format='%a "%r" %s %b %Tf',
-        shutdown_timeout=10,
-        reuse_port=args.reuse_port or None,
-    )
+    try:
+        web.run_app(
+            app,
+            host=settings.host,
+            port=settings.port,
+            print=announce,
+            access_log_format='%a "%r" %s %b %Tf',
+            shutdown_timeout=10,
+            reuse_port=args.reuse_port or None,
+        )
+    except TrustConfigError as exc:
+        raise SystemExit(f"screenvisit: bad trust file: {exc}") from None
     return 0
 
 

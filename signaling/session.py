@@ -290,7 +290,7 @@ class Session:
         try:
             await access.authorize(principal, Action.JOIN, visit, client=self._client)
         except NotPermitted as exc:
-            raise FatalError("forbidden", exc.message) from None
+            raise FatalError(exc.code, exc.message) from None
         if not visit.is_live:
             raise FatalError("visit-closed", f"this visit has {visit.state.value}")
         self.principal = principal
