@@ -8,6 +8,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Final, Protocol
 
 from rooms.periodic import Periodic
@@ -26,19 +27,21 @@ REPEAT_WINDOW_SECONDS: Final = 60.0
 
 #: The most UTF-8 bytes stored of each text field, whoever wrote the record: a row holds at most
 #: a few hundred bytes however much an attacker sends.
-FIELD_LIMITS: Final = {
-    "action": 32,
-    "result": 8,
-    "reason": 96,
-    "subject": 128,
-    "issuer": 96,
-    "sector": 24,
-    "org": 64,
-    "role": 24,
-    "visit": 68,
-    "client": 48,
-    "token": 24,
-}
+FIELD_LIMITS: Final = MappingProxyType(
+    {
+        "action": 32,
+        "result": 8,
+        "reason": 96,
+        "subject": 128,
+        "issuer": 96,
+        "sector": 24,
+        "org": 64,
+        "role": 24,
+        "visit": 68,
+        "client": 48,
+        "token": 24,
+    }
+)
 MAX_ROW_TEXT_BYTES: Final = sum(FIELD_LIMITS.values())
 
 

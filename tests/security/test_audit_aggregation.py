@@ -7,7 +7,7 @@ import asyncio
 import dataclasses
 import time
 
-from rooms.audit import REFUSED, AuditRecord, SqlAuditLog
+from rooms.audit import MAX_ROW_TEXT_BYTES, REFUSED, AuditRecord, SqlAuditLog
 from rooms.audit_repeats import CoalescingAuditLog
 from rooms.sql import Database, Row
 from tests.sqlbackends import backend, database  # noqa: F401
@@ -69,7 +69,7 @@ async def test_every_stored_field_is_bounded(database: Database) -> None:  # noq
     assert len(stored) == 2
     for row in stored:
         text = [v for v in dataclasses.asdict(row).values() if isinstance(v, str)]
-        assert sum(len(v.encode()) for v in text) <= 640, row
+        assert sum(len(v.encode()) for v in text) <= MAX_ROW_TEXT_BYTES <= 640, row
 
 
 class CountingDatabase:
