@@ -33,6 +33,7 @@ from server.access import AccessControl
 from server.auth import TokenIssuer, TokenVerifier
 from server.config import Settings
 from server.drain import Drainer
+from server.headers import add_security_headers
 from server.http_api import error_middleware, setup_api_routes
 from server.keys import load_or_create_signing_key
 from server.pages import setup_page_routes
@@ -60,6 +61,7 @@ def create_app(
         handler_args={"max_field_size": 32 * 1024, "max_line_size": 32 * 1024},
     )
     app[appkeys.SETTINGS] = settings
+    app.on_response_prepare.append(add_security_headers)
     app[appkeys.DRAINER] = Drainer(stop_process)
     app[appkeys.TEMPLATES] = jinja2.Environment(
         loader=jinja2.PackageLoader("web", "templates"),

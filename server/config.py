@@ -119,6 +119,12 @@ SETTINGS: tuple[Setting, ...] = (
         " hands them to other nodes",
     ),
     Setting(
+        "frame-ancestors",
+        "'none'",
+        "CSP frame-ancestors sources that may embed the pages in a frame (e.g. an EHR:"
+        " https://ehr.example.dk); 'none' forbids framing",
+    ),
+    Setting(
         "media-mode",
         "forward",
         "forward: encoded frames go to subscribers untouched; relay: aiortc's MediaRelay"
@@ -157,6 +163,7 @@ class Settings:
     node_id: str = ""
     announce_address: str = ""
     drain_timeout: float = 60.0
+    frame_ancestors: str = "'none'"
 
     @property
     def base_url(self) -> str:
@@ -223,6 +230,7 @@ class Settings:
                 node_id=raw["node-id"],
                 announce_address=raw["announce-address"],
                 drain_timeout=float(raw["drain-timeout"]),
+                frame_ancestors=parse_frame_ancestors(raw["frame-ancestors"]),
             )
         except (ValueError, TypeError, KeyError) as exc:
             raise SettingsError(str(exc)) from exc
@@ -243,6 +251,23 @@ def _flag(text: str) -> bool:
     if value in ("", "0", "false", "no", "off"):
         return False
     raise SettingsError(f"expected true or false, got {text!r}")
+
+
+def parse_frame_ancestors(text: str) -> str:
+    """A CSP source list: space-separated sources, nothing that could end the directive or the
+    header (no `;`, `,`, quotes other than 'self' and 'none', control characters)."""
+    if any(not c.isascii() or not (c.isprintable() or c == " ") for c in text):
+        raise SettingsError("frame-ancestors holds a control or non-ASCII character")
+    sources = text.split(" ")
+    sources = [source for source in sources if source]
+    if not sources:
+        raise SettingsError("frame-ancestors needs at least one source ('none' forbids framing)")
+    for source in sources:
+        if source not in ("'none'", "'self'") and any(c in source for c in ";,'\""):
+            raise SettingsError(f"frame-ancestors: {source!r} is not a CSP source")
+    if "'none'" in sources and len(sources) > 1:
+        raise SettingsError("frame-ancestors: 'none' cannot be combined with other sources")
+    return " ".join(sources)
 
 
 def parse_ice_servers(text: str) -> tuple[IceServer, ...]:
