@@ -26,6 +26,7 @@ from aiortc import (
 )
 from aiortc import sdp as aiortc_sdp
 
+from media.candidates import RefusedCandidate, RemoteCandidates, candidate_policy
 from media.codecs import codec_preferences
 from media.config import MediaConfig
 from media.counters import MediaCounters
@@ -97,6 +98,11 @@ class MediaPeer:
         self._ssrc_by_mid: dict[str, int | None] = {}
         self._lock = asyncio.Lock()
         self._closing: asyncio.Task[None] | None = None
+        self._remote_candidates = RemoteCandidates(
+            candidate_policy(config.ice_hosts, config.ice_allowed_networks)
+        )
+        #: The remote candidates the last offer named that the server will not contact.
+        self.refused_candidates: list[RefusedCandidate] = []
 
         @self.pc.on("connectionstatechange")
         def _state() -> None:
@@ -112,6 +118,14 @@ class MediaPeer:
             except Exception as exc:  # aiortc's parser raises several types on bad input
                 raise NegotiationFailed(f"the offer could not be parsed: {exc}") from exc
             self._check_offer(description)
+            # Before aiortc sees it: a refused candidate never gets a single datagram.
+            offer_sdp, self.refused_candidates = self._remote_candidates.filter_offer(offer_sdp)
+            if self.refused_candidates:
+                logger.info(
+                    "refused %d remote ICE candidates (%s)",
+                    len(self.refused_candidates),
+                    ", ".join(sorted({r.reason for r in self.refused_candidates})),
+                )
             known = {t.mid for t in self.pc.getTransceivers()}
             new_media = [m for m in description.media if m.rtp.muxId not in known]
             for media in new_media:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from media.candidates import parse_networks
 from media.config import IceServer, MediaConfig, MediaMode, parse_media_mode
 from rooms.outcomes import DEFAULT_OUTCOMES
 
@@ -42,6 +43,14 @@ SETTINGS: tuple[Setting, ...] = (
         "127.0.0.1",
         "comma-separated local addresses offered as ICE candidates;"
         " empty offers every non-loopback interface",
+    ),
+    Setting(
+        "ice-allowed-networks",
+        "",
+        "comma-separated networks (CIDR) a client's ICE candidates may be in besides public"
+        " addresses, e.g. 10.20.0.0/16 for clients on your own network; empty allows only the"
+        " non-public ICE hosts themselves (127.0.0.1 by default). Loopback, link-local, private"
+        " and other special ranges are refused unless listed",
     ),
     Setting(
         "ice-servers",
@@ -141,6 +150,8 @@ class Settings:
     public_url: str = ""
     ice_hosts: tuple[str, ...] = ("127.0.0.1",)
     ice_servers: tuple[IceServer, ...] = field(default_factory=tuple)
+    #: None: what the ICE hosts imply (media.candidates).
+    ice_allowed_networks: tuple[str, ...] | None = None
     issuer: str = "screenvisit-local"
     audience: str = "screenvisit"
     org: str = "demo"
@@ -188,7 +199,11 @@ class Settings:
 
     def media(self) -> MediaConfig:
         hosts = (self.announce_address,) if self.announce_address else self.ice_hosts
-        return MediaConfig(ice_hosts=hosts, ice_servers=self.ice_servers)
+        return MediaConfig(
+            ice_hosts=hosts,
+            ice_servers=self.ice_servers,
+            ice_allowed_networks=self.ice_allowed_networks,
+        )
 
     @classmethod
     def load(
@@ -208,6 +223,7 @@ class Settings:
                 public_url=raw["public-url"],
                 ice_hosts=_list(raw["ice-hosts"]),
                 ice_servers=parse_ice_servers(raw["ice-servers"]),
+                ice_allowed_networks=_networks(raw["ice-allowed-networks"]),
                 issuer=raw["issuer"],
                 audience=raw["audience"],
                 org=raw["org"],
@@ -242,6 +258,13 @@ class SettingsError(ValueError):
 
 def _list(text: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in text.split(",") if item.strip())
+
+
+def _networks(text: str) -> tuple[str, ...] | None:
+    networks = _list(text)
+    if not networks:
+        return None
+    return tuple(str(network) for network in parse_networks(networks))
 
 
 def _flag(text: str) -> bool:

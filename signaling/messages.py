@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from media.candidates import RefusedCandidate
 from signaling.errors import ProtocolError
 
 #: Largest text message a client may send; an offer for a full visit is about 20 KiB.
@@ -196,4 +198,18 @@ def error_message(
     out: dict[str, Any] = {"type": "error", "code": code, "message": message, "fatal": fatal}
     if ref is not None:
         out["ref"] = ref
+    return out
+
+
+def refused_candidates_message(
+    refused: Sequence[RefusedCandidate], ref: str | None = None
+) -> dict[str, Any]:
+    """Not fatal: the call goes on over the candidates that were accepted."""
+    reasons = ", ".join(f"{r.address}:{r.port} ({r.reason})" for r in refused)
+    out = error_message(
+        "ice-candidate-refused",
+        f"the server will not contact {len(refused)} of the offer's ICE candidates: {reasons}",
+        ref,
+    )
+    out["candidates"] = [r.to_json() for r in refused]
     return out
