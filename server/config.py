@@ -134,6 +134,19 @@ SETTINGS: tuple[Setting, ...] = (
         " https://ehr.example.dk); 'none' forbids framing",
     ),
     Setting(
+        "http-header-timeout",
+        "10",
+        "seconds a client has to send a request's headers after connecting or after the previous"
+        " response (also how long an idle keep-alive connection stays open)",
+    ),
+    Setting("http-body-timeout", "20", "seconds a client has to send a request's body"),
+    Setting(
+        "http-connections-per-address",
+        "100",
+        "open HTTP connections (not yet a WebSocket) one client address may hold; more are"
+        " closed at once. Trusted proxies are exempt",
+    ),
+    Setting(
         "media-mode",
         "forward",
         "forward: encoded frames go to subscribers untouched; relay: aiortc's MediaRelay"
@@ -175,6 +188,9 @@ class Settings:
     announce_address: str = ""
     drain_timeout: float = 60.0
     frame_ancestors: str = "'none'"
+    http_header_timeout: float = 10.0
+    http_body_timeout: float = 20.0
+    http_connections_per_address: int = 100
 
     @property
     def base_url(self) -> str:
@@ -247,6 +263,9 @@ class Settings:
                 announce_address=raw["announce-address"],
                 drain_timeout=float(raw["drain-timeout"]),
                 frame_ancestors=parse_frame_ancestors(raw["frame-ancestors"]),
+                http_header_timeout=_positive(raw["http-header-timeout"]),
+                http_body_timeout=_positive(raw["http-body-timeout"]),
+                http_connections_per_address=int(_positive(raw["http-connections-per-address"])),
             )
         except (ValueError, TypeError, KeyError) as exc:
             raise SettingsError(str(exc)) from exc
@@ -265,6 +284,13 @@ def _networks(text: str) -> tuple[str, ...] | None:
     if not networks:
         return None
     return tuple(str(network) for network in parse_networks(networks))
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise SettingsError(f"expected a positive number, got {text!r}")
+    return value
 
 
 def _flag(text: str) -> bool:
