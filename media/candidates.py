@@ -108,6 +108,9 @@ class RemoteCandidates:
         self._policy = policy
         self._accepted: set[tuple[int, str, str, int]] = set()
 
+    def refuses(self, host: str) -> bool:
+        return self._policy.refusal(host) is not None
+
     def filter_offer(self, offer_sdp: str) -> tuple[str, list[RefusedCandidate]]:
         """The offer without the candidates it may not use, and those refused."""
         lines = offer_sdp.split("\r\n") if "\r\n" in offer_sdp else offer_sdp.split("\n")

@@ -33,7 +33,7 @@ from media.counters import MediaCounters
 from media.directreceive import receive_directly
 from media.downtrack import DownTrack
 from media.errors import NegotiationFailed
-from media.ice import restrict_host_candidates
+from media.ice import drop_checks_from_refused_sources, restrict_host_candidates
 from media.relay import RelayDownTrack, RelayUpTrack
 from media.remb import watch_remb
 from media.rtpwriter import RtpWriter
@@ -141,6 +141,7 @@ class MediaPeer:
             except Exception as exc:
                 raise NegotiationFailed(f"the offer was refused: {exc}") from exc
             restrict_host_candidates(self.pc, self._config.ice_hosts)
+            drop_checks_from_refused_sources(self.pc, self._remote_candidates.refuses)
             new_mids = {m.rtp.muxId: m for m in new_media}
             for transceiver in self.pc.getTransceivers():
                 if transceiver.mid not in new_mids:

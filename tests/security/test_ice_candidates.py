@@ -21,6 +21,7 @@ import aiohttp
 import pytest
 from aiohttp import WSMsgType, web
 from aiohttp.test_utils import TestClient
+from aioice import stun
 
 from media.candidates import MAX_REMOTE_CANDIDATES, CandidatePolicy, RemoteCandidates
 from media.client import ClientPeer
@@ -246,3 +247,57 @@ def test_the_limit_holds_across_offers() -> None:
     kept, refused = remote.filter_offer(second)
     assert [r.port for r in refused] == [1020, 1021, 1022, 1023, 1024]
     assert kept.count("a=candidate:") == 10
+
+
+def _ice_credentials(sdp: str) -> tuple[str, str, str, int]:
+    """(ufrag, pwd, host, port) of the first media section's ICE agent in `sdp`."""
+    ufrag = next(
+        line.split(":", 1)[1] for line in sdp.split("\r\n") if line.startswith("a=ice-ufrag:")
+    )
+    pwd = next(line.split(":", 1)[1] for line in sdp.split("\r\n") if line.startswith("a=ice-pwd:"))
+    fields = next(line for line in sdp.split("\r\n") if line.startswith("a=candidate:")).split()
+    return ufrag, pwd, fields[4], int(fields[5])
+
+
+def _binding_request(server_ufrag: str, server_pwd: str, client_ufrag: str) -> bytes:
+    request = stun.Message(message_method=stun.Method.BINDING, message_class=stun.Class.REQUEST)
+    request.attributes["USERNAME"] = f"{server_ufrag}:{client_ufrag}"
+    request.attributes["PRIORITY"] = 1853824767
+    request.attributes["ICE-CONTROLLING"] = 1
+    request.add_message_integrity(server_pwd.encode())
+    request.add_fingerprint()
+    return bytes(request)
+
+
+async def test_checks_from_a_refused_address_are_dropped_unanswered(client: Client) -> None:
+    """Peer-reflexive path: a correctly authenticated check arriving from a refused address
+    (the offerer knows the credentials; its source may be anything) gets no answer and starts
+    no triggered check, where one from an allowed address is answered."""
+    visit, tokens = await book(client.app, Role.CITIZEN, Role.GP)
+    citizen = Participant(await join(client, tokens["citizen"], visit.id))
+    refused = await listen("127.0.0.7")
+    allowed = await listen("127.0.0.1")
+    try:
+        citizen.peer.ensure_recv_slots({"audio": 1, "video": 1})
+        offer = await citizen.peer.create_offer()
+        client_ufrag = next(
+            line.split(":", 1)[1] for line in offer.split("\r\n") if line.startswith("a=ice-ufrag:")
+        )
+        await citizen.ws.send_json({"type": "offer", "sdp": offer})
+        answer = await asyncio.wait_for(citizen._answers.get(), timeout=20)
+        ufrag, pwd, host, port = _ice_credentials(answer["sdp"])
+        check = _binding_request(ufrag, pwd, client_ufrag)
+        # In this order: the server reads its socket in order, so by the time the allowed check
+        # is answered, the refused one has been dealt with.
+        refused.transport.sendto(check, (host, port))
+        allowed.transport.sendto(check, (host, port))
+        await wait_for(lambda: allowed.counter.datagrams > 0, timeout=20)
+        # A triggered check to a learned peer-reflexive address follows within Ta (20 ms) of
+        # connect(); give it the time a slow machine needs, bounded by the allowed side's.
+        await wait_for(lambda: allowed.counter.datagrams > 1, timeout=10)
+    finally:
+        await citizen.close()
+        refused.transport.close()
+        allowed.transport.close()
+    print("datagrams to a refused check source:", refused.counter.datagrams)
+    assert refused.counter.datagrams == 0
