@@ -7,8 +7,8 @@
 - One client address holds at most `per_address` connections that have not become a WebSocket;
   further ones are closed at once. Trusted proxies are exempt (the proxy limits its clients).
 
-Without these, 1,500 half-open requests were all held open (aiohttp's default keep-alive is 75 s
-under run_app and an hour otherwise).
+Before, 1,500 half-open requests were all held for 75 s (run_app's keep-alive timeout; aiohttp's
+own default is an hour).
 """
 
 from __future__ import annotations

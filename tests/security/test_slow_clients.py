@@ -5,6 +5,7 @@ than its share of connections, and other clients are served all along."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -110,6 +111,33 @@ async def test_half_open_requests_are_closed_after_the_header_timeout(
             c.close()
     assert None not in closed, f"{closed.count(None)} of 200 half-open connections still open"
     assert max(c for c in closed if c is not None) < 2 + 3
+
+
+async def test_headers_trickling_in_do_not_extend_the_deadline(strict: RunningServer) -> None:
+    """Slowloris proper: a byte of header every half second keeps no connection alive."""
+    connection = await half_open(strict.port, "127.0.0.8", b"GET / HTTP/1.1\r\n")
+    try:
+        while connection.closed_after is None and time.monotonic() - connection.opened < 15:
+            connection.writer.write(b"X")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(connection.task), timeout=0.5)
+        closed_after = connection.closed_after
+    finally:
+        connection.close()
+    assert closed_after is not None and closed_after < 2 + 3
+
+
+async def test_websockets_do_not_count_against_the_per_address_cap(
+    strict: RunningServer,
+) -> None:
+    connector = aiohttp.TCPConnector(local_addr=("127.0.0.9", 0))
+    async with aiohttp.ClientSession(connector=connector) as http:
+        sockets = [await http.ws_connect(strict.base_url + "/ws") for _ in range(30)]
+        try:
+            assert await served_seconds(strict, "127.0.0.9") < 2
+        finally:
+            for ws in sockets:
+                await ws.close()
 
 
 async def test_a_body_that_never_comes_is_cut_off(strict: RunningServer) -> None:
