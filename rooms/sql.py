@@ -23,6 +23,8 @@ from urllib.parse import urlsplit
 
 import asyncpg  # type: ignore[import-untyped]
 
+from rooms.private_files import private_sqlite_files
+
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
 
@@ -329,7 +331,7 @@ class SqliteDatabase:
         self._conn = await self._run(self._open_sync)
 
     def _open_sync(self) -> sqlite3.Connection:
-        self._path.parent.mkdir(parents=True, exist_ok=True)
+        private_sqlite_files(self._path)
         conn = sqlite3.connect(
             self._path,
             timeout=SQLITE_BUSY_TIMEOUT_SECONDS,

@@ -34,7 +34,9 @@ from server.access import AccessControl
 from server.auth import TokenIssuer, TokenVerifier
 from server.config import Settings
 from server.drain import Drainer
+from server.headers import add_security_headers
 from server.http_api import error_middleware, setup_api_routes
+from server.httpserver import ConnectionLimiter, body_timeout_middleware
 from server.keys import load_or_create_signing_key
 from server.pages import setup_page_routes
 from server.ratelimit import AuthFailureLimiter, FailureLimiter, RedisFailureLimiter
@@ -54,13 +56,18 @@ def create_app(
 ) -> web.Application:
     """`stop_process` ends the server when a drain asked over the API has finished."""
     app = web.Application(
-        middlewares=[error_middleware],
+        middlewares=[error_middleware, body_timeout_middleware(settings.http_body_timeout)],
         client_max_size=256 * 1024,
         # Above the 8 KiB token limit, so an oversized token gets a precise error from us
         # rather than the HTTP parser's bare 400.
         handler_args={"max_field_size": 32 * 1024, "max_line_size": 32 * 1024},
     )
     app[appkeys.SETTINGS] = settings
+    app.on_response_prepare.append(add_security_headers)
+    # Installed on the listening server by `screenvisit serve` (server.httpserver).
+    limiter = ConnectionLimiter(settings.http_connections_per_address, settings.trusted_proxies)
+    app[appkeys.CONNECTIONS] = limiter
+    app.on_response_prepare.append(limiter.release_upgraded)
     app[appkeys.DRAINER] = Drainer(stop_process)
     app[appkeys.TEMPLATES] = jinja2.Environment(
         loader=jinja2.PackageLoader("web", "templates"),

@@ -29,7 +29,7 @@ from rooms.principal import Principal
 from rooms.roles import Role, Sector
 from rooms.sql import open_database
 from rooms.visit import VisitKind
-from server import appkeys
+from server import appkeys, httpserver
 from server.app import create_app
 from server.auth import TokenIssuer
 from server.config import SETTINGS, Settings, SettingsError
@@ -135,18 +135,20 @@ def serve(args: argparse.Namespace) -> int:
     if demo:
         app.cleanup_ctx.append(_demo_visit(announcement))
 
-    def announce(_aiohttp_message: str) -> None:
-        # aiohttp calls this once every site is bound: only then is "listening" true, and
-        # scripts (and the tests) may connect as soon as they read the first line.
+    def announce() -> None:
+        # Called once the site is bound: only then is "listening" true, and scripts (and the
+        # tests) may connect as soon as they read the first line.
         for line in announcement:
             print(line, flush=True)
 
     try:
-        web.run_app(
+        httpserver.run(
             app,
             host=settings.host,
             port=settings.port,
-            print=announce,
+            limiter=app[appkeys.CONNECTIONS],
+            header_timeout=settings.http_header_timeout,
+            announce=announce,
             access_log_format='%a "%r" %s %b %Tf',
             shutdown_timeout=10,
             reuse_port=args.reuse_port or None,

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from media.candidates import RefusedCandidate
 from signaling.errors import ProtocolError
 from signaling.safejson import JsonRefused, load_json
 
@@ -209,4 +211,18 @@ def error_message(
     out: dict[str, Any] = {"type": "error", "code": code, "message": message, "fatal": fatal}
     if ref is not None:
         out["ref"] = ref
+    return out
+
+
+def refused_candidates_message(
+    refused: Sequence[RefusedCandidate], ref: str | None = None
+) -> dict[str, Any]:
+    """Not fatal: the call goes on over the candidates that were accepted."""
+    reasons = ", ".join(f"{r.address}:{r.port} ({r.reason})" for r in refused)
+    out = error_message(
+        "ice-candidate-refused",
+        f"the server will not contact {len(refused)} of the offer's ICE candidates: {reasons}",
+        ref,
+    )
+    out["candidates"] = [r.to_json() for r in refused]
     return out

@@ -47,6 +47,7 @@ from signaling.messages import (
     Remove,
     error_message,
     parse_client_message,
+    refused_candidates_message,
 )
 from signaling.services import SignalingServices
 
@@ -338,6 +339,8 @@ class Session:
                 raise ProtocolError("negotiation-failed", str(exc)) from None
             peer = hub.room.peers[seat.participant]
             self.send({"type": "answer", "sdp": answer, "tracks": peer.track_map()})
+            if peer.refused_candidates:
+                self.send(refused_candidates_message(peer.refused_candidates, message.ref))
         elif isinstance(message, MediaState):
             self.audio, self.video = message.audio, message.video
             hub.broadcast(

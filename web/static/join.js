@@ -198,6 +198,8 @@
         showView("ended");
         return offerSurvey();
       case "error":
+        // Informational: the call goes on over the candidates the server accepted.
+        if (msg.code === "ice-candidate-refused") return console.info(msg.message);
         if (state.pending && msg.ref === state.pending.ref) state.pending.reject(new Error(msg.message));
         if (msg.fatal) {
           state.fatal = true;
