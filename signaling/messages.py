@@ -136,6 +136,8 @@ SCHEMAS: dict[str, tuple[type, dict[str, type]]] = {
     "ping": (Ping, {}),
 }
 
+#: class -> its type on the wire
+TYPE_OF: dict[type, str] = {cls: kind for kind, (cls, _fields) in SCHEMAS.items()}
 
 #: type -> {field: python type} of fields that may be left out.
 OPTIONAL: dict[str, dict[str, type]] = {"outcome": {"note": str}}
@@ -184,8 +186,12 @@ def parse_client_message(raw: str) -> ClientMessage:
                     "invalid-field", f"field {name!r} of {kind!r} must be a {expected.__name__}"
                 )
             values[name] = data[name]
-    if kind == "chat" and not 0 < len(values["text"].strip()) <= MAX_CHAT_CHARS:
-        raise ProtocolError("invalid-field", f"a chat message has 1 to {MAX_CHAT_CHARS} characters")
+    if kind == "chat" and len(values["text"]) > MAX_CHAT_CHARS:
+        raise ProtocolError(
+            "chat-too-long", f"a chat message has at most {MAX_CHAT_CHARS} characters"
+        )
+    if kind == "chat" and not values["text"].strip():
+        raise ProtocolError("invalid-field", "a chat message needs some text")
     message: ClientMessage = cls(**values, ref=ref)
     return message
 

@@ -22,10 +22,13 @@ from signaling.errors import (
     CLOSE_REPLACED,
     CLOSE_SLOW,
     FatalError,
+    Flooding,
     ProtocolError,
     SignalingError,
 )
+from signaling.limits import ANY, LIMIT_OF, SocketLimiter
 from signaling.messages import (
+    TYPE_OF,
     Admit,
     AdmitAll,
     Assisting,
@@ -94,6 +97,9 @@ class Session:
         )
         self._close_code: int | None = None
         self._close_reason = ""
+        self._limiter = SocketLimiter(services.limits)
+        #: The deadline of the message being written, brought forward to close a slow client.
+        self._sending: asyncio.Timeout | None = None
         self.principal: Principal | None = None
         self.seat: Seat | None = None
         self.hub: VisitHub | None = None
@@ -136,6 +142,10 @@ class Session:
         except asyncio.QueueFull:
             logger.warning("session %s: outbox full, closing", self.participant)
             self._begin_close(CLOSE_SLOW, "slow-consumer")
+            # Stop waiting for the message being written: the seat is released now, and the
+            # close follows whatever the socket already holds.
+            if self._sending is not None:
+                self._sending.reschedule(asyncio.get_running_loop().time())
 
     def _greet(self, joined: dict[str, Any]) -> None:
         """Send `joined`, then whatever the hub said to this session while it was joining."""
@@ -147,8 +157,11 @@ class Session:
     def _begin_close(self, code: int, reason: str) -> None:
         if self._close_code is None:
             self._close_code, self._close_reason = code, reason
-            with contextlib.suppress(asyncio.QueueFull):
-                self._outbox.put_nowait(None)
+            if self._outbox.full():
+                # Never drop the close: drop what a closing client would have read before it.
+                while not self._outbox.empty():
+                    self._outbox.get_nowait()
+            self._outbox.put_nowait(None)
 
     def close_with(self, close_code: int, reason: str) -> None:
         """Close after the messages already queued have been sent."""
@@ -172,7 +185,15 @@ class Session:
             message = await self._outbox.get()
             if message is None:
                 return
-            await self._channel.send_json(message)
+            try:
+                async with asyncio.timeout(self._services.send_timeout) as self._sending:
+                    await self._channel.send_json(message)
+            except TimeoutError:
+                logger.warning("session %s: a send timed out, closing", self.participant)
+                self._begin_close(CLOSE_SLOW, "slow-consumer")
+                return
+            finally:
+                self._sending = None
 
     # --- inbound ----------------------------------------------------------------------------
 
@@ -201,13 +222,16 @@ class Session:
         try:
             async with asyncio.timeout(self._services.join_timeout) as join_deadline:
                 async for data in self._channel.receive():
-                    if isinstance(data, bytes):
-                        self.send(error_message("invalid-message", "send text (JSON) messages"))
-                        continue
                     ref = None
                     try:
+                        self._within_limit(ANY)
+                        if isinstance(data, bytes):
+                            raise ProtocolError("invalid-message", "send text (JSON) messages")
                         message = parse_client_message(data)
                         ref = message.ref
+                        limit = LIMIT_OF.get(TYPE_OF[type(message)])
+                        if limit is not None:
+                            self._within_limit(limit)
                         if not joined:
                             if not isinstance(message, Join):
                                 raise ProtocolError("join-required", "send 'join' first")
@@ -221,13 +245,27 @@ class Session:
                         else:
                             await self._dispatch(message)
                     except SignalingError as exc:
-                        self.send(error_message(exc.code, exc.message, ref, fatal=exc.fatal))
+                        error = error_message(exc.code, exc.message, ref, fatal=exc.fatal)
+                        self.send({**error, **exc.details})
                         if exc.fatal:
-                            self._begin_close(CLOSE_FATAL, exc.code)
+                            self._begin_close(exc.close_code, exc.code)
                             return
         except TimeoutError:
             self.send(error_message("join-timeout", "no 'join' in time", fatal=True))
             self._begin_close(CLOSE_JOIN_TIMEOUT, "join-timeout")
+
+    def _within_limit(self, limit: str) -> None:
+        """Refuse a message over its limit; close a socket that keeps on after being told."""
+        wait = self._limiter.check(limit)
+        if not wait:
+            return
+        if self._limiter.strike():
+            raise Flooding("flooding", "too many messages after being asked to slow down")
+        raise ProtocolError(
+            "too-many-messages",
+            f"too many messages ({limit}); wait before sending more",
+            retry_after=round(min(max(wait, 0.1), 3600.0), 1),
+        )
 
     async def _join(self, message: Join) -> None:
         access = self._services.access
