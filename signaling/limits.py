@@ -54,6 +54,7 @@ LIMIT_OF: dict[str, str] = {
     "admit-all": "host",
     "decline": "host",
     "remove": "host",
+    "readmit": "host",
     "mute-request": "host",
     "fallback-phone": "host",
     "outcome": "host",

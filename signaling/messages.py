@@ -61,6 +61,12 @@ class Remove:
 
 
 @dataclass(frozen=True)
+class Readmit:
+    participant: str
+    ref: str | None = None
+
+
+@dataclass(frozen=True)
 class MuteRequest:
     participant: str
     ref: str | None = None
@@ -107,7 +113,15 @@ class Ping:
 
 #: Messages only the visit's host may send.
 HostMessage = (
-    EndVisit | Admit | AdmitAll | Decline | Remove | MuteRequest | FallbackPhone | RecordOutcome
+    EndVisit
+    | Admit
+    | AdmitAll
+    | Decline
+    | Remove
+    | Readmit
+    | MuteRequest
+    | FallbackPhone
+    | RecordOutcome
 )
 
 ClientMessage = (
@@ -126,6 +140,7 @@ SCHEMAS: dict[str, tuple[type, dict[str, type]]] = {
     "admit-all": (AdmitAll, {}),
     "decline": (Decline, {"participant": str}),
     "remove": (Remove, {"participant": str}),
+    "readmit": (Readmit, {"participant": str}),
     "mute-request": (MuteRequest, {"participant": str}),
     "fallback-phone": (FallbackPhone, {}),
     "outcome": (RecordOutcome, {"outcome": str}),

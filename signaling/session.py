@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 from media.errors import NegotiationFailed
-from rooms.errors import AuthenticationFailed, NotPermitted, VisitNotFound
+from rooms.errors import AuthenticationFailed, EntryRefused, NotPermitted, VisitNotFound
 from rooms.ids import ParticipantId
 from rooms.outcomes import OutcomeRejected
-from rooms.policy import Action, is_host_role
+from rooms.policy import Action, check_entry, is_host_role
 from rooms.principal import Principal
 from rooms.visit import Seat
 from signaling.channel import ClientChannel
@@ -45,6 +46,7 @@ from signaling.messages import (
     MuteRequest,
     Offer,
     Ping,
+    Readmit,
     RecordOutcome,
     Remove,
     error_message,
@@ -64,6 +66,7 @@ HOST_ACTIONS: dict[type, Action] = {
     AdmitAll: Action.ADMIT,
     Decline: Action.ADMIT,
     Remove: Action.MODERATE,
+    Readmit: Action.ADMIT,
     MuteRequest: Action.MODERATE,
     FallbackPhone: Action.RECORD_OUTCOME,
     RecordOutcome: Action.RECORD_OUTCOME,
@@ -74,6 +77,7 @@ HOST_MESSAGE_TYPES = (
     AdmitAll,
     Decline,
     Remove,
+    Readmit,
     MuteRequest,
     FallbackPhone,
     RecordOutcome,
@@ -313,6 +317,19 @@ class Session:
             raise FatalError("forbidden", exc.message) from None
         if not visit.is_live:
             raise FatalError("visit-closed", f"this visit has {visit.state.value}")
+        try:
+            check_entry(
+                visit,
+                principal.participant,
+                now=time.time(),
+                knock_pause=self._services.knock_pause,
+            )
+        except EntryRefused as exc:
+            await access.record(
+                principal, Action.JOIN, message.visit, self._client, allowed=False, reason=exc.code
+            )
+            extra = {} if exc.retry_after is None else {"retry_after": round(exc.retry_after, 1)}
+            raise FatalError(exc.code, exc.message, **extra) from None
         self.principal = principal
         self.seat = visit.seat(principal.participant)
         self.is_host = is_host_role(visit, self.seat.role)
@@ -336,6 +353,7 @@ class Session:
             if self.is_host:
                 joined["waiting_room"] = [hub.describe(p) for p in hub.waiting()]
                 joined["outcomes"] = list(self._services.outcomes.outcomes)
+                joined["barred"] = [visit.seats[p].to_dict() for p in sorted(visit.removed)]
             self._greet(joined)
 
     async def _dispatch(self, message: ClientMessage) -> None:
@@ -402,6 +420,8 @@ class Session:
                 await hub.decline(ParticipantId(message.participant))
             elif isinstance(message, Remove):
                 await hub.remove(ParticipantId(message.participant))
+            elif isinstance(message, Readmit):
+                await hub.readmit(ParticipantId(message.participant))
             elif isinstance(message, MuteRequest):
                 hub.mute_request(ParticipantId(message.participant), self.seat.participant)
             elif isinstance(message, FallbackPhone):
