@@ -59,7 +59,7 @@ async def test_a_removal_survives_the_loss_of_the_node_that_made_it(
     redis = Redis.from_url(redis_server.url, decode_responses=True)
     owner_name = await redis.get(f"screenvisit:visit:{visit}:node")
     await redis.aclose()
-    owner = nodes.pop(owner_name)
+    owner = nodes.pop(str(owner_name))
     (survivor,) = nodes.values()
     http = aiohttp.ClientSession()
     try:
