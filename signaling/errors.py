@@ -8,7 +8,7 @@ socket is closed, because nothing useful can follow (a bad token, a visit that h
 class SignalingError(Exception):
     fatal = False
     #: The close code of the socket after a fatal error.
-    close_code = 4000
+    close_code = 4000  # CLOSE_FATAL
 
     def __init__(self, code: str, message: str, **details: object) -> None:
         super().__init__(message)
