@@ -84,7 +84,7 @@ async def test_a_host_joining_later_sees_who_is_barred(client: Client) -> None:
 
 @pytest.fixture
 async def pause_client(aiohttp_client: Any, settings: Settings) -> Client:
-    made: Client = await aiohttp_client(create_app(replace(settings, knock_pause=1.0)))
+    made: Client = await aiohttp_client(create_app(replace(settings, knock_pause=3.0)))
     return made
 
 
@@ -105,7 +105,7 @@ async def test_a_declined_guest_may_knock_again_only_after_the_pause_and_as_a_re
 
     again, first = await knock(client, tokens["citizen"], visit.id)
     assert (first["type"], first["code"], first["fatal"]) == ("error", "knock-too-soon", True)
-    assert 0 < first["retry_after"] <= 1.0
+    assert 0 < first["retry_after"] <= 3.0
     assert (await closed_with(again))[0] == 4000
 
     # Knock until the pause is over (the server says how long to wait each time).
@@ -118,7 +118,7 @@ async def test_a_declined_guest_may_knock_again_only_after_the_pause_and_as_a_re
         assert first["code"] == "knock-too-soon"
         await closed_with(again)
         await asyncio.sleep(min(first["retry_after"], 0.2))
-    assert time.monotonic() - declined_at >= 0.9
+    assert time.monotonic() - declined_at >= 2.9
     assert first["waiting"] is True
     repeat = await next_of(gp, "waiting")
     assert (repeat["participant"]["participant"], repeat["repeat"]) == (citizen_id, True)
