@@ -37,6 +37,15 @@ class NotPermitted(RoomsError):
         self.code = code
 
 
+class EntryRefused(RoomsError):
+    """A seat may not enter the visit now: removed by the host, or declined a moment ago."""
+
+    def __init__(self, code: str, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.retry_after = retry_after
+
+
 class AuthenticationFailed(RoomsError):
     """A token was refused. `code` says why, precisely enough for the person holding the link."""
 

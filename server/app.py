@@ -227,6 +227,7 @@ async def _signaling(app: web.Application) -> AsyncIterator[None]:
         browser_ice_servers=[s.to_browser() for s in settings.ice_servers],
         reconnect_grace=settings.reconnect_grace,
         departure_timeout=settings.departure_timeout,
+        knock_pause=settings.knock_pause,
         quality_interval=settings.quality_interval,
         outcomes=app[appkeys.OUTCOMES],
         quality_sink=lambda visit, participant, role, sector, sample: app[appkeys.QUALITY].add(

@@ -82,6 +82,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("quality-interval", "5", "seconds between connection-quality samples"),
     Setting("departure-timeout", "120", "seconds after everyone has left before the visit ends"),
     Setting(
+        "knock-pause",
+        "60",
+        "seconds a guest the host declined waits before knocking again (shown as a repeat)",
+    ),
+    Setting(
         "redis-url",
         "",
         "Redis URL for live visit state (redis://host:6379/0); empty keeps it in memory",
@@ -172,6 +177,7 @@ class Settings:
     log_level: str = "info"
     reconnect_grace: float = 60.0
     departure_timeout: float = 120.0
+    knock_pause: float = 60.0
     quality_interval: float = 5.0
     outcomes: tuple[str, ...] = DEFAULT_OUTCOMES
     empty_timeout: float = 1800.0
@@ -247,6 +253,7 @@ class Settings:
                 log_level=raw["log-level"],
                 reconnect_grace=float(raw["reconnect-grace"]),
                 departure_timeout=float(raw["departure-timeout"]),
+                knock_pause=float(raw["knock-pause"]),
                 quality_interval=float(raw["quality-interval"]),
                 outcomes=_list(raw["outcomes"]) or DEFAULT_OUTCOMES,
                 empty_timeout=float(raw["empty-timeout"]),

@@ -128,6 +128,8 @@ async def _refuse_slow_body(request: web.Request) -> web.StreamResponse:
 
 
 def _cancel(tasks: Collection[asyncio.Task[Any]], loop: asyncio.AbstractEventLoop) -> None:
+    # A task that already ended has raised to its caller (a bad trust file, say): not again here.
+    tasks = [task for task in tasks if not task.done()]
     for task in tasks:
         task.cancel()
     loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))

@@ -224,6 +224,17 @@ def _schemas() -> dict[str, Schema]:
                 "state": _ref("VisitState"),
                 **booking,
                 "seats": {"type": "array", "items": _ref("Seat")},
+                "removed": {
+                    "type": "array",
+                    "items": string,
+                    "description": "Participants the host removed; they stay out until readmitted.",
+                },
+                "declined": {
+                    "type": "object",
+                    "additionalProperties": {"type": "number"},
+                    "description": "Unix time each participant was last declined in the waiting"
+                    " room (they may knock again after the knock pause).",
+                },
                 "connected": {
                     "type": "array",
                     "items": string,

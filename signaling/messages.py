@@ -76,6 +76,12 @@ class Remove:
 
 
 @dataclass(frozen=True)
+class Readmit:
+    participant: str
+    ref: str | None = None
+
+
+@dataclass(frozen=True)
 class MuteRequest:
     participant: str
     ref: str | None = None
@@ -122,7 +128,15 @@ class Ping:
 
 #: Messages only the visit's host may send.
 HostMessage = (
-    EndVisit | Admit | AdmitAll | Decline | Remove | MuteRequest | FallbackPhone | RecordOutcome
+    EndVisit
+    | Admit
+    | AdmitAll
+    | Decline
+    | Remove
+    | Readmit
+    | MuteRequest
+    | FallbackPhone
+    | RecordOutcome
 )
 
 ClientMessage = (
@@ -141,6 +155,7 @@ SCHEMAS: dict[str, tuple[type, dict[str, type]]] = {
     "admit-all": (AdmitAll, {}),
     "decline": (Decline, {"participant": str}),
     "remove": (Remove, {"participant": str}),
+    "readmit": (Readmit, {"participant": str}),
     "mute-request": (MuteRequest, {"participant": str}),
     "fallback-phone": (FallbackPhone, {}),
     "outcome": (RecordOutcome, {"outcome": str}),
@@ -151,6 +166,8 @@ SCHEMAS: dict[str, tuple[type, dict[str, type]]] = {
     "ping": (Ping, {}),
 }
 
+#: class -> its type on the wire
+TYPE_OF: dict[type, str] = {cls: kind for kind, (cls, _fields) in SCHEMAS.items()}
 
 #: type -> {field: python type} of fields that may be left out.
 OPTIONAL: dict[str, dict[str, type]] = {"outcome": {"note": str}}
@@ -199,8 +216,12 @@ def parse_client_message(raw: str) -> ClientMessage:
                     "invalid-field", f"field {name!r} of {kind!r} must be a {expected.__name__}"
                 )
             values[name] = data[name]
-    if kind == "chat" and not 0 < len(values["text"].strip()) <= MAX_CHAT_CHARS:
-        raise ProtocolError("invalid-field", f"a chat message has 1 to {MAX_CHAT_CHARS} characters")
+    if kind == "chat" and len(values["text"]) > MAX_CHAT_CHARS:
+        raise ProtocolError(
+            "chat-too-long", f"a chat message has at most {MAX_CHAT_CHARS} characters"
+        )
+    if kind == "chat" and not values["text"].strip():
+        raise ProtocolError("invalid-field", "a chat message needs some text")
     message: ClientMessage = cls(**values, ref=ref)
     return message
 

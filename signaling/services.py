@@ -14,6 +14,7 @@ from rooms.policy import Action
 from rooms.principal import Principal
 from rooms.store import VisitStore
 from rooms.visit import Visit
+from signaling.limits import MessageLimits
 
 
 class Access(Protocol):
@@ -84,6 +85,12 @@ class SignalingServices:
     browser_ice_servers: list[dict[str, Any]] = field(default_factory=list)
     join_timeout: float = 10.0
     outbound_queue: int = 256
+    #: Seconds one message may take to reach a client before it is closed as too slow.
+    send_timeout: float = 10.0
+    #: Per-socket rates of each kind of client message.
+    limits: MessageLimits = field(default_factory=MessageLimits)
+    #: Seconds a declined guest waits before knocking again.
+    knock_pause: float = 60.0
     #: Seconds a participant whose connection dropped keeps seat and media, without admission.
     reconnect_grace: float = 60.0
     #: Seconds after everyone has left before the visit ends by itself.
