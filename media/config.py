@@ -55,6 +55,9 @@ class MediaConfig:
     ice_servers: tuple[IceServer, ...] = field(default_factory=tuple)
     #: `forward` (encoded frames, no decoding) or `relay` (decode + re-encode per subscriber).
     media_mode: MediaMode = "forward"
+    #: Networks (CIDR) remote ICE candidates may lie in besides public addresses; None: the
+    #: non-public ICE hosts themselves (media.candidates).
+    ice_allowed_networks: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.media_mode not in MEDIA_MODES:

@@ -12,7 +12,7 @@ was held up for a few hundred milliseconds on a busy machine.
 from __future__ import annotations
 
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from aiortc import RTCPeerConnection
@@ -60,3 +60,35 @@ def restrict_host_candidates(pc: RTCPeerConnection, hosts: Sequence[str]) -> Non
         _restrict(transceiver.sender.transport.transport.iceGatherer._connection, hosts)
     if pc.sctp is not None:
         _restrict(pc.sctp.transport.transport.iceGatherer._connection, hosts)
+
+
+_GUARDED = "_screenvisit_sources"
+
+
+def _connections(pc: RTCPeerConnection) -> list[Any]:
+    transports = [t.sender.transport for t in pc.getTransceivers()]
+    if pc.sctp is not None:
+        transports.append(pc.sctp.transport)
+    return [t.transport.iceGatherer._connection for t in transports]
+
+
+def drop_checks_from_refused_sources(pc: RTCPeerConnection, refused: Callable[[str], bool]) -> None:
+    """A check from an address the candidate policy refuses is dropped unanswered.
+
+    aioice answers every authenticated check and learns its source as a peer-reflexive
+    candidate, to which it then sends checks of its own: a path around the offer's candidates.
+    Call after setRemoteDescription (which creates the transports), before the answer is set.
+    """
+    for connection in _connections(pc):
+        if getattr(connection, _GUARDED, False):
+            continue
+        request_received = connection.request_received
+
+        def guarded(
+            message: Any, addr: tuple[str, int], protocol: Any, forward: Any = request_received
+        ) -> None:
+            if not refused(addr[0]):
+                forward(message, addr, protocol)
+
+        connection.request_received = guarded
+        setattr(connection, _GUARDED, True)

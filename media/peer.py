@@ -26,13 +26,14 @@ from aiortc import (
 )
 from aiortc import sdp as aiortc_sdp
 
+from media.candidates import RefusedCandidate, RemoteCandidates, candidate_policy
 from media.codecs import codec_preferences
 from media.config import MediaConfig
 from media.counters import MediaCounters
 from media.directreceive import receive_directly
 from media.downtrack import DownTrack
 from media.errors import NegotiationFailed
-from media.ice import restrict_host_candidates
+from media.ice import drop_checks_from_refused_sources, restrict_host_candidates
 from media.relay import RelayDownTrack, RelayUpTrack
 from media.remb import watch_remb
 from media.rtpwriter import RtpWriter
@@ -97,6 +98,11 @@ class MediaPeer:
         self._ssrc_by_mid: dict[str, int | None] = {}
         self._lock = asyncio.Lock()
         self._closing: asyncio.Task[None] | None = None
+        self._remote_candidates = RemoteCandidates(
+            candidate_policy(config.ice_hosts, config.ice_allowed_networks)
+        )
+        #: The remote candidates the last offer named that the server will not contact.
+        self.refused_candidates: list[RefusedCandidate] = []
 
         @self.pc.on("connectionstatechange")
         def _state() -> None:
@@ -112,6 +118,14 @@ class MediaPeer:
             except Exception as exc:  # aiortc's parser raises several types on bad input
                 raise NegotiationFailed(f"the offer could not be parsed: {exc}") from exc
             self._check_offer(description)
+            # Before aiortc sees it: a refused candidate never gets a single datagram.
+            offer_sdp, self.refused_candidates = self._remote_candidates.filter_offer(offer_sdp)
+            if self.refused_candidates:
+                logger.info(
+                    "refused %d remote ICE candidates (%s)",
+                    len(self.refused_candidates),
+                    ", ".join(sorted({r.reason for r in self.refused_candidates})),
+                )
             known = {t.mid for t in self.pc.getTransceivers()}
             new_media = [m for m in description.media if m.rtp.muxId not in known]
             for media in new_media:
@@ -127,6 +141,7 @@ class MediaPeer:
             except Exception as exc:
                 raise NegotiationFailed(f"the offer was refused: {exc}") from exc
             restrict_host_candidates(self.pc, self._config.ice_hosts)
+            drop_checks_from_refused_sources(self.pc, self._remote_candidates.refuses)
             new_mids = {m.rtp.muxId: m for m in new_media}
             for transceiver in self.pc.getTransceivers():
                 if transceiver.mid not in new_mids:

@@ -5,12 +5,11 @@ decoder queue and jitter buffer (media.reassembly), the receiver's PLI and NACK 
 sender's keyframe hook and RTCP handling, the receiver's RTCP sending (media.remb), the DTLS
 transport's receiver registration and REMB routing (media.rtx, media.remb), the sender's start,
 retransmissions and reported counters, the DTLS transport's SRTP and counters and aioice's
-nominated pairs (media.rtpwriter), aioice's per-component candidate gathering and sockets
-(media.ice), the socket callback, receive queue, receiver state and header extension ids the
-direct receive path uses (media.directreceive), and pylibsrtp's session internals
-(media.srtp). If an aiortc upgrade moves any of
-them, fail loudly instead of silently decoding, dropping keyframe requests, stalling on loss or
-offering the wrong addresses.
+nominated pairs (media.rtpwriter), aioice's per-component candidate gathering, sockets and
+incoming checks (media.ice), the socket callback, receive queue, receiver state and header
+extension ids the direct receive path uses (media.directreceive), and pylibsrtp's session
+internals (media.srtp). If an aiortc upgrade moves any of them, fail loudly instead of silently
+decoding, dropping keyframe requests, stalling on loss or offering the wrong addresses.
 """
 
 import inspect
@@ -109,6 +108,9 @@ def check_seams() -> None:
         problems.append("aioice.Connection.get_component_candidates is gone")
     if "_connection" not in inspect.getsource(RTCIceGatherer.__init__):
         problems.append("RTCIceGatherer no longer keeps its aioice connection in _connection")
+    if "self.receiver.request_received(" not in inspect.getsource(StunProtocol.datagram_received):
+        # media.ice drops checks from refused sources there
+        problems.append("aioice's StunProtocol no longer hands checks to request_received")
     problems += _direct_receive_problems(init_source, handle_source, dtls_init)
     if problems:
         raise SeamMoved("; ".join(problems))

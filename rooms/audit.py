@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Final, Protocol
+from types import MappingProxyType
+from typing import Any, Final, Protocol
 
 from rooms.periodic import Periodic
 from rooms.sql import Database, Row
@@ -18,6 +21,28 @@ REFUSED: Final = "refused"
 
 DEFAULT_RETENTION_SECONDS: Final = 183 * 24 * 3600.0  # six months
 DEFAULT_PURGE_INTERVAL_SECONDS: Final = 3600.0
+#: Repeats of one refusal (same address, action, reason, subject) within one such window share
+#: one row with a count.
+REPEAT_WINDOW_SECONDS: Final = 60.0
+
+#: The most UTF-8 bytes stored of each text field, whoever wrote the record: a row holds at most
+#: a few hundred bytes however much an attacker sends.
+FIELD_LIMITS: Final = MappingProxyType(
+    {
+        "action": 32,
+        "result": 8,
+        "reason": 96,
+        "subject": 128,
+        "issuer": 96,
+        "sector": 24,
+        "org": 64,
+        "role": 24,
+        "visit": 68,
+        "client": 48,
+        "token": 24,
+    }
+)
+MAX_ROW_TEXT_BYTES: Final = sum(FIELD_LIMITS.values())
 
 
 @dataclass(frozen=True)
@@ -37,16 +62,60 @@ class AuditRecord:
     role: str | None = None
     visit: str | None = None
     client: str | None = None
+    #: A short digest of the refused token (`token_digest`), never the token itself.
+    token: str | None = None
     time: float = field(default_factory=time.time)
+    #: How many decisions this record stands for (see `AuditLog.count`); `time` is the first.
+    count: int = 1
 
     def __post_init__(self) -> None:
         if self.result not in (ALLOWED, REFUSED):
             raise ValueError(f"audit result must be {ALLOWED!r} or {REFUSED!r}: {self.result!r}")
 
 
+def token_digest(token: str) -> str:
+    """What the audit log keeps of a token: enough to tell repeats of one token apart from
+    others, nothing that can be replayed."""
+    return "sha256:" + hashlib.sha256(token.encode(errors="replace")).hexdigest()[:16]
+
+
+def _clip(text: str | None, limit: int) -> str | None:
+    if text is None:
+        return None
+    return text.encode(errors="replace")[:limit].decode(errors="ignore")
+
+
+def bounded(record: AuditRecord) -> AuditRecord:
+    """`record` with every text field cut to its `FIELD_LIMITS`."""
+    clipped: dict[str, Any] = {
+        name: _clip(getattr(record, name), limit) for name, limit in FIELD_LIMITS.items()
+    }
+    return dataclasses.replace(record, **clipped)
+
+
+def repeat_key(record: AuditRecord, window: float = REPEAT_WINDOW_SECONDS) -> str:
+    """The row `AuditLog.count` folds `record` into: its address, action, result, reason and
+    subject, in its window of time."""
+    parts = (
+        str(int(record.time // window)),
+        record.action,
+        record.result,
+        record.reason or "",
+        record.client or "",
+        record.subject or "",
+    )
+    return hashlib.sha256("\x00".join(parts).encode(errors="replace")).hexdigest()[:32]
+
+
 class AuditLog(Protocol):
     async def record(self, record: AuditRecord) -> None:
         """Store `record`; it is durable when this returns."""
+        ...
+
+    async def count(self, record: AuditRecord) -> None:
+        """Store `record`, or add one to the `count` of the row already holding a record of the
+        same address, action, result, reason and subject in the same minute; durable when this
+        returns. For refusals that an attacker can repeat at will."""
         ...
 
     async def query(
@@ -69,7 +138,9 @@ class AuditLog(Protocol):
         ...
 
 
-COLUMNS: Final = "time, action, result, reason, subject, issuer, sector, org, role, visit, client"
+COLUMNS: Final = (
+    "time, action, result, reason, subject, issuer, sector, org, role, visit, client, token, count"
+)
 
 
 class SqlAuditLog:
@@ -80,18 +151,24 @@ class SqlAuditLog:
 
     async def record(self, record: AuditRecord) -> None:
         await self._db.execute(
-            f"INSERT INTO audit ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            record.time,
-            record.action,
-            record.result,
-            record.reason,
-            record.subject,
-            record.issuer,
-            record.sector,
-            record.org,
-            record.role,
-            record.visit,
-            record.client,
+            f"INSERT INTO audit ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            *_values(bounded(record)),
+        )
+
+    async def count(self, record: AuditRecord) -> None:
+        record = bounded(record)
+        await self._db.execute(
+            f"INSERT INTO audit ({COLUMNS}, repeat_key)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (repeat_key) DO UPDATE SET count = audit.count + excluded.count",
+            *_values(record),
+            repeat_key(record),
+        )
+
+    async def add_repeats(self, key: str, repeats: int) -> None:
+        """Add `repeats` to the `count` of the row `count` wrote under `key`."""
+        await self._db.execute(
+            "UPDATE audit SET count = count + ? WHERE repeat_key = ?", repeats, key
         )
 
     async def query(
@@ -129,6 +206,24 @@ class SqlAuditLog:
         return len(rows)
 
 
+def _values(record: AuditRecord) -> tuple[object, ...]:
+    return (
+        record.time,
+        record.action,
+        record.result,
+        record.reason,
+        record.subject,
+        record.issuer,
+        record.sector,
+        record.org,
+        record.role,
+        record.visit,
+        record.client,
+        record.token,
+        record.count,
+    )
+
+
 def _from_row(row: Row) -> AuditRecord:
     return AuditRecord(
         time=row[0],
@@ -142,6 +237,8 @@ def _from_row(row: Row) -> AuditRecord:
         role=row[8],
         visit=row[9],
         client=row[10],
+        token=row[11],
+        count=row[12],
     )
 
 

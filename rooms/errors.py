@@ -32,6 +32,19 @@ class VisitFull(RoomsError):
 class NotPermitted(RoomsError):
     code = "forbidden"
 
+    def __init__(self, message: str, code: str = "forbidden") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class EntryRefused(RoomsError):
+    """A seat may not enter the visit now: removed by the host, or declined a moment ago."""
+
+    def __init__(self, code: str, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.retry_after = retry_after
+
 
 class AuthenticationFailed(RoomsError):
     """A token was refused. `code` says why, precisely enough for the person holding the link."""

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from rooms.errors import NotPermitted
+from rooms.errors import EntryRefused, NotPermitted
+from rooms.ids import ParticipantId
 from rooms.principal import Principal
 from rooms.roles import Role
 from rooms.visit import Seat, Visit, VisitKind
@@ -72,6 +73,25 @@ def is_host_role(visit: Visit, role: Role) -> bool:
     return role in (Role.GP, Role.SPECIALIST) or (
         role is Role.NURSE and visit.kind is VisitKind.ASSISTED
     )
+
+
+def check_entry(
+    visit: Visit, participant: ParticipantId, *, now: float, knock_pause: float
+) -> None:
+    """Raise EntryRefused if the seat may not come in now: the host removed it (until a host
+    readmits it), or declined it in the waiting room less than `knock_pause` seconds ago."""
+    if participant in visit.removed:
+        raise EntryRefused(
+            "barred", "the host has removed you from this visit; only the host can let you in"
+        )
+    declined_at = visit.declined.get(participant)
+    if declined_at is not None and now < declined_at + knock_pause:
+        wait = declined_at + knock_pause - now
+        raise EntryRefused(
+            "knock-too-soon",
+            f"the host did not let you in; you may knock again in {wait:.0f} s",
+            retry_after=wait,
+        )
 
 
 def authorize(principal: Principal, action: Action, visit: Visit | None = None) -> None:

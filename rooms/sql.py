@@ -23,6 +23,8 @@ from urllib.parse import urlsplit
 
 import asyncpg  # type: ignore[import-untyped]
 
+from rooms.private_files import private_sqlite_files
+
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
 
@@ -254,6 +256,25 @@ MIGRATIONS: Sequence[Migration] = (
             "CREATE INDEX surveys_visit ON surveys (visit, time)",
         ),
     ),
+    Migration(
+        5,
+        # Audit rows that stand for repeated refusals (rooms/audit.py `count`): how many, a
+        # digest of the refused token (never the token), and the key that folds the repeats of
+        # one address, action, reason and minute into one row (NULL, so never folded, for the
+        # rows of single decisions).
+        sqlite=(
+            "ALTER TABLE audit ADD COLUMN count INTEGER NOT NULL DEFAULT 1",
+            "ALTER TABLE audit ADD COLUMN token TEXT",
+            "ALTER TABLE audit ADD COLUMN repeat_key TEXT",
+            "CREATE UNIQUE INDEX audit_repeat ON audit (repeat_key)",
+        ),
+        postgresql=(
+            "ALTER TABLE audit ADD COLUMN count INTEGER NOT NULL DEFAULT 1",
+            "ALTER TABLE audit ADD COLUMN token TEXT",
+            "ALTER TABLE audit ADD COLUMN repeat_key TEXT",
+            "CREATE UNIQUE INDEX audit_repeat ON audit (repeat_key)",
+        ),
+    ),
 )
 
 SCHEMA_VERSION_SQLITE = (
@@ -310,7 +331,7 @@ class SqliteDatabase:
         self._conn = await self._run(self._open_sync)
 
     def _open_sync(self) -> sqlite3.Connection:
-        self._path.parent.mkdir(parents=True, exist_ok=True)
+        private_sqlite_files(self._path)
         conn = sqlite3.connect(
             self._path,
             timeout=SQLITE_BUSY_TIMEOUT_SECONDS,

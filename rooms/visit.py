@@ -88,6 +88,10 @@ class Visit:
     waiting_room: bool = True
     #: Unix time of the last change; 0 (the default) means "when it was created".
     updated_at: float = 0.0
+    #: Seats the host removed: they stay out, from any tab or node, until a host readmits them.
+    removed: set[ParticipantId] = field(default_factory=set)
+    #: Unix time each seat was last declined in the waiting room (it may knock again later).
+    declined: dict[ParticipantId, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.updated_at:
@@ -129,6 +133,22 @@ class Visit:
             return self.seats[participant]
         except KeyError:
             raise SeatNotFound(f"no seat {participant} in visit {self.id}") from None
+
+    def bar(self, participant: ParticipantId) -> None:
+        """Keep a removed seat out until `readmit`."""
+        self.seat(participant)
+        self.removed.add(participant)
+
+    def readmit(self, participant: ParticipantId) -> bool:
+        """Lift a removal; False if the seat was not barred."""
+        if participant not in self.removed:
+            return False
+        self.removed.discard(participant)
+        return True
+
+    def note_declined(self, participant: ParticipantId, now: float) -> None:
+        self.seat(participant)
+        self.declined[participant] = now
 
     def transition(self, new: VisitState) -> None:
         """Move to `new`, or raise InvalidTransition naming the current state."""
@@ -174,6 +194,8 @@ class Visit:
             "waiting_room": self.waiting_room,
             "updated_at": self.updated_at,
             "seats": [seat.to_dict() for seat in self.seats.values()],
+            "removed": sorted(self.removed),
+            "declined": dict(self.declined),
         }
 
     @classmethod
@@ -192,6 +214,9 @@ class Visit:
         planned_minutes = data.get("planned_minutes", DEFAULT_PLANNED_MINUTES)
         waiting_room = data.get("waiting_room", True)
         updated_at = data.get("updated_at", created_at)
+        removed = data.get("removed", [])
+        declined = data.get("declined", {})
+        assert isinstance(removed, list) and isinstance(declined, dict)
         assert isinstance(created_at, int | float) and isinstance(max_participants, int)
         assert planned_start is None or isinstance(planned_start, int | float)
         assert isinstance(planned_minutes, int) and isinstance(waiting_room, bool)
@@ -208,4 +233,6 @@ class Visit:
             planned_minutes=planned_minutes,
             waiting_room=waiting_room,
             updated_at=float(updated_at),
+            removed={ParticipantId(str(p)) for p in removed},
+            declined={ParticipantId(str(p)): float(t) for p, t in declined.items()},
         )

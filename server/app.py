@@ -13,6 +13,7 @@ from aiohttp import web
 
 from media.sfu import Sfu
 from rooms.audit import AuditRetention, SqlAuditLog
+from rooms.audit_repeats import CoalescingAuditLog
 from rooms.cluster import ClusterState, MemoryClusterState, NodeId
 from rooms.eventlog import SqlEventLog
 from rooms.janitor import EmptyVisitJanitor
@@ -33,7 +34,9 @@ from server.access import AccessControl
 from server.auth import TokenIssuer, TokenVerifier
 from server.config import Settings
 from server.drain import Drainer
+from server.headers import add_security_headers
 from server.http_api import error_middleware, setup_api_routes
+from server.httpserver import ConnectionLimiter, body_timeout_middleware
 from server.keys import load_or_create_signing_key
 from server.pages import setup_page_routes
 from server.ratelimit import AuthFailureLimiter, FailureLimiter, RedisFailureLimiter
@@ -53,13 +56,18 @@ def create_app(
 ) -> web.Application:
     """`stop_process` ends the server when a drain asked over the API has finished."""
     app = web.Application(
-        middlewares=[error_middleware],
+        middlewares=[error_middleware, body_timeout_middleware(settings.http_body_timeout)],
         client_max_size=256 * 1024,
         # Above the 8 KiB token limit, so an oversized token gets a precise error from us
         # rather than the HTTP parser's bare 400.
         handler_args={"max_field_size": 32 * 1024, "max_line_size": 32 * 1024},
     )
     app[appkeys.SETTINGS] = settings
+    app.on_response_prepare.append(add_security_headers)
+    # Installed on the listening server by `screenvisit serve` (server.httpserver).
+    limiter = ConnectionLimiter(settings.http_connections_per_address, settings.trusted_proxies)
+    app[appkeys.CONNECTIONS] = limiter
+    app.on_response_prepare.append(limiter.release_upgraded)
     app[appkeys.DRAINER] = Drainer(stop_process)
     app[appkeys.TEMPLATES] = jinja2.Environment(
         loader=jinja2.PackageLoader("web", "templates"),
@@ -108,12 +116,14 @@ async def _events(app: web.Application) -> AsyncIterator[None]:
 
 async def _audit(app: web.Application) -> AsyncIterator[None]:
     settings = app[appkeys.SETTINGS]
-    audit = SqlAuditLog(app[appkeys.DATABASE])
+    audit = CoalescingAuditLog(SqlAuditLog(app[appkeys.DATABASE]))
     retention = AuditRetention(audit, retention_seconds=settings.audit_days * 86400)
     app[appkeys.AUDIT] = audit
+    audit.start()
     retention.start()
     yield
     await retention.stop()
+    await audit.stop()
 
 
 async def _access(app: web.Application) -> AsyncIterator[None]:
@@ -217,6 +227,7 @@ async def _signaling(app: web.Application) -> AsyncIterator[None]:
         browser_ice_servers=[s.to_browser() for s in settings.ice_servers],
         reconnect_grace=settings.reconnect_grace,
         departure_timeout=settings.departure_timeout,
+        knock_pause=settings.knock_pause,
         quality_interval=settings.quality_interval,
         outcomes=app[appkeys.OUTCOMES],
         quality_sink=lambda visit, participant, role, sector, sample: app[appkeys.QUALITY].add(

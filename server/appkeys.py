@@ -17,6 +17,7 @@ from server.access import AccessControl
 from server.auth import TokenIssuer, TokenVerifier
 from server.config import Settings
 from server.drain import Drainer
+from server.httpserver import ConnectionLimiter
 from server.revocation import RevocationList
 from signaling.hub import HubRegistry
 from signaling.node import ClusterNode
@@ -42,3 +43,4 @@ TEMPLATES = web.AppKey("templates", jinja2.Environment)
 REDIS = web.AppKey("redis", Redis)
 NODE = web.AppKey("node", ClusterNode)
 DRAINER = web.AppKey("drainer", Drainer)
+CONNECTIONS = web.AppKey("connections", ConnectionLimiter)

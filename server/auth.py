@@ -1,8 +1,9 @@
 """Tokens in, principals out. Every decision about who someone is comes from signed claims.
 
-The verifier holds a registry of trusted issuers (server/trust.py), each limited to the sectors
-and roles it may vouch for: the server itself, for its invite links, and the municipalities',
-practices' and regions' identity providers named in the trust file.
+The verifier holds a registry of trusted issuers (server/trust.py), each limited to the sectors,
+roles and organisations it may vouch for: the server itself, for its invite links (the only
+issuer of seat tokens unless the trust file lets an issuer mint them for its own organisations),
+and the municipalities', practices' and regions' identity providers named in the trust file.
 """
 
 from __future__ import annotations
@@ -47,6 +48,11 @@ class TokenVerifier:
     def add_issuer(self, issuer: TrustedIssuer) -> None:
         self.issuers[issuer.iss] = issuer
 
+    def may_seat(self, principal: Principal, visit_org: str) -> bool:
+        """Whether the issuer of a seat token may open seats in a visit of `visit_org`."""
+        issuer = self.issuers.get(principal.issuer)
+        return issuer is not None and issuer.seat_tokens and issuer.speaks_for(visit_org)
+
     async def authenticate(self, token: str) -> Principal:
         """Verify `token` and return its principal, or raise AuthenticationFailed."""
         if len(token.encode()) > MAX_TOKEN_BYTES:
@@ -54,12 +60,14 @@ class TokenVerifier:
         try:
             header = jwt.get_unverified_header(token)
             unverified = jwt.decode(token, options={"verify_signature": False})
-        except jwt.PyJWTError:
+        except (jwt.PyJWTError, ValueError, TypeError, RecursionError):
             raise AuthenticationFailed("token-malformed", "the token could not be read") from None
+        alg = header.get("alg")
+        if not isinstance(alg, str):
+            raise AuthenticationFailed("token-malformed", "the token's 'alg' is not a string")
         issuer = self.issuers.get(str(unverified.get("iss")))
         if issuer is None:
             raise AuthenticationFailed("token-unknown-issuer", "the token's issuer is not trusted")
-        alg = header.get("alg")
         if alg not in issuer.algorithms:
             raise AuthenticationFailed(
                 "token-algorithm-not-allowed", f"algorithm {alg!r} is not accepted from this issuer"
@@ -104,8 +112,9 @@ class TokenVerifier:
             ) from None
         except (jwt.PyJWTError, ValueError, TypeError) as exc:
             raise AuthenticationFailed("token-invalid", f"the token is not valid: {exc}") from None
-        if not isinstance(claims["exp"], int | float) or not isinstance(claims["iat"], int | float):
-            raise AuthenticationFailed("token-invalid", "'exp' and 'iat' must be numbers")
+        for claim in ("exp", "iat", "nbf"):
+            if claim in claims and not _is_number(claims[claim]):
+                raise AuthenticationFailed("token-invalid", f"{claim!r} must be a number")
         if self.revoked is not None and self.revoked.is_revoked(str(claims["jti"])):
             raise AuthenticationFailed("token-revoked", "this token has been revoked")
         return claims
@@ -146,6 +155,16 @@ class TokenVerifier:
         org = claims.get("org")
         if role in STAFF_ROLES and not isinstance(org, str):
             raise AuthenticationFailed("token-missing-claim", f"a {role.value} token needs 'org'")
+        if isinstance(org, str) and not issuer.speaks_for(org):
+            raise AuthenticationFailed(
+                "org-not-allowed", "this issuer may not speak for that organisation", status=403
+            )
+        if "visit" in claims and not issuer.seat_tokens:
+            raise AuthenticationFailed(
+                "seat-token-issuer-not-allowed",
+                "this issuer may not issue invite-link (seat) tokens",
+                status=403,
+            )
         name = claims.get("name")
         return Principal(
             subject=subject,
@@ -159,6 +178,10 @@ class TokenVerifier:
             token_id=str(claims["jti"]),
             expires_at=float(claims["exp"]),
         )
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)
@@ -176,6 +199,8 @@ class TokenIssuer:
             algorithms=frozenset({"ES256"}),
             sectors=frozenset(Sector),
             roles=frozenset(Role),
+            orgs=("*",),
+            seat_tokens=True,
         )
 
     def sign(

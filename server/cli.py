@@ -29,12 +29,13 @@ from rooms.principal import Principal
 from rooms.roles import Role, Sector
 from rooms.sql import open_database
 from rooms.visit import VisitKind
-from server import appkeys
+from server import appkeys, httpserver
 from server.app import create_app
 from server.auth import TokenIssuer
 from server.config import SETTINGS, Settings, SettingsError
 from server.keys import load_or_create_signing_key
 from server.reports import EXPORTS, Filters, gather, load_pseudonymizer
+from server.trust import TrustConfigError
 from server.visits import book_visit, invite_links, links_by_role
 from server.workers import run_workers, without_workers_flag
 from signaling.bot import BotError, BotOptions, run_bot
@@ -134,21 +135,26 @@ def serve(args: argparse.Namespace) -> int:
     if demo:
         app.cleanup_ctx.append(_demo_visit(announcement))
 
-    def announce(_aiohttp_message: str) -> None:
-        # aiohttp calls this once every site is bound: only then is "listening" true, and
-        # scripts (and the tests) may connect as soon as they read the first line.
+    def announce() -> None:
+        # Called once the site is bound: only then is "listening" true, and scripts (and the
+        # tests) may connect as soon as they read the first line.
         for line in announcement:
             print(line, flush=True)
 
-    web.run_app(
-        app,
-        host=settings.host,
-        port=settings.port,
-        print=announce,
-        access_log_format='%a "%r" %s %b %Tf',
-        shutdown_timeout=10,
-        reuse_port=args.reuse_port or None,
-    )
+    try:
+        httpserver.run(
+            app,
+            host=settings.host,
+            port=settings.port,
+            limiter=app[appkeys.CONNECTIONS],
+            header_timeout=settings.http_header_timeout,
+            announce=announce,
+            access_log_format='%a "%r" %s %b %Tf',
+            shutdown_timeout=10,
+            reuse_port=args.reuse_port or None,
+        )
+    except TrustConfigError as exc:
+        raise SystemExit(f"screenvisit: bad trust file: {exc}") from None
     return 0
 
 
@@ -275,6 +281,8 @@ def audit(args: argparse.Namespace) -> int:
             f"{when} {r.result:8s} {r.action:14s} visit={r.visit or '-'} role={r.role or '-'} "
             f"sector={r.sector or '-'} org={r.org or '-'} sub={r.subject or '-'} "
             f"client={r.client or '-'} reason={r.reason or '-'}"
+            + (f" token={r.token}" if r.token else "")
+            + (f" count={r.count}" if r.count > 1 else "")
         )
     return 0
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from media.candidates import parse_networks
 from media.config import IceServer, MediaConfig, MediaMode, parse_media_mode
 from rooms.outcomes import DEFAULT_OUTCOMES
 
@@ -44,6 +45,14 @@ SETTINGS: tuple[Setting, ...] = (
         " empty offers every non-loopback interface",
     ),
     Setting(
+        "ice-allowed-networks",
+        "",
+        "comma-separated networks (CIDR) a client's ICE candidates may be in besides public"
+        " addresses, e.g. 10.20.0.0/16 for clients on your own network; empty allows only the"
+        " non-public ICE hosts themselves (127.0.0.1 by default). Loopback, link-local, private"
+        " and other special ranges are refused unless listed",
+    ),
+    Setting(
         "ice-servers",
         "[]",
         'STUN/TURN servers as JSON, e.g. [{"urls": ["turn:turn.example'
@@ -72,6 +81,11 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("quality-interval", "5", "seconds between connection-quality samples"),
     Setting("departure-timeout", "120", "seconds after everyone has left before the visit ends"),
+    Setting(
+        "knock-pause",
+        "60",
+        "seconds a guest the host declined waits before knocking again (shown as a repeat)",
+    ),
     Setting(
         "redis-url",
         "",
@@ -119,6 +133,25 @@ SETTINGS: tuple[Setting, ...] = (
         " hands them to other nodes",
     ),
     Setting(
+        "frame-ancestors",
+        "'none'",
+        "CSP frame-ancestors sources that may embed the pages in a frame (e.g. an EHR:"
+        " https://ehr.example.dk); 'none' forbids framing",
+    ),
+    Setting(
+        "http-header-timeout",
+        "10",
+        "seconds a client has to send a request's headers after connecting or after the previous"
+        " response (also how long an idle keep-alive connection stays open)",
+    ),
+    Setting("http-body-timeout", "20", "seconds a client has to send a request's body"),
+    Setting(
+        "http-connections-per-address",
+        "100",
+        "open HTTP connections (not yet a WebSocket) one client address may hold; more are"
+        " closed at once. Trusted proxies are exempt",
+    ),
+    Setting(
         "media-mode",
         "forward",
         "forward: encoded frames go to subscribers untouched; relay: aiortc's MediaRelay"
@@ -135,6 +168,8 @@ class Settings:
     public_url: str = ""
     ice_hosts: tuple[str, ...] = ("127.0.0.1",)
     ice_servers: tuple[IceServer, ...] = field(default_factory=tuple)
+    #: None: what the ICE hosts imply (media.candidates).
+    ice_allowed_networks: tuple[str, ...] | None = None
     issuer: str = "screenvisit-local"
     audience: str = "screenvisit"
     org: str = "demo"
@@ -142,6 +177,7 @@ class Settings:
     log_level: str = "info"
     reconnect_grace: float = 60.0
     departure_timeout: float = 120.0
+    knock_pause: float = 60.0
     quality_interval: float = 5.0
     outcomes: tuple[str, ...] = DEFAULT_OUTCOMES
     empty_timeout: float = 1800.0
@@ -157,6 +193,10 @@ class Settings:
     node_id: str = ""
     announce_address: str = ""
     drain_timeout: float = 60.0
+    frame_ancestors: str = "'none'"
+    http_header_timeout: float = 10.0
+    http_body_timeout: float = 20.0
+    http_connections_per_address: int = 100
 
     @property
     def base_url(self) -> str:
@@ -181,7 +221,11 @@ class Settings:
 
     def media(self) -> MediaConfig:
         hosts = (self.announce_address,) if self.announce_address else self.ice_hosts
-        return MediaConfig(ice_hosts=hosts, ice_servers=self.ice_servers)
+        return MediaConfig(
+            ice_hosts=hosts,
+            ice_servers=self.ice_servers,
+            ice_allowed_networks=self.ice_allowed_networks,
+        )
 
     @classmethod
     def load(
@@ -201,6 +245,7 @@ class Settings:
                 public_url=raw["public-url"],
                 ice_hosts=_list(raw["ice-hosts"]),
                 ice_servers=parse_ice_servers(raw["ice-servers"]),
+                ice_allowed_networks=_networks(raw["ice-allowed-networks"]),
                 issuer=raw["issuer"],
                 audience=raw["audience"],
                 org=raw["org"],
@@ -208,6 +253,7 @@ class Settings:
                 log_level=raw["log-level"],
                 reconnect_grace=float(raw["reconnect-grace"]),
                 departure_timeout=float(raw["departure-timeout"]),
+                knock_pause=float(raw["knock-pause"]),
                 quality_interval=float(raw["quality-interval"]),
                 outcomes=_list(raw["outcomes"]) or DEFAULT_OUTCOMES,
                 empty_timeout=float(raw["empty-timeout"]),
@@ -223,6 +269,10 @@ class Settings:
                 node_id=raw["node-id"],
                 announce_address=raw["announce-address"],
                 drain_timeout=float(raw["drain-timeout"]),
+                frame_ancestors=parse_frame_ancestors(raw["frame-ancestors"]),
+                http_header_timeout=_positive(raw["http-header-timeout"]),
+                http_body_timeout=_positive(raw["http-body-timeout"]),
+                http_connections_per_address=int(_positive(raw["http-connections-per-address"])),
             )
         except (ValueError, TypeError, KeyError) as exc:
             raise SettingsError(str(exc)) from exc
@@ -236,6 +286,20 @@ def _list(text: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in text.split(",") if item.strip())
 
 
+def _networks(text: str) -> tuple[str, ...] | None:
+    networks = _list(text)
+    if not networks:
+        return None
+    return tuple(str(network) for network in parse_networks(networks))
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise SettingsError(f"expected a positive number, got {text!r}")
+    return value
+
+
 def _flag(text: str) -> bool:
     value = text.strip().lower()
     if value in ("1", "true", "yes", "on"):
@@ -243,6 +307,23 @@ def _flag(text: str) -> bool:
     if value in ("", "0", "false", "no", "off"):
         return False
     raise SettingsError(f"expected true or false, got {text!r}")
+
+
+def parse_frame_ancestors(text: str) -> str:
+    """A CSP source list: space-separated sources, nothing that could end the directive or the
+    header (no `;`, `,`, quotes other than 'self' and 'none', control characters)."""
+    if any(not c.isascii() or not (c.isprintable() or c == " ") for c in text):
+        raise SettingsError("frame-ancestors holds a control or non-ASCII character")
+    sources = text.split(" ")
+    sources = [source for source in sources if source]
+    if not sources:
+        raise SettingsError("frame-ancestors needs at least one source ('none' forbids framing)")
+    for source in sources:
+        if source not in ("'none'", "'self'") and any(c in source for c in ";,'\""):
+            raise SettingsError(f"frame-ancestors: {source!r} is not a CSP source")
+    if "'none'" in sources and len(sources) > 1:
+        raise SettingsError("frame-ancestors: 'none' cannot be combined with other sources")
+    return " ".join(sources)
 
 
 def parse_ice_servers(text: str) -> tuple[IceServer, ...]:

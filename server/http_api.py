@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime
-import json
 import logging
 import math
 import re
@@ -18,7 +17,7 @@ from aiohttp import web
 from rooms.errors import InvalidTransition, NotPermitted, RoomsError, VisitNotFound
 from rooms.evaluation import VisitSummary, aggregate
 from rooms.eventlog import EventKind, VisitEvent
-from rooms.ids import VisitId
+from rooms.ids import VISIT_ID_PATTERN, VisitId
 from rooms.outcomes import SURVEY_QUESTIONS, OutcomeRejected
 from rooms.policy import Action
 from rooms.principal import Principal
@@ -45,7 +44,6 @@ from server.visits import (
     KEEP,
     LATEST_TIME,
     MAX_NAME,
-    VISIT_ID_PATTERN,
     BookingChange,
     FieldError,
     Keep,
@@ -58,6 +56,7 @@ from server.visits import (
 )
 from signaling.bus import BusUnavailable
 from signaling.node import NodeCallFailed
+from signaling.safejson import JsonRefused, load_json
 
 #: Revoke for at least as long as any token can live.
 MAX_TOKEN_LIFETIME = max(DEFAULT_MAX_LIFETIME.values())
@@ -129,20 +128,23 @@ async def principal_for(
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        await access.record(
-            None, action, visit_id, client_of(request), allowed=False, reason="token-missing"
-        )
+        await access.refuse_request(action, client_of(request), "token-missing")
         raise ApiError("token-missing", "send 'Authorization: Bearer <token>'", 401)
     return await access.authenticate(
         token.strip(), action=action, client=client_of(request), visit=visit_id
     )
 
 
-async def _json_body(request: web.Request) -> dict[str, Any]:
+async def _json_body(request: web.Request, principal: Principal, action: Action) -> dict[str, Any]:
+    """The request's JSON object. A body that is not JSON at all (or nests too deeply, or holds
+    a huge integer) is audited and counted against the address, like a failed token."""
     try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
-        raise ApiError("malformed-json", "the request body is not valid JSON") from None
+        body = load_json(await request.read())
+    except JsonRefused as exc:
+        await request.app[appkeys.ACCESS].refuse_request(
+            action, client_of(request), exc.code, principal=principal
+        )
+        raise ApiError(exc.code, f"the request body is refused: {exc.message}") from None
     if not isinstance(body, dict):
         raise ApiError("invalid-body", "the request body must be a JSON object")
     return body
@@ -358,7 +360,7 @@ async def create_visit(request: web.Request) -> web.Response:
     await request.app[appkeys.ACCESS].authorize(
         principal, Action.CREATE_VISIT, None, client=client_of(request)
     )
-    body = await _json_body(request)
+    body = await _json_body(request, principal, Action.CREATE_VISIT)
     _refuse_unknown(body, CREATE_FIELDS)
     kind = _kind(body.get("kind", VisitKind.CONSULTATION.value))
     planned_start = _planned_start(body.get("planned_start"))
@@ -476,8 +478,8 @@ async def _on_owner(
 async def patch_visit(request: web.Request) -> web.Response:
     """The host changes the booking (time, length, waiting room, seats, kind) while the visit is
     scheduled or open; later, 409 with the current state."""
-    _principal, visit = await _visit_for(request, Action.INVITE)
-    change = _booking_change(await _json_body(request))
+    principal, visit = await _visit_for(request, Action.INVITE)
+    change = _booking_change(await _json_body(request, principal, Action.INVITE))
     updated = await update_visit(request.app, visit.id, change.apply)
     request.app[appkeys.JANITOR].watch(updated)
     return web.json_response(updated.to_dict())
@@ -532,9 +534,9 @@ async def reissue_links(request: web.Request) -> web.Response:
 
 async def invite_participant(request: web.Request) -> web.Response:
     """The host adds a seat (a relative, an interpreter, ...) and gets its invite link."""
-    _principal, visit = await _visit_for(request, Action.INVITE)
+    principal, visit = await _visit_for(request, Action.INVITE)
     ensure_live(visit)
-    body = await _json_body(request)
+    body = await _json_body(request, principal, Action.INVITE)
     role, name, sector = _participant(body, "")
     added: list[Seat] = []
 
@@ -554,7 +556,7 @@ async def record_outcome(request: web.Request) -> web.Response:
     """The host records the clinical outcome (a code from the configured list, and an optional
     note that stays out of every evaluation export)."""
     principal, visit = await _visit_for(request, Action.RECORD_OUTCOME)
-    body = await _json_body(request)
+    body = await _json_body(request, principal, Action.RECORD_OUTCOME)
     outcome, note = body.get("outcome"), body.get("note")
     unknown = set(body) - {"outcome", "note"}
     if unknown:
@@ -574,7 +576,7 @@ async def record_outcome(request: web.Request) -> web.Response:
 async def answer_survey(request: web.Request) -> web.Response:
     """The citizen's three optional questions (1-5), with their own link, also after the visit."""
     principal, visit = await _visit_for(request, Action.ANSWER_SURVEY)
-    body = await _json_body(request)
+    body = await _json_body(request, principal, Action.ANSWER_SURVEY)
     assert principal.participant is not None  # the SEAT scope made sure of it
     try:
         answers = await request.app[appkeys.OUTCOMES].record_survey(
@@ -654,7 +656,7 @@ async def revoke_token(request: web.Request) -> web.Response:
     await request.app[appkeys.ACCESS].authorize(
         principal, Action.REVOKE_TOKEN, None, client=client_of(request)
     )
-    body = await _json_body(request)
+    body = await _json_body(request, principal, Action.REVOKE_TOKEN)
     _refuse_unknown(body, ("jti", "expires_at"))
     jti = body.get("jti")
     if not isinstance(jti, str) or not jti or len(jti) > 200 or not jti.isprintable():

@@ -11,6 +11,8 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from rooms.private_files import private_dir, private_file
+
 
 @dataclass(frozen=True)
 class SigningKey:
@@ -31,12 +33,13 @@ def _kid(public_key: ec.EllipticCurvePublicKey) -> str:
 
 def load_or_create_signing_key(path: Path) -> SigningKey:
     """Blocking file I/O: call at start-up or from a thread, never on a running event loop."""
+    private_dir(path.parent)
     if path.exists():
+        private_file(path)
         loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
         if not isinstance(loaded, ec.EllipticCurvePrivateKey):
             raise ValueError(f"{path} does not hold an EC private key")
         return SigningKey(loaded, _kid(loaded.public_key()))
-    path.parent.mkdir(parents=True, exist_ok=True)
     key = ec.generate_private_key(ec.SECP256R1())
     pem = key.private_bytes(
         serialization.Encoding.PEM,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rooms.ids import VISIT_ID_PATTERN
 from rooms.roles import PARTICIPANT_ROLES, Sector
 from rooms.visit import (
     DEFAULT_MAX_PARTICIPANTS,
@@ -18,7 +19,7 @@ from rooms.visit import (
     VisitKind,
     VisitState,
 )
-from server.visits import EARLIEST_TIME, LATEST_TIME, MAX_NAME, VISIT_ID_PATTERN
+from server.visits import EARLIEST_TIME, LATEST_TIME, MAX_NAME
 
 Schema = dict[str, Any]
 
@@ -223,6 +224,17 @@ def _schemas() -> dict[str, Schema]:
                 "state": _ref("VisitState"),
                 **booking,
                 "seats": {"type": "array", "items": _ref("Seat")},
+                "removed": {
+                    "type": "array",
+                    "items": string,
+                    "description": "Participants the host removed; they stay out until readmitted.",
+                },
+                "declined": {
+                    "type": "object",
+                    "additionalProperties": {"type": "number"},
+                    "description": "Unix time each participant was last declined in the waiting"
+                    " room (they may knock again after the knock pause).",
+                },
                 "connected": {
                     "type": "array",
                     "items": string,
@@ -298,7 +310,15 @@ def _schemas() -> dict[str, Schema]:
                         "role",
                         "visit",
                         "client",
+                        "token",
                     )
+                },
+                "count": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "description": "How many decisions the record stands for: repeated"
+                    " refusals from one address (an IPv6 /64) with one reason in one minute"
+                    " share one record; `time` is the first of them",
                 },
             },
         },

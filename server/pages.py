@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from server import appkeys
+from server.headers import page_policy
 
 LANGUAGES = ("da", "en")
 
@@ -19,8 +20,7 @@ def _render(request: web.Request, template: str, **context: object) -> web.Respo
         content_type="text/html",
         headers={
             # Nothing is loaded from another host; the token in the fragment never leaves the page.
-            "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; "
-            "media-src 'self' blob: mediastream:; connect-src 'self'; style-src 'self'",
+            "Content-Security-Policy": page_policy(request.app[appkeys.SETTINGS].frame_ancestors),
             "Referrer-Policy": "no-referrer",
             "Cache-Control": "no-store",
         },

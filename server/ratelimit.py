@@ -3,10 +3,14 @@
 `FailureLimiter` counts on this node; `RedisFailureLimiter` counts across every node that shares
 its Redis (a script trying tokens is limited wherever its connections land), and falls back to
 counting on this node while Redis is unreachable.
+
+Both count by `rate_key`: an IPv4 address, or an IPv6 address's /64. One subscriber commonly
+holds a whole /64, so counting its addresses one by one would let a script rotate through them.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import time
 import uuid
@@ -19,6 +23,26 @@ from redis.exceptions import RedisError
 logger = logging.getLogger(__name__)
 
 FAILURES_KEY = "{prefix}auth-failures:{address}"  # sorted set: one member per failure, by time
+IPV6_PREFIX = 64
+#: The longest key `rate_key` returns for text that is not an IP address (a hop named by a
+#: trusted proxy's X-Forwarded-For).
+MAX_KEY_CHARS = 48
+
+
+def rate_key(address: str | None) -> str | None:
+    """What limits count by: the IPv4 address, or the /64 of an IPv6 address (an IPv4-mapped one
+    counts as its IPv4 address); anything else as given, cut short."""
+    if address is None:
+        return None
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return address[:MAX_KEY_CHARS]
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, IPV6_PREFIX), strict=False))
+    return str(ip)
 
 
 class AuthFailureLimiter(Protocol):
@@ -41,6 +65,7 @@ class FailureLimiter:
         self._failures: dict[str, deque[float]] = {}
 
     async def blocked(self, address: str | None) -> bool:
+        address = rate_key(address)
         if address is None or self._max <= 0:
             return False
         failures = self._failures.get(address)
@@ -50,6 +75,7 @@ class FailureLimiter:
         return len(failures) >= self._max
 
     async def failure(self, address: str | None) -> None:
+        address = rate_key(address)
         if address is None or self._max <= 0:
             return
         now = time.monotonic()
@@ -83,7 +109,7 @@ class RedisFailureLimiter:
         self._fallback = FailureLimiter(max_failures, window)
 
     def _key(self, address: str) -> str:
-        return FAILURES_KEY.format(prefix=self._prefix, address=address)
+        return FAILURES_KEY.format(prefix=self._prefix, address=rate_key(address))
 
     async def blocked(self, address: str | None) -> bool:
         if address is None or self._max <= 0:

@@ -20,6 +20,7 @@ from rooms.exports import (
     visits_csv,
     visits_json,
 )
+from rooms.private_files import private_dir, private_file
 from rooms.quality_log import OutcomeStore, SqlQualityLog, SurveyStore
 from rooms.sql import Database
 
@@ -38,8 +39,9 @@ def load_pseudonymizer(data_dir: Path) -> Pseudonymizer:
     Exports made with the same key join across formats and over time; a new key (a new data
     folder) makes new pseudonyms."""
     path = data_dir / "evaluation-key"
+    private_dir(data_dir)
+    private_file(path)
     if not path.exists():
-        data_dir.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as handle:
             handle.write(secrets.token_bytes(32))

@@ -1,10 +1,17 @@
-"""Which issuers the deployment trusts, for which sectors and roles, with which keys.
+"""Which issuers the deployment trusts, for which sectors, roles and organisations, with which
+keys.
 
 The trust file (SCREENVISIT_TRUST_FILE) is JSON:
 
     {"audience": "screenvisit",
      "issuers": [{"iss": "https://idp.kommune.example", "sectors": ["municipality"],
-                  "roles": ["nurse"], "algorithms": ["ES256"], "jwks_file": "kommune.jwks"}]}
+                  "roles": ["nurse"], "orgs": ["kommune-*"], "algorithms": ["ES256"],
+                  "jwks_file": "kommune.jwks"}]}
+
+`orgs` (required) lists the organisations an issuer speaks for, as fnmatch patterns matched
+case-sensitively against a token's `org`; any organisation at all must be written as `["*"]`.
+Seat tokens (a `visit` claim: the token is an invite link's seat) come from the server's own key;
+an issuer may mint them only with `"seat_tokens": true`, and then only for visits of its `orgs`.
 
 An issuer gives `jwks_file`, `jwks_url` or inline `jwks`. Keys rotate by `kid`: a token with an
 unknown kid makes the issuer's key set reload (at most once per `min_refresh_seconds`), a changed
@@ -17,6 +24,7 @@ switched on (SCREENVISIT_DEV_ISSUERS), and never alongside asymmetric algorithms
 from __future__ import annotations
 
 import asyncio
+import fnmatch
 import json
 import logging
 import time
@@ -141,7 +149,14 @@ class TrustedIssuer:
     algorithms: frozenset[str]
     sectors: frozenset[Sector]
     roles: frozenset[Role]
+    #: fnmatch patterns of the organisations this issuer may name in `org`; none by default.
+    orgs: tuple[str, ...] = ()
+    #: Whether this issuer may mint seat tokens (a `visit` claim), for visits of its `orgs`.
+    seat_tokens: bool = False
     max_lifetime: dict[Role, int] = field(default_factory=lambda: dict(DEFAULT_MAX_LIFETIME))
+
+    def speaks_for(self, org: str) -> bool:
+        return any(fnmatch.fnmatchcase(org, pattern) for pattern in self.orgs)
 
 
 @dataclass
@@ -159,6 +174,19 @@ def _enum_set(raw: object, enum: type[Sector] | type[Role], what: str, iss: str)
         raise TrustConfigError(f"issuer {iss}: {exc}") from None
 
 
+def _orgs(raw: object, iss: str) -> tuple[str, ...]:
+    if (
+        not isinstance(raw, list)
+        or not raw
+        or not all(isinstance(pattern, str) and pattern for pattern in raw)
+    ):
+        raise TrustConfigError(
+            f"issuer {iss}: 'orgs' is required: a non-empty list of the organisations it speaks "
+            'for, as patterns such as ["kommune-*"] (["*"] for any organisation)'
+        )
+    return tuple(raw)
+
+
 def load_trust_file(path: Path, *, allow_development: bool) -> TrustConfig:
     """Parse and validate the trust file. Blocking: call at start-up."""
     try:
@@ -169,6 +197,8 @@ def load_trust_file(path: Path, *, allow_development: bool) -> TrustConfig:
         raise TrustConfigError("the trust file needs an 'issuers' list")
     issuers = []
     for entry in data["issuers"]:
+        if not isinstance(entry, dict):
+            raise TrustConfigError("every issuer must be a JSON object")
         iss = entry.get("iss")
         if not isinstance(iss, str) or not iss:
             raise TrustConfigError("every issuer needs an 'iss'")
@@ -197,6 +227,9 @@ def load_trust_file(path: Path, *, allow_development: bool) -> TrustConfig:
             min_refresh_seconds=float(entry.get("min_refresh_seconds", 2.0)),
             max_key_age_seconds=float(entry.get("max_key_age_seconds", 300.0)),
         )
+        seat_tokens = entry.get("seat_tokens", False)
+        if not isinstance(seat_tokens, bool):
+            raise TrustConfigError(f"issuer {iss}: 'seat_tokens' must be true or false")
         max_lifetime = dict(DEFAULT_MAX_LIFETIME)
         for role, seconds in (entry.get("max_lifetime_seconds") or {}).items():
             max_lifetime[Role(role)] = int(seconds)
@@ -207,6 +240,8 @@ def load_trust_file(path: Path, *, allow_development: bool) -> TrustConfig:
                 algorithms=algorithms,
                 sectors=_enum_set(entry.get("sectors"), Sector, "sectors", iss),
                 roles=_enum_set(entry.get("roles"), Role, "roles", iss),
+                orgs=_orgs(entry.get("orgs"), iss),
+                seat_tokens=seat_tokens,
                 max_lifetime=max_lifetime,
             )
         )

@@ -31,8 +31,6 @@ SeatRequest = tuple[Role, str | None, Sector | None]
 #: Times the API accepts for a planned start (and query bounds): 2000 to 2100, UTC.
 EARLIEST_TIME = 946_684_800
 LATEST_TIME = 4_102_444_800
-#: The shape of the ids `rooms.ids.new_visit_id` makes (with room to spare).
-VISIT_ID_PATTERN = r"v-[A-Za-z0-9_-]{1,64}"
 #: Longest display name of a seat.
 MAX_NAME = 80
 

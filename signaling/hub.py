@@ -11,6 +11,7 @@ import asyncio
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from media.quality import QualityMeter
@@ -95,7 +96,8 @@ class VisitHub:
             await self._into_call(seat, reconnect)
             return reconnect, False
         await self._record(EventKind.PARTICIPANT_WAITING, seat)
-        self._to_hosts({"type": "waiting", "participant": session.describe()})
+        repeat = participant in visit.declined
+        self._to_hosts({"type": "waiting", "participant": session.describe(), "repeat": repeat})
         return reconnect, True
 
     async def _into_call(self, seat: Seat, reconnect: bool) -> None:
@@ -199,6 +201,8 @@ class VisitHub:
         session = self.sessions.get(participant)
         if session is None or participant in self.in_call:
             raise ProtocolError("not-waiting", f"{participant} is not waiting to be admitted")
+        # Stays declined: a new knock is refused until the pause is over.
+        await self._update_visit(lambda v: v.note_declined(participant, time.time()))
         await self._record(EventKind.PARTICIPANT_DECLINED, self._seats[participant])
         session.send(
             {
@@ -215,6 +219,8 @@ class VisitHub:
         if participant not in self.in_call:
             raise ProtocolError("not-in-call", f"{participant} is not in the call")
         session = self.sessions.get(participant)
+        # Barred in the live store first: a fresh tab, on any node, stays out.
+        await self._update_visit(lambda v: v.bar(participant))
         await self._record(EventKind.PARTICIPANT_REMOVED, self._seats[participant])
         await self._depart(participant, reason="removed")
         if session is not None:
@@ -228,7 +234,30 @@ class VisitHub:
                 }
             )
             session.close_with(CLOSE_FATAL, "removed")
+        self._to_hosts({"type": "barred", "participant": self._seats[participant].to_dict()})
         self._maybe_departure()
+
+    async def readmit(self, participant: ParticipantId) -> None:
+        """Lift a removal: the participant may come back, straight into the call."""
+        lifted: list[bool] = []
+
+        def change(visit: Visit) -> None:
+            lifted[:] = [visit.readmit(participant)]
+
+        await self._update_visit(change)
+        if not lifted[0]:
+            raise ProtocolError("not-removed", f"{participant} has not been removed")
+        self.admitted.add(participant)
+        self._to_hosts({"type": "readmitted", "participant": participant})
+
+    async def _update_visit(self, change: Callable[[Visit], None]) -> None:
+        """A host's decision that must hold across tabs and nodes, written to the live store."""
+        try:
+            self.last_visit = await self._services.store.update(self.visit_id, change)
+        except StoreUnavailable:
+            raise ProtocolError(
+                "service-unavailable", "live state cannot be reached right now: try again"
+            ) from None
 
     def mute_request(self, participant: ParticipantId, by: ParticipantId) -> None:
         session = self.sessions.get(participant)

@@ -2,14 +2,29 @@
 
 from __future__ import annotations
 
-import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from media.candidates import RefusedCandidate
 from signaling.errors import ProtocolError
+from signaling.safejson import JsonRefused, load_json
 
 #: Largest text message a client may send; an offer for a full visit is about 20 KiB.
 MAX_MESSAGE_BYTES = 64 * 1024
+
+#: The codes `parse_client_message` refuses a message with: it is not a message of the protocol.
+MALFORMED_CODES = frozenset(
+    {
+        "message-too-large",
+        "malformed-json",
+        "json-too-deep",
+        "number-too-large",
+        "invalid-message",
+        "unknown-type",
+        "invalid-field",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -61,6 +76,12 @@ class Remove:
 
 
 @dataclass(frozen=True)
+class Readmit:
+    participant: str
+    ref: str | None = None
+
+
+@dataclass(frozen=True)
 class MuteRequest:
     participant: str
     ref: str | None = None
@@ -107,7 +128,15 @@ class Ping:
 
 #: Messages only the visit's host may send.
 HostMessage = (
-    EndVisit | Admit | AdmitAll | Decline | Remove | MuteRequest | FallbackPhone | RecordOutcome
+    EndVisit
+    | Admit
+    | AdmitAll
+    | Decline
+    | Remove
+    | Readmit
+    | MuteRequest
+    | FallbackPhone
+    | RecordOutcome
 )
 
 ClientMessage = (
@@ -126,6 +155,7 @@ SCHEMAS: dict[str, tuple[type, dict[str, type]]] = {
     "admit-all": (AdmitAll, {}),
     "decline": (Decline, {"participant": str}),
     "remove": (Remove, {"participant": str}),
+    "readmit": (Readmit, {"participant": str}),
     "mute-request": (MuteRequest, {"participant": str}),
     "fallback-phone": (FallbackPhone, {}),
     "outcome": (RecordOutcome, {"outcome": str}),
@@ -136,6 +166,8 @@ SCHEMAS: dict[str, tuple[type, dict[str, type]]] = {
     "ping": (Ping, {}),
 }
 
+#: class -> its type on the wire
+TYPE_OF: dict[type, str] = {cls: kind for kind, (cls, _fields) in SCHEMAS.items()}
 
 #: type -> {field: python type} of fields that may be left out.
 OPTIONAL: dict[str, dict[str, type]] = {"outcome": {"note": str}}
@@ -148,9 +180,9 @@ def parse_client_message(raw: str) -> ClientMessage:
             "message-too-large", f"messages are limited to {MAX_MESSAGE_BYTES} bytes"
         )
     try:
-        data: Any = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise ProtocolError("malformed-json", f"not valid JSON: {exc.msg}") from None
+        data: Any = load_json(raw)
+    except JsonRefused as exc:
+        raise ProtocolError(exc.code, exc.message) from None
     if not isinstance(data, dict):
         raise ProtocolError("invalid-message", "a message must be a JSON object")
     kind = data.get("type")
@@ -184,8 +216,12 @@ def parse_client_message(raw: str) -> ClientMessage:
                     "invalid-field", f"field {name!r} of {kind!r} must be a {expected.__name__}"
                 )
             values[name] = data[name]
-    if kind == "chat" and not 0 < len(values["text"].strip()) <= MAX_CHAT_CHARS:
-        raise ProtocolError("invalid-field", f"a chat message has 1 to {MAX_CHAT_CHARS} characters")
+    if kind == "chat" and len(values["text"]) > MAX_CHAT_CHARS:
+        raise ProtocolError(
+            "chat-too-long", f"a chat message has at most {MAX_CHAT_CHARS} characters"
+        )
+    if kind == "chat" and not values["text"].strip():
+        raise ProtocolError("invalid-field", "a chat message needs some text")
     message: ClientMessage = cls(**values, ref=ref)
     return message
 
@@ -196,4 +232,18 @@ def error_message(
     out: dict[str, Any] = {"type": "error", "code": code, "message": message, "fatal": fatal}
     if ref is not None:
         out["ref"] = ref
+    return out
+
+
+def refused_candidates_message(
+    refused: Sequence[RefusedCandidate], ref: str | None = None
+) -> dict[str, Any]:
+    """Not fatal: the call goes on over the candidates that were accepted."""
+    reasons = ", ".join(f"{r.address}:{r.port} ({r.reason})" for r in refused)
+    out = error_message(
+        "ice-candidate-refused",
+        f"the server will not contact {len(refused)} of the offer's ICE candidates: {reasons}",
+        ref,
+    )
+    out["candidates"] = [r.to_json() for r in refused]
     return out

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -19,7 +20,7 @@ from aiohttp import WSMsgType, web
 
 from rooms.cluster import ClusterState, NodeId, NodeInfo, NoNodeAvailable, choose_node
 from rooms.errors import VisitNotFound
-from rooms.ids import VisitId
+from rooms.ids import VISIT_ID_PATTERN, VisitId
 from rooms.store import StoreUnavailable
 from signaling.bus import Bus, BusUnavailable, Message
 from signaling.channel import WebSocketChannel
@@ -36,6 +37,8 @@ from signaling.services import SignalingServices
 from signaling.session import Session
 
 logger = logging.getLogger(__name__)
+
+VISIT_ID = re.compile(VISIT_ID_PATTERN)
 
 NODE_CHANNEL = "{prefix}bus:node:{node}"
 BROADCAST_CHANNEL = "{prefix}bus:all"
@@ -430,9 +433,13 @@ class ClusterNode:
 
 
 def _join_visit(text: str) -> VisitId | None:
-    """The visit a well-formed first message joins, or None (the session reports the error)."""
+    """The visit a well-formed first message joins, or None (the session reports the error).
+
+    A visit id of another shape is never looked up (nor logged): it may be anything at all."""
     try:
         message = parse_client_message(text)
     except SignalingError:
         return None
-    return VisitId(message.visit) if isinstance(message, Join) else None
+    if not isinstance(message, Join) or VISIT_ID.fullmatch(message.visit) is None:
+        return None
+    return VisitId(message.visit)

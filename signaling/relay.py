@@ -32,6 +32,8 @@ SendToNode = Callable[[NodeId, Message], Awaitable[None]]
 
 #: Messages queued toward one participant, either way, before the relay gives up on them.
 RELAY_QUEUE = 256
+#: Seconds one message may take to reach the participant before the edge closes the socket.
+SEND_TIMEOUT = 10.0
 
 
 class RelayedChannel:
@@ -107,6 +109,9 @@ class EdgeRelay:
         self._client = client
         self._from_owner: asyncio.Queue[Message] = asyncio.Queue(maxsize=RELAY_QUEUE * 4)
         self._closed_by_owner = False
+        #: The deadline of the message being written, brought forward to close a slow reader.
+        self._sending: asyncio.Timeout | None = None
+        self._slow = False
 
     def deliver(self, message: Message) -> None:
         """An `out` or `closed` message from the owner."""
@@ -114,12 +119,18 @@ class EdgeRelay:
             self._from_owner.put_nowait(message)
         except asyncio.QueueFull:
             logger.warning("relay %s: participant reads too slowly, closing", self.conn)
-            self.close_soon(CLOSE_SLOW, "slow-consumer")
+            self._slow = True
+            # Stop waiting for the message being written: the owner hears of it at once.
+            if self._sending is not None:
+                self._sending.reschedule(asyncio.get_running_loop().time())
 
     def close_soon(self, code: int, reason: str) -> None:
         """Close the participant's socket after what is queued (the owner died, or drained)."""
-        with contextlib.suppress(asyncio.QueueFull):
-            self._from_owner.put_nowait({"type": "closed", "code": code, "reason": reason})
+        if self._from_owner.full():
+            # Never drop the close: drop what a closing socket would have read before it.
+            while not self._from_owner.empty():
+                self._from_owner.get_nowait()
+        self._from_owner.put_nowait({"type": "closed", "code": code, "reason": reason})
 
     def owner_lost(self) -> None:
         self.close_soon(CLOSE_NODE_LOST, "node-lost")
@@ -147,7 +158,10 @@ class EdgeRelay:
                 with contextlib.suppress(BusUnavailable):
                     await self._send(self.owner, {"type": "close", "conn": self.conn})
             if not self._ws.closed:
-                await self._ws.close()
+                if self._slow:
+                    await self._ws.close(code=CLOSE_SLOW, message=b"slow-consumer")
+                else:
+                    await self._ws.close()
 
     async def _read_loop(self) -> None:
         async for msg in self._ws:
@@ -170,9 +184,19 @@ class EdgeRelay:
 
     async def _write_loop(self) -> None:
         while True:
+            if self._slow:
+                return
             message = await self._from_owner.get()
             if message["type"] == "out":
-                await self._ws.send_str(str(message["data"]))
+                try:
+                    async with asyncio.timeout(SEND_TIMEOUT) as self._sending:
+                        await self._ws.send_str(str(message["data"]))
+                except TimeoutError:
+                    logger.warning("relay %s: a send timed out, closing", self.conn)
+                    self._slow = True
+                    return
+                finally:
+                    self._sending = None
                 continue
             self._closed_by_owner = True
             code = int(message.get("code") or 1000)

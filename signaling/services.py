@@ -14,6 +14,7 @@ from rooms.policy import Action
 from rooms.principal import Principal
 from rooms.store import VisitStore
 from rooms.visit import Visit
+from signaling.limits import MessageLimits
 
 
 class Access(Protocol):
@@ -35,6 +36,30 @@ class Access(Protocol):
         visit_id: str | None = None,
     ) -> None:
         """Raise rooms.errors.NotPermitted unless the policy allows it; audited either way."""
+        ...
+
+    async def refuse_request(
+        self,
+        action: Action,
+        client: str | None,
+        reason: str,
+        *,
+        principal: Principal | None = None,
+    ) -> None:
+        """Audit and count a malformed request; raise AuthenticationFailed `rate-limited` when
+        the address is past its limit."""
+        ...
+
+    async def note_malformed(
+        self,
+        principal: Principal,
+        action: Action,
+        client: str | None,
+        reason: str,
+        *,
+        visit: str | None = None,
+    ) -> None:
+        """Audit a malformed message from an authenticated session (counted, not limited)."""
         ...
 
     async def record(
@@ -60,6 +85,12 @@ class SignalingServices:
     browser_ice_servers: list[dict[str, Any]] = field(default_factory=list)
     join_timeout: float = 10.0
     outbound_queue: int = 256
+    #: Seconds one message may take to reach a client before it is closed as too slow.
+    send_timeout: float = 10.0
+    #: Per-socket rates of each kind of client message.
+    limits: MessageLimits = field(default_factory=MessageLimits)
+    #: Seconds a declined guest waits before knocking again.
+    knock_pause: float = 60.0
     #: Seconds a participant whose connection dropped keeps seat and media, without admission.
     reconnect_grace: float = 60.0
     #: Seconds after everyone has left before the visit ends by itself.

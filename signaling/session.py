@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+import time
 import traceback
 from typing import TYPE_CHECKING, Any
 
 from media.errors import NegotiationFailed
-from rooms.errors import AuthenticationFailed, NotPermitted, VisitNotFound
+from rooms.errors import AuthenticationFailed, EntryRefused, NotPermitted, VisitNotFound
 from rooms.ids import ParticipantId
 from rooms.outcomes import OutcomeRejected
-from rooms.policy import Action, is_host_role
+from rooms.policy import Action, check_entry, is_host_role
 from rooms.principal import Principal
 from rooms.visit import Seat
 from signaling.channel import ClientChannel, WebSocketChannel
@@ -24,10 +24,14 @@ from signaling.errors import (
     CLOSE_REPLACED,
     CLOSE_SLOW,
     FatalError,
+    Flooding,
     ProtocolError,
     SignalingError,
 )
+from signaling.limits import ANY, LIMIT_OF, SocketLimiter
 from signaling.messages import (
+    MALFORMED_CODES,
+    TYPE_OF,
     Admit,
     AdmitAll,
     Assisting,
@@ -44,10 +48,12 @@ from signaling.messages import (
     MuteRequest,
     Offer,
     Ping,
+    Readmit,
     RecordOutcome,
     Remove,
     error_message,
     parse_client_message,
+    refused_candidates_message,
 )
 from signaling.services import SignalingServices
 
@@ -63,6 +69,7 @@ HOST_ACTIONS: dict[type, Action] = {
     AdmitAll: Action.ADMIT,
     Decline: Action.ADMIT,
     Remove: Action.MODERATE,
+    Readmit: Action.ADMIT,
     MuteRequest: Action.MODERATE,
     FallbackPhone: Action.RECORD_OUTCOME,
     RecordOutcome: Action.RECORD_OUTCOME,
@@ -73,6 +80,7 @@ HOST_MESSAGE_TYPES = (
     AdmitAll,
     Decline,
     Remove,
+    Readmit,
     MuteRequest,
     FallbackPhone,
     RecordOutcome,
@@ -96,6 +104,9 @@ class Session:
         )
         self._close_code: int | None = None
         self._close_reason = ""
+        self._limiter = SocketLimiter(services.limits)
+        #: The deadline of the message being written, brought forward to close a slow client.
+        self._sending: asyncio.Timeout | None = None
         self.principal: Principal | None = None
         self.seat: Seat | None = None
         self.hub: VisitHub | None = None
@@ -140,6 +151,10 @@ class Session:
         except asyncio.QueueFull:
             logger.warning("session %s: outbox full, closing", self.participant)
             self._begin_close(CLOSE_SLOW, "slow-consumer")
+            # Stop waiting for the message being written: the seat is released now, and the
+            # close follows whatever the socket already holds.
+            if self._sending is not None:
+                self._sending.reschedule(asyncio.get_running_loop().time())
 
     def _greet(self, joined: dict[str, Any]) -> None:
         """Send `joined`, then whatever the hub said to this session while it was joining."""
@@ -151,8 +166,11 @@ class Session:
     def _begin_close(self, code: int, reason: str) -> None:
         if self._close_code is None:
             self._close_code, self._close_reason = code, reason
-            with contextlib.suppress(asyncio.QueueFull):
-                self._outbox.put_nowait(None)
+            if self._outbox.full():
+                # Never drop the close: drop what a closing client would have read before it.
+                while not self._outbox.empty():
+                    self._outbox.get_nowait()
+            self._outbox.put_nowait(None)
 
     def close_with(self, close_code: int, reason: str) -> None:
         """Close after the messages already queued have been sent."""
@@ -176,7 +194,15 @@ class Session:
             message = await self._outbox.get()
             if message is None:
                 return
-            await self._channel.send_json(message)
+            try:
+                async with asyncio.timeout(self._services.send_timeout) as self._sending:
+                    await self._channel.send_json(message)
+            except TimeoutError:
+                logger.warning("session %s: a send timed out, closing", self.participant)
+                self._begin_close(CLOSE_SLOW, "slow-consumer")
+                return
+            finally:
+                self._sending = None
 
     # --- inbound ----------------------------------------------------------------------------
 
@@ -235,13 +261,16 @@ class Session:
         try:
             async with asyncio.timeout(self._services.join_timeout) as join_deadline:
                 async for data in self._channel.receive():
-                    if isinstance(data, bytes):
-                        self.send(error_message("invalid-message", "send text (JSON) messages"))
-                        continue
                     ref = None
                     try:
+                        self._within_limit(ANY)
+                        if isinstance(data, bytes):
+                            raise ProtocolError("invalid-message", "send text (JSON) messages")
                         message = parse_client_message(data)
                         ref = message.ref
+                        limit = LIMIT_OF.get(TYPE_OF[type(message)])
+                        if limit is not None:
+                            self._within_limit(limit)
                         if not joined:
                             if not isinstance(message, Join):
                                 raise ProtocolError("join-required", "send 'join' first")
@@ -254,14 +283,46 @@ class Session:
                             return
                         else:
                             await self._dispatch(message)
-                    except SignalingError as exc:
-                        self.send(error_message(exc.code, exc.message, ref, fatal=exc.fatal))
+                    except SignalingError as error:
+                        exc = await self._refuse(error, joined)
+                        error_body = error_message(exc.code, exc.message, ref, fatal=exc.fatal)
+                        self.send({**error_body, **exc.details})
                         if exc.fatal:
-                            self._begin_close(CLOSE_FATAL, exc.code)
+                            self._begin_close(exc.close_code, exc.code)
                             return
         except TimeoutError:
             self.send(error_message("join-timeout", "no 'join' in time", fatal=True))
             self._begin_close(CLOSE_JOIN_TIMEOUT, "join-timeout")
+
+    async def _refuse(self, error: SignalingError, joined: bool) -> SignalingError:
+        """The error to send for a refused message. Before `join` every refusal is audited as a
+        counted row and counted against the address, and past its limit the socket is refused
+        as `rate-limited`; after, a malformed message is audited as a counted row."""
+        access = self._services.access
+        if not joined and not error.fatal:
+            try:
+                await access.refuse_request(Action.JOIN, self._client, error.code)
+            except AuthenticationFailed as exc:
+                return FatalError(exc.code, exc.message)
+        elif joined and error.code in MALFORMED_CODES and self.principal is not None:
+            visit = self.hub.visit_id if self.hub else None
+            await access.note_malformed(
+                self.principal, Action.JOIN, self._client, error.code, visit=visit
+            )
+        return error
+
+    def _within_limit(self, limit: str) -> None:
+        """Refuse a message over its limit; close a socket that keeps on after being told."""
+        wait = self._limiter.check(limit)
+        if not wait:
+            return
+        if self._limiter.strike():
+            raise Flooding("flooding", "too many messages after being asked to slow down")
+        raise ProtocolError(
+            "too-many-messages",
+            f"too many messages ({limit}); wait before sending more",
+            retry_after=round(min(max(wait, 0.1), 3600.0), 1),
+        )
 
     async def _join(self, message: Join) -> None:
         access = self._services.access
@@ -306,9 +367,22 @@ class Session:
         try:
             await access.authorize(principal, Action.JOIN, visit, client=self._client)
         except NotPermitted as exc:
-            raise FatalError("forbidden", exc.message) from None
+            raise FatalError(exc.code, exc.message) from None
         if not visit.is_live:
             raise FatalError("visit-closed", f"this visit has {visit.state.value}")
+        try:
+            check_entry(
+                visit,
+                principal.participant,
+                now=time.time(),
+                knock_pause=self._services.knock_pause,
+            )
+        except EntryRefused as exc:
+            await access.record(
+                principal, Action.JOIN, message.visit, self._client, allowed=False, reason=exc.code
+            )
+            extra = {} if exc.retry_after is None else {"retry_after": round(exc.retry_after, 1)}
+            raise FatalError(exc.code, exc.message, **extra) from None
         self.principal = principal
         self.seat = visit.seat(principal.participant)
         self.is_host = is_host_role(visit, self.seat.role)
@@ -332,6 +406,7 @@ class Session:
             if self.is_host:
                 joined["waiting_room"] = [hub.describe(p) for p in hub.waiting()]
                 joined["outcomes"] = list(self._services.outcomes.outcomes)
+                joined["barred"] = [visit.seats[p].to_dict() for p in sorted(visit.removed)]
             self._greet(joined)
 
     async def _dispatch(self, message: ClientMessage) -> None:
@@ -354,6 +429,8 @@ class Session:
                 raise ProtocolError("negotiation-failed", str(exc)) from None
             peer = hub.room.peers[seat.participant]
             self.send({"type": "answer", "sdp": answer, "tracks": peer.track_map()})
+            if peer.refused_candidates:
+                self.send(refused_candidates_message(peer.refused_candidates, message.ref))
         elif isinstance(message, MediaState):
             self.audio, self.video = message.audio, message.video
             hub.broadcast(
@@ -398,6 +475,8 @@ class Session:
                 await hub.decline(ParticipantId(message.participant))
             elif isinstance(message, Remove):
                 await hub.remove(ParticipantId(message.participant))
+            elif isinstance(message, Readmit):
+                await hub.readmit(ParticipantId(message.participant))
             elif isinstance(message, MuteRequest):
                 hub.mute_request(ParticipantId(message.participant), self.seat.participant)
             elif isinstance(message, FallbackPhone):

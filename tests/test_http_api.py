@@ -117,8 +117,10 @@ async def test_the_list_holds_the_own_organisations_visits_newest_planned_first(
     other_gp = identities.gp(org="praksis-99")
     assert (await call(client, "GET", "/api/visits", other_gp, 200))["visits"] == []
     assert (await call(client, "GET", "/api/visits", identities.nurse(), 200))["visits"] == []
-    # A nurse of the same organisation does.
-    same_org_nurse = identities.nurse(org="praksis-7")
+    # A nurse of the same organisation (the practice's own nurse) does.
+    same_org_nurse = identities.praksis.sign(
+        sector="general-practice", role="nurse", org="praksis-7"
+    )
     assert len((await call(client, "GET", "/api/visits", same_org_nurse, 200))["visits"]) == 3
 
     window = {"from": str(PLANNED + 1), "to": "2100-01-01T00:00:00+00:00"}

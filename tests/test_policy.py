@@ -1,8 +1,8 @@
 import pytest
 
-from rooms.errors import NotPermitted
+from rooms.errors import EntryRefused, NotPermitted
 from rooms.ids import ParticipantId, VisitId
-from rooms.policy import Action, authorize
+from rooms.policy import Action, authorize, check_entry
 from rooms.principal import Principal
 from rooms.roles import Role, Sector
 from rooms.visit import Visit, VisitKind
@@ -55,3 +55,19 @@ def test_citizens_cannot_create_visits_and_clinicians_only_read_their_org() -> N
     other = Principal("gp2", "i", Role.GP, Sector.GENERAL_PRACTICE, org="practice-2")
     with pytest.raises(NotPermitted, match="another organisation"):
         authorize(other, Action.READ_VISIT, visit)
+
+
+def test_entry_is_refused_while_removed_and_within_the_knock_pause() -> None:
+    visit, seat = visit_with_citizen()
+    check_entry(visit, seat, now=0.0, knock_pause=60)
+    visit.note_declined(seat, 100.0)
+    with pytest.raises(EntryRefused) as caught:
+        check_entry(visit, seat, now=130.0, knock_pause=60)
+    assert (caught.value.code, caught.value.retry_after) == ("knock-too-soon", 30.0)
+    check_entry(visit, seat, now=160.0, knock_pause=60)
+    visit.bar(seat)
+    with pytest.raises(EntryRefused) as caught:
+        check_entry(visit, seat, now=1e9, knock_pause=60)
+    assert (caught.value.code, caught.value.retry_after) == ("barred", None)
+    visit.readmit(seat)
+    check_entry(visit, seat, now=1e9, knock_pause=60)

@@ -79,6 +79,7 @@ async def test_keys_from_a_jwks_url_are_fetched_again_for_an_unknown_kid(tmp_pat
             "iss": KOMMUNE,
             "sectors": ["municipality"],
             "roles": ["nurse"],
+            "orgs": ["kommune-*"],
             "algorithms": ["ES256"],
             "jwks_url": str(server.make_url("/jwks")),
             "min_refresh_seconds": 0,

@@ -131,3 +131,20 @@ def test_a_conference_needs_a_gp_and_a_specialist() -> None:
     assert visit.missing_roles(VisitKind.CONFERENCE) == [Role.SPECIALIST]
     visit.add_seat(Role.SPECIALIST)
     assert visit.missing_roles(VisitKind.CONFERENCE) == []
+
+
+def test_removal_and_decline_bars_round_trip_and_old_visits_have_none() -> None:
+    visit = make_visit()
+    removed = visit.add_seat(Role.RELATIVE).participant
+    declined = visit.add_seat(Role.CITIZEN).participant
+    visit.bar(removed)
+    visit.note_declined(declined, 50.0)
+    loaded = Visit.from_dict(visit.to_dict())
+    assert (loaded.removed, loaded.declined) == ({removed}, {declined: 50.0})
+    assert loaded.readmit(removed) is True and loaded.readmit(removed) is False
+    assert loaded.removed == set()
+    with pytest.raises(SeatNotFound):
+        visit.bar(ParticipantId("p-nobody"))
+    old = make_visit().to_dict()
+    del old["removed"], old["declined"]
+    assert Visit.from_dict(old).removed == set() and Visit.from_dict(old).declined == {}

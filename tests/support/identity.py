@@ -1,9 +1,10 @@
 """Test identity providers: real EC P-256, RSA 2048 and Ed25519 keys, JWKS and a trust file.
 
 Three sectors' issuers, as a region would configure them:
-  kommune  (municipality: nurse)                ES256, keys in a JWKS file (rotatable)
-  region   (region: specialist, evaluator, admin) RS256, keys in a JWKS file
-  praksis  (general practice: gp)               EdDSA, keys inline in the trust file
+  kommune  (municipality: nurse; kommune-*)      ES256, keys in a JWKS file (rotatable)
+  region   (region: specialist, evaluator, admin; rh-*, region-*, praksis-*)
+                                                RS256, keys in a JWKS file
+  praksis  (general practice: gp, nurse; praksis-*) EdDSA, keys inline in the trust file
 """
 
 from __future__ import annotations
@@ -117,6 +118,7 @@ def make_identities(folder: Path) -> Identities:
                 "iss": KOMMUNE,
                 "sectors": ["municipality"],
                 "roles": ["nurse"],
+                "orgs": ["kommune-*"],
                 "algorithms": ["ES256"],
                 "jwks_file": "kommune.jwks",
             },
@@ -124,13 +126,16 @@ def make_identities(folder: Path) -> Identities:
                 "iss": REGION,
                 "sectors": ["region"],
                 "roles": ["specialist", "evaluator", "admin"],
+                # The region runs its hospitals and evaluates its general practices.
+                "orgs": ["rh-*", "region-*", "praksis-*"],
                 "algorithms": ["RS256"],
                 "jwks_file": "region.jwks",
             },
             {
                 "iss": PRAKSIS,
                 "sectors": ["general-practice"],
-                "roles": ["gp"],
+                "roles": ["gp", "nurse"],
+                "orgs": ["praksis-*"],
                 "algorithms": ["EdDSA"],
                 "jwks": {"keys": [public_jwk(praksis.keys["e1"], "e1")]},
             },

@@ -20,6 +20,7 @@
     inCall: false,
     participants: new Map(), // participant id -> description from the server
     waiting: new Map(), // for hosts: who waits in the waiting room
+    barred: new Map(), // for hosts: who was removed and stays out until readmitted
     tracks: {}, // mid -> {participant, kind} or null
     trackByMid: new Map(), // mid -> MediaStreamTrack
     negotiation: Promise.resolve(),
@@ -173,8 +174,15 @@
         return render();
       }
       case "waiting":
+        msg.participant.repeat = Boolean(msg.repeat);
         state.waiting.set(msg.participant.participant, msg.participant);
         notifyArrival(msg.participant);
+        return renderWaiting();
+      case "barred":
+        state.barred.set(msg.participant.participant, msg.participant);
+        return renderWaiting();
+      case "readmitted":
+        state.barred.delete(msg.participant);
         return renderWaiting();
       case "waiting-ended":
         state.waiting.delete(msg.participant);
@@ -198,6 +206,8 @@
         showView("ended");
         return offerSurvey();
       case "error":
+        // Informational: the call goes on over the candidates the server accepted.
+        if (msg.code === "ice-candidate-refused") return console.info(msg.message);
         if (state.pending && msg.ref === state.pending.ref) state.pending.reject(new Error(msg.message));
         if (msg.fatal) {
           state.fatal = true;
@@ -219,6 +229,7 @@
     state.iceServers = msg.ice_servers;
     sessionStorage.setItem(joinedKey, "1");
     state.waiting = new Map((msg.waiting_room || []).map((p) => [p.participant, p]));
+    state.barred = new Map((msg.barred || []).map((p) => [p.participant, p]));
     const host = Boolean(msg.you.host);
     state.outcomes = msg.outcomes || [];
     $("host-panel").hidden = !host;
@@ -343,7 +354,7 @@
     // Every arrival, not only the first: a sound and a visible notice (read out by screen readers).
     state.metrics.arrivalsNotified += 1;
     const notice = $("arrival");
-    notice.textContent = t("arrivalNotice", { name: label(p) });
+    notice.textContent = t(p.repeat ? "arrivalAgain" : "arrivalNotice", { name: label(p) });
     notice.hidden = false;
     chime();
   }
@@ -376,7 +387,7 @@
       const item = document.createElement("li");
       item.dataset.participant = id;
       const name = document.createElement("span");
-      name.textContent = label(p);
+      name.textContent = p.repeat ? `${label(p)} (${t("declinedBefore")})` : label(p);
       const admit = document.createElement("button");
       admit.type = "button";
       admit.textContent = t("admit");
@@ -395,6 +406,21 @@
       $("arrival").hidden = true;
     }
     $("admit-all").hidden = state.waiting.size < 2;
+    const barred = $("barred-list");
+    barred.textContent = "";
+    for (const [id, p] of state.barred) {
+      const item = document.createElement("li");
+      item.dataset.participant = id;
+      const name = document.createElement("span");
+      name.textContent = label(p);
+      const readmit = document.createElement("button");
+      readmit.type = "button";
+      readmit.textContent = t("readmit");
+      readmit.addEventListener("click", () => send({ type: "readmit", participant: id }));
+      item.append(name, readmit);
+      barred.append(item);
+    }
+    barred.hidden = $("barred-title").hidden = !state.barred.size;
   }
 
   // --- the call view ------------------------------------------------------------------------
