@@ -242,6 +242,7 @@ async def _signaling(app: web.Application) -> AsyncIterator[None]:
         app[appkeys.REVOCATIONS].remember(jti, expires_at)
         hubs.close_token(jti)
 
+    services.holds = node.holds
     node.on_broadcast("revoked", revoked_elsewhere)
     await node.start()
     app[appkeys.SIGNALING] = services

@@ -360,6 +360,8 @@ class VisitHub:
 
     async def _grace_expires(self, participant: ParticipantId) -> None:
         await asyncio.sleep(self._services.reconnect_grace)
+        if not await self._registry.current(self):
+            return
         async with self.lock:
             if self.reconnecting.pop(participant, None) is None:
                 return
@@ -391,6 +393,8 @@ class VisitHub:
     async def _departure_timeout(self) -> None:
         """A visit everyone left ends after a grace period (they may yet come back)."""
         await asyncio.sleep(self._services.departure_timeout)
+        if not await self._registry.current(self):
+            return
         async with self.lock:
             self._departure = None
             if self.sessions or self.reconnecting:
@@ -501,6 +505,11 @@ class HubRegistry:
         """Until no visit here has anyone connected (nor, with `expecting`, expected back)."""
         async with self._changed:
             await self._changed.wait_for(lambda: self._empty(expecting))
+
+    async def current(self, hub: VisitHub) -> bool:
+        """Whether `hub` may act: it is this node's hub of its visit, under a current lease
+        (asking may drop a hub whose lease moved on while this node was paused)."""
+        return await self._services.holds(hub.visit_id) and self.hubs.get(hub.visit_id) is hub
 
     def hub(self, visit_id: VisitId) -> VisitHub:
         hub = self.hubs.get(visit_id)

@@ -19,6 +19,7 @@ from signaling.errors import (
     CLOSE_FATAL,
     CLOSE_JOIN_TIMEOUT,
     CLOSE_LEFT,
+    CLOSE_NODE_LOST,
     CLOSE_REPLACED,
     CLOSE_SLOW,
     FatalError,
@@ -186,7 +187,7 @@ class Session:
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
             # Tell the others first: a departure must not wait for a slow close handshake.
-            if self.hub is not None:
+            if self.hub is not None and await self._hubs.current(self.hub):
                 async with self.hub.lock:
                     await self.hub.leave(self, explicit=self._left)
             self._begin_close(1000, "")
@@ -217,6 +218,10 @@ class Session:
                         elif isinstance(message, Leave):
                             self._left = True
                             self._begin_close(CLOSE_LEFT, "left")
+                            return
+                        elif self.hub is not None and not await self._hubs.current(self.hub):
+                            # This node lost the visit (it was paused): reconnect to its owner.
+                            self._begin_close(CLOSE_NODE_LOST, "node-lost")
                             return
                         else:
                             await self._dispatch(message)
