@@ -257,5 +257,11 @@ async def _signaling(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _drain(app: web.Application) -> None:
-    """On SIGTERM: take no new visits, let the running ones end, hand on what is left."""
+    """Take no new visits, let the running ones end, hand on (or end) what is left."""
     await app[appkeys.NODE].drain(app[appkeys.SETTINGS].drain_timeout)
+
+
+async def drain_before_stop(app: web.Application) -> None:
+    """On SIGTERM, before the server stops reading sockets: drain (after a drain the API
+    started, nothing is left and this returns at once)."""
+    await _drain(app)

@@ -15,7 +15,7 @@ import os
 import secrets
 import signal
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -30,7 +30,7 @@ from rooms.roles import Role, Sector
 from rooms.sql import open_database
 from rooms.visit import VisitKind
 from server import appkeys
-from server.app import create_app
+from server.app import create_app, drain_before_stop
 from server.auth import TokenIssuer
 from server.config import SETTINGS, Settings, SettingsError
 from server.keys import load_or_create_signing_key
@@ -140,16 +140,35 @@ def serve(args: argparse.Namespace) -> int:
         for line in announcement:
             print(line, flush=True)
 
-    web.run_app(
-        app,
-        host=settings.host,
-        port=settings.port,
-        print=announce,
-        access_log_format='%a "%r" %s %b %Tf',
-        shutdown_timeout=10,
-        reuse_port=args.reuse_port or None,
-    )
+    asyncio.run(_serve_until_stopped(app, settings, announce, args.reuse_port or None))
     return 0
+
+
+async def _serve_until_stopped(
+    app: web.Application,
+    settings: Settings,
+    announce: Callable[[str], None],
+    reuse_port: bool | None,
+) -> None:
+    """Serve until SIGTERM or SIGINT, then drain while every socket is still read (aiohttp's
+    own shutdown stops reading them), and only then stop the server."""
+    runner = web.AppRunner(
+        app, handle_signals=False, access_log_format='%a "%r" %s %b %Tf', shutdown_timeout=10
+    )
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, settings.host, settings.port, reuse_port=reuse_port)
+        await site.start()
+        announce("")
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await stop.wait()
+        logger.info("stopping: draining first (up to %.0f s)", settings.drain_timeout)
+        await drain_before_stop(app)
+    finally:
+        await runner.cleanup()
 
 
 # --- visit create -----------------------------------------------------------------------------

@@ -473,6 +473,20 @@ class VisitHub:
                 session.close_with(CLOSE_VISIT_ENDED, reason)
         return len(sessions)
 
+    async def shut_down(self) -> None:
+        """This node stops and no other takes the visit over: everyone leaves and the visit
+        ends, recorded with reason `shutdown`; each page is told, then its socket closed."""
+        async with self.lock:
+            waiting = self.waiting()
+            for participant in sorted(self.in_call):
+                await self._depart(participant, reason="shutdown")
+            for participant in waiting:
+                seat = self._seats[participant]
+                await self._record(EventKind.PARTICIPANT_LEFT, seat, reason="shutdown")
+            visit = await self._services.store.get(self.visit_id)
+            if visit.is_live:
+                await self.end_visit(visit, reason="shutdown")
+
     async def close(self, *, reconnect: bool = False) -> None:
         """Close every session: with `reconnect`, asking the pages to come back (another node
         takes the visit over); otherwise telling them the server stopped."""

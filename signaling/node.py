@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 import uuid
@@ -498,30 +499,67 @@ class ClusterNode:
 
     # --- drain --------------------------------------------------------------------------------
 
+    async def refuse_new_visits(self) -> None:
+        """Draining: new visits go to other nodes from now on (once the others can read it)."""
+        if self.draining:
+            return
+        self.draining = True
+        with contextlib.suppress(StoreUnavailable):
+            await self.cluster.register(self.info())
+
     async def drain(self, timeout: float) -> int:
-        """Take no new visits; wait up to `timeout` seconds for the ones here to empty, then
-        hand the rest on (their participants reconnect, and another node adopts each visit).
-        Returns how many visits were handed on."""
+        """Take no new visits and tell every participant; wait up to `timeout` seconds for the
+        visits here to empty (their messages are still read); then hand the rest on (their
+        participants reconnect, and another node adopts each visit) or, with no other node to
+        take them, end them (reason `shutdown`). Returns how many visits were handed on."""
         if not self.draining:
-            self.draining = True
+            await self.refuse_new_visits()
+            moving = await self._successor_exists()
             logger.info("node %s: draining (up to %.0f s)", self.id, timeout)
-            with contextlib.suppress(StoreUnavailable):
-                await self.cluster.register(self.info())
+            notice = {"type": "server-shutdown", "moving": moving, "seconds": timeout}
+            for hub in self._hubs.hubs.values():
+                for session in hub.sessions.values():
+                    session.send(notice)
+            for relay in self._edges.values():
+                # Their visit is hosted elsewhere: only their socket moves.
+                notice = {**notice, "moving": True}
+                relay.deliver({"type": "out", "conn": relay.conn, "data": json.dumps(notice)})
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._hubs.wait_empty(expecting=self.shared), timeout)
+        moving = await self._successor_exists()
         moved = 0
         for hub in list(self._hubs.hubs.values()):
-            if hub.sessions or hub.reconnecting:
-                moved += 1
-            with contextlib.suppress(StoreUnavailable):
-                await self.cluster.release(hub.visit_id, self.id)
-            await hub.close(reconnect=self.shared)
+            if self._hubs.hubs.get(hub.visit_id) is not hub:
+                continue  # another drain (the API's, then SIGTERM's) took it
+            # Out of the registry first: nothing here acts on the visit any more.
             self._hubs.hubs.pop(hub.visit_id, None)
+            self._leases.pop(hub.visit_id, None)
+            if moving:
+                if hub.sessions or hub.reconnecting:
+                    moved += 1
+                with contextlib.suppress(StoreUnavailable):
+                    await self.cluster.release(hub.visit_id, self.id)
+            else:
+                try:
+                    await hub.shut_down()
+                except StoreUnavailable as exc:
+                    logger.warning("node %s: visit %s not ended (%s)", self.id, hub.visit_id, exc)
+            await hub.close(reconnect=moving)
         for relay in list(self._edges.values()):
             relay.close_soon(CLOSE_NODE_LOST, "node-lost")
         if moved:
             logger.info("node %s: handed %d visit(s) on", self.id, moved)
         return moved
+
+    async def _successor_exists(self) -> bool:
+        """Whether another node can take this node's visits over (one that is not draining)."""
+        if not self.shared:
+            return False
+        try:
+            nodes = await self.cluster.nodes()
+        except StoreUnavailable:
+            return True  # unknown: the participants reconnect and wait for one
+        return any(node.id != self.id and not node.draining for node in nodes)
 
 
 def _join_visit(text: str) -> VisitId | None:
