@@ -257,11 +257,13 @@ async def _signaling(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _drain(app: web.Application) -> None:
-    """Take no new visits, let the running ones end, hand on (or end) what is left."""
-    await app[appkeys.NODE].drain(app[appkeys.SETTINGS].drain_timeout)
+    """Take no new visits, let the running ones end, hand on (or end) what is left; unless a
+    drain began already (`serve` drains on SIGTERM, before aiohttp's shutdown)."""
+    if not app[appkeys.NODE].drain_started:
+        await app[appkeys.NODE].drain(app[appkeys.SETTINGS].drain_timeout)
 
 
 async def drain_before_stop(app: web.Application) -> None:
     """On SIGTERM, before the server stops reading sockets: drain (after a drain the API
     started, nothing is left and this returns at once)."""
-    await _drain(app)
+    await app[appkeys.NODE].drain(app[appkeys.SETTINGS].drain_timeout)

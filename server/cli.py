@@ -166,7 +166,13 @@ async def _serve_until_stopped(
             loop.add_signal_handler(signum, stop.set)
         await stop.wait()
         logger.info("stopping: draining first (up to %.0f s)", settings.drain_timeout)
-        await drain_before_stop(app)
+        draining = asyncio.create_task(drain_before_stop(app))
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            # A second signal stops at once (the participants are told the server stopped).
+            loop.add_signal_handler(signum, draining.cancel)
+        await asyncio.wait({draining})
+        if not draining.cancelled() and draining.exception() is not None:
+            logger.error("the drain failed; stopping", exc_info=draining.exception())
     finally:
         await runner.cleanup()
 

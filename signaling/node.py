@@ -107,6 +107,10 @@ class ClusterNode:
         self._fresh_until = 0.0
         self._unreachable_until = 0.0
         self._renewing = asyncio.Lock()
+        #: A drain has begun (by the API or a signal): participants have been told.
+        self.drain_started = False
+        #: Stopped: deregistered, so it never registers again (not even to confirm a lease).
+        self._stopped = False
 
     # --- life ---------------------------------------------------------------------------------
 
@@ -118,6 +122,7 @@ class ClusterNode:
         self._heartbeat = asyncio.create_task(self._heartbeat_loop())
 
     async def stop(self) -> None:
+        self._stopped = True
         if self._heartbeat is not None:
             self._heartbeat.cancel()
             await asyncio.gather(self._heartbeat, return_exceptions=True)
@@ -145,21 +150,21 @@ class ClusterNode:
         sent = time.monotonic()
         lapsed = sent >= self._fresh_until
         missing = await self.cluster.register(self.info())
-        self._fresh_until = sent + self.cluster.node_ttl * FRESH_SHARE
-        if not self._registered_once:
-            self._registered_once = True
-            return
-        if missing:
+        if self._registered_once and missing:
             logger.warning("node %s: the shared state had forgotten this node; re-syncing", self.id)
             # The others re-register within one heartbeat: judge nobody dead before then.
             self._judge_peers_after = time.monotonic() + self.cluster.node_ttl
-        if missing or lapsed:
+        if self._registered_once and (missing or lapsed):
             await self.resync()
+        self._registered_once = True
+        # Only now: whoever waits for a fresh registration must not act on a lease not yet
+        # confirmed.
+        self._fresh_until = sent + self.cluster.node_ttl * FRESH_SHARE
 
     async def ensure_fresh(self) -> None:
         """Before acting: a node whose registration may have lapsed (it was paused, or its
         heartbeat is late) renews it and confirms its leases first."""
-        if time.monotonic() < self._fresh_until:
+        if self._stopped or time.monotonic() < self._fresh_until:
             return
         async with self._renewing:
             if time.monotonic() < self._fresh_until:
@@ -312,6 +317,12 @@ class ClusterNode:
                 lease = await self.lease_for(visit)
                 owner = lease.node if lease is not None else self.id
             except (StoreUnavailable, NoNodeAvailable) as exc:
+                if isinstance(exc, StoreUnavailable) and await self.holds(visit):
+                    # Nobody can take the lease while the shared state is unreachable: a
+                    # participant of a visit hosted here comes back in (see `holds`).
+                    logger.warning("join for visit %s: lease not confirmed (%s)", visit, exc)
+                    await self._run_local(ws, client, first.data)
+                    return
                 logger.warning("join for visit %s refused: %s", visit, exc)
                 await ws.send_json(
                     error_message(
@@ -512,7 +523,8 @@ class ClusterNode:
         visits here to empty (their messages are still read); then hand the rest on (their
         participants reconnect, and another node adopts each visit) or, with no other node to
         take them, end them (reason `shutdown`). Returns how many visits were handed on."""
-        if not self.draining:
+        if not self.drain_started:
+            self.drain_started = True
             await self.refuse_new_visits()
             moving = await self._successor_exists()
             logger.info("node %s: draining (up to %.0f s)", self.id, timeout)
@@ -520,10 +532,10 @@ class ClusterNode:
             for hub in self._hubs.hubs.values():
                 for session in hub.sessions.values():
                     session.send(notice)
+            # Relayed sockets: their visit is hosted elsewhere, only the socket moves.
+            relayed = json.dumps({**notice, "moving": True})
             for relay in self._edges.values():
-                # Their visit is hosted elsewhere: only their socket moves.
-                notice = {**notice, "moving": True}
-                relay.deliver({"type": "out", "conn": relay.conn, "data": json.dumps(notice)})
+                relay.deliver({"type": "out", "conn": relay.conn, "data": relayed})
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._hubs.wait_empty(expecting=self.shared), timeout)
         moving = await self._successor_exists()
