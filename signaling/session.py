@@ -184,7 +184,9 @@ class Session:
             await asyncio.wait({writer, reader}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            # A socket the client closed while this node was paused fails on its first write
+            # (aiohttp answers a queued ping): as good as closed.
+            with contextlib.suppress(asyncio.CancelledError, ConnectionError):
                 await reader
             # Tell the others first: a departure must not wait for a slow close handshake.
             if self.hub is not None and await self._hubs.current(self.hub):

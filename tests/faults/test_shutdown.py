@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -88,7 +89,9 @@ async def test_sigterm_tells_everyone_keeps_reading_ends_the_visit_with_reason_s
         await until(lambda: _seeing(bots), 40, "media between the bots")
 
         server.process.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
         notice = await watcher.first("server-shutdown", 20)
+        told = time.monotonic() - signalled
         assert notice["moving"] is False and notice["seconds"] == DRAIN_SECONDS
         # Draining, the node still reads what participants send.
         await watcher.send({"type": "ping", "id": "while-draining"})
@@ -97,6 +100,10 @@ async def test_sigterm_tells_everyone_keeps_reading_ends_the_visit_with_reason_s
         assert (await server.health())["status"] == "draining"
 
         assert await asyncio.wait_for(server.process.wait(), 60) == 0
+        print(
+            f"\nSIGTERM, drain timeout {DRAIN_SECONDS} s: notice after {told:.2f} s,"
+            f" exit 0 after {time.monotonic() - signalled:.1f} s"
+        )
         await asyncio.wait_for(watching, 10)
         assert [m["type"] for m in watcher.messages][-1] == "visit-ended"
         assert watcher.close_code == 4005

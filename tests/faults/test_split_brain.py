@@ -66,13 +66,20 @@ async def test_a_node_that_wakes_without_its_lease_drops_the_visit_and_only_the_
             await asyncio.sleep(max(0.0, PAUSE_SECONDS - (time.monotonic() - stopped)))
         finally:
             a.process.send_signal(signal.SIGCONT)
+            woke = time.monotonic()
         # A wakes holding an old lease: it drops the visit (hub and sockets) and serves
         # nobody in it; the GP, whose socket was on A, is relayed to B like everyone else.
         await until(lambda: _serves(a, 0), 20, "node A to drop the visit it lost")
+        dropped = time.monotonic() - woke
         await until(lambda: _serves(b, 3), 40, "node B to serve all three participants")
         assert await redis.get(f"screenvisit:visit:{visit}:node") == "sb-b"
         before = [bot.video_frames() for bot in bots]
         await until(lambda: _flowing(bots, before), 40, "media on node B after A woke")
+        print(
+            f"\nSIGSTOP {PAUSE_SECONDS:.0f} s: the woken node had dropped the visit"
+            f" {dropped:.1f} s after SIGCONT; all three on node B with media"
+            f" {time.monotonic() - woke:.1f} s after"
+        )
         assert await _serves(a, 0)  # and A did not take anyone back meanwhile
         reports = await asyncio.gather(*tasks)
         for report in reports:
