@@ -107,6 +107,7 @@ class ClusterNode:
         self._fresh_until = 0.0
         self._unreachable_until = 0.0
         self._renewing = asyncio.Lock()
+        self._renewals = 0
         #: A drain has begun (by the API or a signal): participants have been told.
         self.drain_started = False
         #: Stopped: deregistered, so it never registers again (not even to confirm a lease).
@@ -147,6 +148,7 @@ class ClusterNode:
             await self._renew()
 
     async def _renew(self) -> None:
+        self._renewals += 1
         sent = time.monotonic()
         lapsed = sent >= self._fresh_until
         missing = await self.cluster.register(self.info())
@@ -166,9 +168,13 @@ class ClusterNode:
         heartbeat is late) renews it and confirms its leases first."""
         if self._stopped or time.monotonic() < self._fresh_until:
             return
+        tried = self._renewals
         async with self._renewing:
             if time.monotonic() < self._fresh_until:
                 return
+            if self._renewals != tried:
+                # One renewal failed while this waited: not another timeout per waiter.
+                raise StoreUnavailable("live state is unavailable (the renewal just failed)")
             await self._renew()
 
     async def holds(self, visit_id: VisitId) -> bool:
