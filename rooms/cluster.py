@@ -5,8 +5,12 @@ relays signaling to the owner. `ClusterState` holds what every node must agree o
 
 - nodes: each node re-registers every heartbeat with a time-to-live; a node whose record has
   expired is dead, and its visits may be moved;
-- placements: visit -> owning node, written once (`place`, set-if-absent), moved only from a
-  named owner (`move`, compare-and-set) and released only by its owner (`release`);
+- leases: visit -> owning node and epoch, written once (`place`, set-if-absent), moved only from
+  a named owner whose registration has expired (`move`, compare-and-set) and released only by
+  its owner (`release`). Every new owner gets a higher epoch (a fencing token): a node acts on a
+  visit only while the lease it holds is current (`confirm`). As no lease moves away from a node
+  whose registration lives, a node that knows its registration is fresh knows its leases are;
+  one that wakes after a pause confirms them before anything else;
 - presence: the participants in each visit's call, so a node that adopts a visit lets them
   straight back in (no waiting room) and knows whom it is waiting for.
 
@@ -58,6 +62,14 @@ class NodeInfo:
         )
 
 
+@dataclass(frozen=True)
+class Lease:
+    """The right to host a visit: `node` holds it at `epoch` (a fencing token)."""
+
+    node: NodeId
+    epoch: int
+
+
 class NoNodeAvailable(Exception):
     """Every live node is draining (or none is registered)."""
 
@@ -90,13 +102,22 @@ class ClusterState(Protocol):
 
     async def owner(self, visit_id: VisitId) -> NodeId | None: ...
 
-    async def place(self, visit_id: VisitId, node_id: NodeId) -> NodeId:
-        """Pin the visit to `node_id` unless it is pinned already; returns the owner."""
+    async def lease(self, visit_id: VisitId) -> Lease | None:
+        """Who hosts the visit, at which epoch; None when nobody does."""
         ...
 
-    async def move(self, visit_id: VisitId, dead: NodeId, node_id: NodeId) -> NodeId:
-        """Re-pin the visit from `dead` to `node_id` if `dead` still owns it (or no node
-        does); returns the owner afterwards."""
+    async def place(self, visit_id: VisitId, node_id: NodeId) -> Lease:
+        """Lease the visit to `node_id` unless it is leased already; returns the lease."""
+        ...
+
+    async def move(self, visit_id: VisitId, dead: NodeId, node_id: NodeId) -> Lease:
+        """Lease the visit to `node_id` if `dead` still holds it (or nobody does) and `dead`'s
+        registration has expired; returns the lease afterwards."""
+        ...
+
+    async def confirm(self, visit_id: VisitId, lease: Lease) -> bool:
+        """Whether `lease` is still current. A visit the shared state knows nothing of (it was
+        restarted and lost everything) is written back as `lease`, which is then current."""
         ...
 
     async def release(self, visit_id: VisitId, node_id: NodeId) -> None:
@@ -123,6 +144,8 @@ class MemoryClusterState:
         self.node_ttl = node_ttl
         self._nodes: dict[NodeId, tuple[NodeInfo, float]] = {}
         self._owners: dict[VisitId, NodeId] = {}
+        #: The latest epoch of each visit ever leased; kept after a release (tokens never repeat).
+        self._epochs: dict[VisitId, int] = {}
         self._presence: dict[VisitId, set[ParticipantId]] = {}
         self._lock = asyncio.Lock()
 
@@ -147,15 +170,32 @@ class MemoryClusterState:
     async def owner(self, visit_id: VisitId) -> NodeId | None:
         return self._owners.get(visit_id)
 
-    async def place(self, visit_id: VisitId, node_id: NodeId) -> NodeId:
-        async with self._lock:
-            return self._owners.setdefault(visit_id, node_id)
+    async def lease(self, visit_id: VisitId) -> Lease | None:
+        owner = self._owners.get(visit_id)
+        return None if owner is None else Lease(owner, self._epochs[visit_id])
 
-    async def move(self, visit_id: VisitId, dead: NodeId, node_id: NodeId) -> NodeId:
+    def _grant(self, visit_id: VisitId, node_id: NodeId) -> Lease:
+        self._owners[visit_id] = node_id
+        self._epochs[visit_id] = self._epochs.get(visit_id, 0) + 1
+        return Lease(node_id, self._epochs[visit_id])
+
+    async def place(self, visit_id: VisitId, node_id: NodeId) -> Lease:
         async with self._lock:
-            if self._owners.get(visit_id, dead) == dead:
-                self._owners[visit_id] = node_id
-            return self._owners[visit_id]
+            current = await self.lease(visit_id)
+            return current if current is not None else self._grant(visit_id, node_id)
+
+    async def move(self, visit_id: VisitId, dead: NodeId, node_id: NodeId) -> Lease:
+        async with self._lock:
+            current = await self.lease(visit_id)
+            if current is None or (current.node == dead and await self.node(dead) is None):
+                return self._grant(visit_id, node_id)
+            return current
+
+    async def confirm(self, visit_id: VisitId, lease: Lease) -> bool:
+        async with self._lock:
+            if visit_id not in self._epochs:
+                self._owners[visit_id], self._epochs[visit_id] = lease.node, lease.epoch
+            return await self.lease(visit_id) == lease
 
     async def release(self, visit_id: VisitId, node_id: NodeId) -> None:
         async with self._lock:

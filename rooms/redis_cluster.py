@@ -1,9 +1,9 @@
 """`ClusterState` in Redis: what every node of one deployment (one Redis, one prefix) shares.
 
 A node's record is a key with a time-to-live that its heartbeat renews, so a node that stops is
-forgotten by Redis itself. Placements are written set-if-absent, moved by compare-and-set and
-released by compare-and-delete (Lua, so no other write lands in between), as LiveKit keeps its
-room-to-node map.
+forgotten by Redis itself. Leases are written set-if-absent, moved by compare-and-set (only away
+from a node whose record has expired) and released by compare-and-delete, each with its epoch
+counter (Lua, so no other write lands in between), as LiveKit keeps its room-to-node map.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import json
 
 from redis.asyncio import Redis
 
-from rooms.cluster import DEFAULT_NODE_TTL, NodeId, NodeInfo
+from rooms.cluster import DEFAULT_NODE_TTL, Lease, NodeId, NodeInfo
 from rooms.ids import ParticipantId, VisitId
 from rooms.redis_store import redis_unavailable_as_store_error
 from rooms.store import DEFAULT_PREFIX
@@ -20,18 +20,47 @@ from rooms.store import DEFAULT_PREFIX
 NODE_KEY = "{prefix}node:{node}"  # string: JSON of NodeInfo; expires node_ttl after a heartbeat
 NODES_KEY = "{prefix}nodes"  # set of node ids ever registered; dead ones are pruned on reading
 OWNER_KEY = "{prefix}visit:{visit}:node"  # string: the owning node's id
+EPOCH_KEY = "{prefix}visit:{visit}:epoch"  # integer: the latest lease's epoch (kept on release)
 PRESENCE_KEY = "{prefix}visit:{visit}:in-call"  # set of participant ids in the visit's call
 
 #: Placements and presence outlive any real visit, but not forever (a visit nobody ended).
 VISIT_STATE_TTL_SECONDS = 7 * 24 * 3600
 
-_MOVE = """
-local current = redis.call('GET', KEYS[1])
-if (not current) or current == ARGV[1] then
-  redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
-  return ARGV[2]
+# KEYS: owner, epoch. ARGV: node, ttl. Returns {owner, epoch}.
+_PLACE = """
+local owner = redis.call('GET', KEYS[1])
+if not owner then
+  owner = ARGV[1]
+  redis.call('SET', KEYS[1], owner, 'EX', ARGV[2])
+  redis.call('INCR', KEYS[2])
+  redis.call('EXPIRE', KEYS[2], ARGV[2])
 end
-return current
+return {owner, redis.call('GET', KEYS[2]) or '0'}
+"""
+
+# KEYS: owner, epoch, the dead node's record. ARGV: dead, node, ttl. Returns {owner, epoch}.
+_MOVE = """
+local owner = redis.call('GET', KEYS[1])
+if (not owner) or (owner == ARGV[1] and redis.call('EXISTS', KEYS[3]) == 0) then
+  owner = ARGV[2]
+  redis.call('SET', KEYS[1], owner, 'EX', ARGV[3])
+  redis.call('INCR', KEYS[2])
+  redis.call('EXPIRE', KEYS[2], ARGV[3])
+end
+return {owner, redis.call('GET', KEYS[2]) or '0'}
+"""
+
+# KEYS: owner, epoch. ARGV: node, epoch, ttl. Returns 1 if the lease is current.
+_CONFIRM = """
+if redis.call('EXISTS', KEYS[1]) == 0 and redis.call('EXISTS', KEYS[2]) == 0 then
+  redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
+  redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
+  return 1
+end
+if redis.call('GET', KEYS[1]) == ARGV[1] and (redis.call('GET', KEYS[2]) or '0') == ARGV[2] then
+  return 1
+end
+return 0
 """
 
 _RELEASE = """
@@ -59,7 +88,9 @@ class RedisClusterState:
         self._client = client
         self._prefix = prefix
         self._owns_client = owns_client
+        self._place = client.register_script(_PLACE)
         self._move = client.register_script(_MOVE)
+        self._confirm = client.register_script(_CONFIRM)
         self._release = client.register_script(_RELEASE)
 
     def _node_key(self, node_id: str) -> str:
@@ -67,6 +98,9 @@ class RedisClusterState:
 
     def _owner_key(self, visit_id: str) -> str:
         return OWNER_KEY.format(prefix=self._prefix, visit=visit_id)
+
+    def _epoch_key(self, visit_id: str) -> str:
+        return EPOCH_KEY.format(prefix=self._prefix, visit=visit_id)
 
     def _presence_key(self, visit_id: str) -> str:
         return PRESENCE_KEY.format(prefix=self._prefix, visit=visit_id)
@@ -114,21 +148,36 @@ class RedisClusterState:
             raw = await self._client.get(self._owner_key(visit_id))
             return None if raw is None else NodeId(_text(raw))
 
-    async def place(self, visit_id: VisitId, node_id: NodeId) -> NodeId:
+    async def lease(self, visit_id: VisitId) -> Lease | None:
         with redis_unavailable_as_store_error():
-            key = self._owner_key(visit_id)
-            async with self._client.pipeline(transaction=True) as pipe:
-                pipe.set(key, node_id, nx=True, ex=VISIT_STATE_TTL_SECONDS)
-                pipe.get(key)
-                _set, owner = await pipe.execute()
-            return NodeId(_text(owner))
-
-    async def move(self, visit_id: VisitId, dead: NodeId, node_id: NodeId) -> NodeId:
-        with redis_unavailable_as_store_error():
-            owner = await self._move(
-                keys=[self._owner_key(visit_id)], args=[dead, node_id, VISIT_STATE_TTL_SECONDS]
+            owner, epoch = await self._client.mget(
+                [self._owner_key(visit_id), self._epoch_key(visit_id)]
             )
-            return NodeId(_text(owner))
+            return None if owner is None else Lease(NodeId(_text(owner)), int(epoch or 0))
+
+    async def place(self, visit_id: VisitId, node_id: NodeId) -> Lease:
+        with redis_unavailable_as_store_error():
+            owner, epoch = await self._place(
+                keys=[self._owner_key(visit_id), self._epoch_key(visit_id)],
+                args=[node_id, VISIT_STATE_TTL_SECONDS],
+            )
+            return Lease(NodeId(_text(owner)), int(epoch))
+
+    async def move(self, visit_id: VisitId, dead: NodeId, node_id: NodeId) -> Lease:
+        with redis_unavailable_as_store_error():
+            owner, epoch = await self._move(
+                keys=[self._owner_key(visit_id), self._epoch_key(visit_id), self._node_key(dead)],
+                args=[dead, node_id, VISIT_STATE_TTL_SECONDS],
+            )
+            return Lease(NodeId(_text(owner)), int(epoch))
+
+    async def confirm(self, visit_id: VisitId, lease: Lease) -> bool:
+        with redis_unavailable_as_store_error():
+            current = await self._confirm(
+                keys=[self._owner_key(visit_id), self._epoch_key(visit_id)],
+                args=[lease.node, lease.epoch, VISIT_STATE_TTL_SECONDS],
+            )
+            return bool(current)
 
     async def release(self, visit_id: VisitId, node_id: NodeId) -> None:
         with redis_unavailable_as_store_error():

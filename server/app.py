@@ -253,6 +253,7 @@ async def _signaling(app: web.Application) -> AsyncIterator[None]:
         app[appkeys.REVOCATIONS].remember(jti, expires_at)
         hubs.close_token(jti)
 
+    services.holds = node.holds
     node.on_broadcast("revoked", revoked_elsewhere)
     await node.start()
     app[appkeys.SIGNALING] = services
@@ -267,5 +268,13 @@ async def _signaling(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _drain(app: web.Application) -> None:
-    """On SIGTERM: take no new visits, let the running ones end, hand on what is left."""
+    """Take no new visits, let the running ones end, hand on (or end) what is left; unless a
+    drain began already (`serve` drains on SIGTERM, before aiohttp's shutdown)."""
+    if not app[appkeys.NODE].drain_started:
+        await app[appkeys.NODE].drain(app[appkeys.SETTINGS].drain_timeout)
+
+
+async def drain_before_stop(app: web.Application) -> None:
+    """On SIGTERM, before the server stops reading sockets: drain (after a drain the API
+    started, nothing is left and this returns at once)."""
     await app[appkeys.NODE].drain(app[appkeys.SETTINGS].drain_timeout)

@@ -30,7 +30,7 @@ from rooms.roles import Role, Sector
 from rooms.sql import open_database
 from rooms.visit import VisitKind
 from server import appkeys, httpserver
-from server.app import create_app
+from server.app import create_app, drain_before_stop
 from server.auth import TokenIssuer
 from server.config import SETTINGS, Settings, SettingsError
 from server.keys import load_or_create_signing_key
@@ -152,6 +152,8 @@ def serve(args: argparse.Namespace) -> int:
             access_log_format='%a "%r" %s %b %Tf',
             shutdown_timeout=10,
             reuse_port=args.reuse_port or None,
+            drain=lambda: drain_before_stop(app),
+            drain_timeout=settings.drain_timeout,
         )
     except TrustConfigError as exc:
         raise SystemExit(f"screenvisit: bad trust file: {exc}") from None

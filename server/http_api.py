@@ -686,6 +686,8 @@ async def drain_node(request: web.Request) -> web.Response:
     node = request.app[appkeys.NODE]
     visits = len(request.app[appkeys.HUBS].hubs)
     if not node.draining:
+        # Registered as draining before the answer: a visit booked after it goes elsewhere.
+        await node.refuse_new_visits()
         request.app[appkeys.DRAINER].start(request.app)
     return web.json_response({"node": node.id, "draining": True, "visits": visits}, status=202)
 

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Collection
+import signal
+from collections.abc import Callable, Collection, Coroutine
 from typing import Any
 
 from aiohttp import web
@@ -151,15 +152,19 @@ def run(
     reuse_port: bool | None,
     access_log_format: str,
     shutdown_timeout: float,
+    drain: Callable[[], Coroutine[Any, Any, None]],
+    drain_timeout: float,
 ) -> None:
-    """Serve until SIGINT or SIGTERM, as web.run_app does, with the limiter on the server."""
+    """Serve until SIGTERM or SIGINT, with the limiter on the server; then `drain` while every
+    socket is still read (aiohttp's own shutdown stops reading them), and only then stop. A
+    second signal stops at once."""
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
 
     async def serve() -> None:
         runner = web.AppRunner(
             app,
-            handle_signals=True,
+            handle_signals=False,
             access_log_format=access_log_format,
             shutdown_timeout=shutdown_timeout,
             keepalive_timeout=header_timeout,
@@ -170,14 +175,24 @@ def run(
         try:
             await web.TCPSite(runner, host, port, reuse_port=reuse_port).start()
             announce()
-            await asyncio.Event().wait()  # until a signal ends the loop
+            stop = asyncio.Event()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(signum, stop.set)
+            await stop.wait()
+            logger.info("stopping: draining first (up to %.0f s)", drain_timeout)
+            draining = asyncio.create_task(drain())
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(signum, draining.cancel)
+            await asyncio.wait({draining})
+            if not draining.cancelled() and draining.exception() is not None:
+                logger.error("the drain failed; stopping", exc_info=draining.exception())
         finally:
             await runner.cleanup()
 
     main = loop.create_task(serve())
     try:
         loop.run_until_complete(main)
-    except (web.GracefulExit, KeyboardInterrupt):
+    except KeyboardInterrupt:
         pass
     finally:
         _cancel({main}, loop)

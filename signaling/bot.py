@@ -219,6 +219,10 @@ class Bot:
         """The remote participants whose video this bot has received so far, on any connection."""
         return {p for p, totals in self._totals().items() if totals.video_frames > 0}
 
+    def video_frames(self) -> dict[str, int]:
+        """Video frames received so far from each remote participant, on any connection."""
+        return {p: totals.video_frames for p, totals in self._totals().items()}
+
     async def run(self) -> BotReport:
         self._born = time.monotonic()
         options = self._options

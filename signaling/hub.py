@@ -412,6 +412,8 @@ class VisitHub:
 
     async def _grace_expires(self, participant: ParticipantId) -> None:
         await asyncio.sleep(self._services.reconnect_grace)
+        if not await self._registry.current(self):
+            return
         async with self.lock:
             if self.reconnecting.pop(participant, None) is None:
                 return
@@ -451,6 +453,8 @@ class VisitHub:
     async def _departure_timeout(self) -> None:
         """A visit everyone left ends after a grace period (they may yet come back)."""
         await asyncio.sleep(self._services.departure_timeout)
+        if not await self._registry.current(self):
+            return
         async with self.lock:
             self._departure = None
             if self.sessions or self.reconnecting:
@@ -559,6 +563,20 @@ class VisitHub:
                 session.close_with(CLOSE_VISIT_ENDED, reason)
         return len(sessions)
 
+    async def shut_down(self) -> None:
+        """This node stops and no other takes the visit over: everyone leaves and the visit
+        ends, recorded with reason `shutdown`; each page is told, then its socket closed."""
+        async with self.lock:
+            waiting = self.waiting()
+            for participant in sorted(self.in_call):
+                await self._depart(participant, reason="shutdown")
+            for participant in waiting:
+                seat = self._seats[participant]
+                await self._record(EventKind.PARTICIPANT_LEFT, seat, reason="shutdown")
+            visit = await self._services.store.get(self.visit_id)
+            if visit.is_live:
+                await self.end_visit(visit, reason="shutdown")
+
     async def close(self, *, reconnect: bool = False) -> None:
         """Close every session: with `reconnect`, asking the pages to come back (another node
         takes the visit over); otherwise telling them the server stopped."""
@@ -591,6 +609,11 @@ class HubRegistry:
         """Until no visit here has anyone connected (nor, with `expecting`, expected back)."""
         async with self._changed:
             await self._changed.wait_for(lambda: self._empty(expecting))
+
+    async def current(self, hub: VisitHub) -> bool:
+        """Whether `hub` may act: it is this node's hub of its visit, under a current lease
+        (asking may drop a hub whose lease moved on while this node was paused)."""
+        return await self._services.holds(hub.visit_id) and self.hubs.get(hub.visit_id) is hub
 
     def hub(self, visit_id: VisitId) -> VisitHub:
         hub = self.hubs.get(visit_id)

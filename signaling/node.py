@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import re
 import time
@@ -18,7 +19,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from rooms.cluster import ClusterState, NodeId, NodeInfo, NoNodeAvailable, choose_node
+from rooms.cluster import ClusterState, Lease, NodeId, NodeInfo, NoNodeAvailable, choose_node
 from rooms.errors import VisitNotFound
 from rooms.ids import VISIT_ID_PATTERN, VisitId
 from rooms.store import StoreUnavailable
@@ -49,6 +50,11 @@ Operation = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 BroadcastHandler = Callable[[Message], Awaitable[None]]
 
 CALL_TIMEOUT = 5.0
+
+#: The share of its registration's life a node trusts it, and so its leases (no lease moves away
+#: from a node whose registration lives), without asking the shared state: the rest is room for
+#: a heartbeat that is late or a Redis that is slow to answer.
+FRESH_SHARE = 0.75
 
 
 class NodeCallFailed(Exception):
@@ -97,6 +103,18 @@ class ClusterNode:
         self._registered_once = False
         self._judge_peers_after = 0.0
         self.idle = asyncio.Event()
+        #: The lease of each visit this node hosts, and when it was taken (monotonic).
+        self._leases: dict[VisitId, tuple[Lease, float]] = {}
+        #: Until then (monotonic) this node's registration, and so each lease it holds, is
+        #: current; after a pause it is not, and the leases are confirmed before any action.
+        self._fresh_until = 0.0
+        self._unreachable_until = 0.0
+        self._renewing = asyncio.Lock()
+        self._renewals = 0
+        #: A drain has begun (by the API or a signal): participants have been told.
+        self.drain_started = False
+        #: Stopped: deregistered, so it never registers again (not even to confirm a lease).
+        self._stopped = False
 
     # --- life ---------------------------------------------------------------------------------
 
@@ -108,6 +126,7 @@ class ClusterNode:
         self._heartbeat = asyncio.create_task(self._heartbeat_loop())
 
     async def stop(self) -> None:
+        self._stopped = True
         if self._heartbeat is not None:
             self._heartbeat.cancel()
             await asyncio.gather(self._heartbeat, return_exceptions=True)
@@ -126,14 +145,52 @@ class ClusterNode:
         return NodeInfo(self.id, self.address, load, self.draining, self.started_at)
 
     async def beat(self) -> None:
-        """Renew this node's registration; after the shared state forgot it, re-sync."""
+        """Renew this node's registration; after a pause, or after the shared state forgot
+        this node, confirm every lease it holds (and drop the visits it lost)."""
+        async with self._renewing:
+            await self._renew()
+
+    async def _renew(self) -> None:
+        self._renewals += 1
+        sent = time.monotonic()
+        lapsed = sent >= self._fresh_until
         missing = await self.cluster.register(self.info())
-        if missing and self._registered_once:
+        if self._registered_once and missing:
             logger.warning("node %s: the shared state had forgotten this node; re-syncing", self.id)
             # The others re-register within one heartbeat: judge nobody dead before then.
             self._judge_peers_after = time.monotonic() + self.cluster.node_ttl
+        if self._registered_once and (missing or lapsed):
             await self.resync()
         self._registered_once = True
+        # Only now: whoever waits for a fresh registration must not act on a lease not yet
+        # confirmed.
+        self._fresh_until = sent + self.cluster.node_ttl * FRESH_SHARE
+
+    async def ensure_fresh(self) -> None:
+        """Before acting: a node whose registration may have lapsed (it was paused, or its
+        heartbeat is late) renews it and confirms its leases first."""
+        if self._stopped or time.monotonic() < self._fresh_until:
+            return
+        tried = self._renewals
+        async with self._renewing:
+            if time.monotonic() < self._fresh_until:
+                return
+            if self._renewals != tried:
+                # One renewal failed while this waited: not another timeout per waiter.
+                raise StoreUnavailable("live state is unavailable (the renewal just failed)")
+            await self._renew()
+
+    async def holds(self, visit_id: VisitId) -> bool:
+        """Whether this node may act on the visit now: it holds the visit's current lease."""
+        if time.monotonic() >= self._unreachable_until:
+            try:
+                await self.ensure_fresh()
+            except StoreUnavailable:
+                # Nobody can confirm or take the lease while the shared state is unreachable:
+                # the call goes on here (a node cut off from a Redis the others still reach
+                # would keep its own sockets until it is back; see the README).
+                self._unreachable_until = time.monotonic() + self.cluster.node_ttl / 3
+        return visit_id in self._leases
 
     async def _heartbeat_loop(self) -> None:
         interval = self.cluster.node_ttl / 3
@@ -142,6 +199,7 @@ class ClusterNode:
             await asyncio.sleep(interval)
             try:
                 await self.beat()
+                self._forget_unused_leases()
                 await self._check_peers()
                 if failing:
                     logger.info("node %s: shared state reachable again", self.id)
@@ -169,45 +227,82 @@ class ClusterNode:
                 channel.end()
 
     async def resync(self) -> None:
-        """Write back what this node knows of the visits it hosts (after a Redis restart)."""
-        for hub in list(self._hubs.hubs.values()):
+        """Confirm the lease of each visit hosted here: drop those that moved on while this
+        node was away, and write back the rest (the shared state may have been restarted)."""
+        for visit_id, hub in list(self._hubs.hubs.items()):
+            held = self._leases.get(visit_id)
+            if held is None:
+                lease = await self.cluster.place(visit_id, self.id)
+                current = lease.node == self.id
+            else:
+                lease = held[0]
+                current = await self.cluster.confirm(visit_id, lease)
+            if not current:
+                self.drop_visit(visit_id)
+                continue
+            self._leases[visit_id] = (lease, held[1] if held else time.monotonic())
             visit = hub.last_visit
-            if visit is None:
-                continue
-            with contextlib.suppress(ValueError):
-                await self._services.store.create(visit)
-            owner = await self.cluster.place(visit.id, self.id)
-            if owner != self.id:
-                logger.warning("node %s: visit %s now belongs to %s", self.id, visit.id, owner)
-                await hub.close(reconnect=True)
-                continue
+            if visit is not None:
+                with contextlib.suppress(ValueError):
+                    await self._services.store.create(visit)
             for participant in hub.in_call:
-                await self.cluster.join_call(visit.id, participant)
+                await self.cluster.join_call(visit_id, participant)
+
+    def drop_visit(self, visit_id: VisitId) -> None:
+        """This node lost the visit's lease: it leaves the registry at once (so nothing here
+        acts on it again), and its sockets are closed with 4006 so that the participants
+        reconnect to the node that holds it now."""
+        self._leases.pop(visit_id, None)
+        hub = self._hubs.hubs.pop(visit_id, None)
+        if hub is None:
+            return
+        logger.warning("node %s: lost the lease of visit %s; dropping it", self.id, visit_id)
+        self._spawn(hub.close(reconnect=True))
+
+    async def _hold(self, visit_id: VisitId, lease: Lease) -> None:
+        """Host the visit under `lease`: a hub here from an older lease of it is stale."""
+        held = self._leases.get(visit_id)
+        if held is not None and held[0] != lease:
+            self.drop_visit(visit_id)
+        self._leases[visit_id] = (lease, time.monotonic())
+
+    def _forget_unused_leases(self) -> None:
+        """Leases taken for joins that never made a hub, or whose hub is gone."""
+        stale = time.monotonic() - 2 * self._services.join_timeout
+        for visit_id, (_lease, taken) in list(self._leases.items()):
+            if visit_id not in self._hubs.hubs and taken < stale:
+                del self._leases[visit_id]
 
     # --- placement ----------------------------------------------------------------------------
 
     async def place_new(self, visit_id: VisitId) -> NodeId:
         """Pin a newly booked visit to the least loaded node that takes new visits."""
         node = choose_node(await self.cluster.nodes())
-        return await self.cluster.place(visit_id, node.id)
+        return (await self.cluster.place(visit_id, node.id)).node
 
-    async def owner_for(self, visit_id: VisitId) -> NodeId | None:
-        """The live node hosting the visit, placing or moving it if needed; None for a visit
-        that does not exist or is over (the session here then says so, precisely)."""
-        owner = await self.cluster.owner(visit_id)
-        if owner is not None and (owner == self.id or await self.cluster.node(owner)):
-            return owner
-        try:
-            visit = await self._services.store.get(visit_id)
-        except VisitNotFound:
-            return None
-        if not visit.is_live:
-            return None
-        node = choose_node(await self.cluster.nodes()).id
-        if owner is None:
-            return await self.cluster.place(visit_id, node)
-        logger.warning("visit %s: node %s is gone; moving the visit to %s", visit_id, owner, node)
-        return await self.cluster.move(visit_id, owner, node)
+    async def lease_for(self, visit_id: VisitId) -> Lease | None:
+        """The lease of the live node hosting the visit, placing or moving it if needed; None
+        for a visit that does not exist or is over (the session here then says so)."""
+        await self.ensure_fresh()
+        lease = await self.cluster.lease(visit_id)
+        if lease is None or (lease.node != self.id and not await self.cluster.node(lease.node)):
+            try:
+                visit = await self._services.store.get(visit_id)
+            except VisitNotFound:
+                return None
+            if not visit.is_live:
+                return None
+            node = choose_node(await self.cluster.nodes()).id
+            if lease is None:
+                lease = await self.cluster.place(visit_id, node)
+            else:
+                logger.warning(
+                    "visit %s: node %s is gone; moving the visit to %s", visit_id, lease.node, node
+                )
+                lease = await self.cluster.move(visit_id, lease.node, node)
+        if lease.node == self.id:
+            await self._hold(visit_id, lease)
+        return lease
 
     # --- sockets ------------------------------------------------------------------------------
 
@@ -225,10 +320,18 @@ class ClusterNode:
             return
         owner = self.id
         visit = _join_visit(first.data)
-        if visit is not None and visit not in self._hubs.hubs:
+        if visit is not None:
+            # Always asked, also with a hub here: this node may have lost the visit while away.
             try:
-                owner = await self.owner_for(visit) or self.id
+                lease = await self.lease_for(visit)
+                owner = lease.node if lease is not None else self.id
             except (StoreUnavailable, NoNodeAvailable) as exc:
+                if isinstance(exc, StoreUnavailable) and await self.holds(visit):
+                    # Nobody can take the lease while the shared state is unreachable: a
+                    # participant of a visit hosted here comes back in (see `holds`).
+                    logger.warning("join for visit %s: lease not confirmed (%s)", visit, exc)
+                    await self._run_local(ws, client, first.data)
+                    return
                 logger.warning("join for visit %s refused: %s", visit, exc)
                 await ws.send_json(
                     error_message(
@@ -313,7 +416,8 @@ class ClusterNode:
 
     def _open_relayed(self, message: Message) -> None:
         conn, edge = str(message["conn"]), NodeId(str(message["edge"]))
-        channel = RelayedChannel(self.send, edge, conn, str(message.get("first", "")))
+        first = str(message.get("first", ""))
+        channel = RelayedChannel(self.send, edge, conn, first)
         self._relayed[conn] = channel
         client = message.get("client")
         session = Session(
@@ -322,6 +426,15 @@ class ClusterNode:
 
         async def run() -> None:
             try:
+                visit = _join_visit(first)
+                lease = None
+                if visit is not None:
+                    with contextlib.suppress(StoreUnavailable, NoNodeAvailable):
+                        lease = await self.lease_for(visit)
+                if lease is not None and lease.node != self.id:
+                    # The edge read an older lease: its participant reconnects, to the owner.
+                    await channel.close(CLOSE_NODE_LOST, "node-lost")
+                    return
                 await session.run()
             finally:
                 self._relayed.pop(conn, None)
@@ -378,7 +491,7 @@ class ClusterNode:
     ) -> dict[str, Any] | None:
         """Run `op` for a visit on the node hosting it, if that is another live node; None when
         this node should act itself (it hosts the visit, or nobody live does)."""
-        if visit_id in self._hubs.hubs:
+        if visit_id in self._hubs.hubs and await self.holds(visit_id):
             return None
         try:
             owner = await self.cluster.owner(visit_id)
@@ -406,30 +519,68 @@ class ClusterNode:
 
     # --- drain --------------------------------------------------------------------------------
 
+    async def refuse_new_visits(self) -> None:
+        """Draining: new visits go to other nodes from now on (once the others can read it)."""
+        if self.draining:
+            return
+        self.draining = True
+        with contextlib.suppress(StoreUnavailable):
+            await self.cluster.register(self.info())
+
     async def drain(self, timeout: float) -> int:
-        """Take no new visits; wait up to `timeout` seconds for the ones here to empty, then
-        hand the rest on (their participants reconnect, and another node adopts each visit).
-        Returns how many visits were handed on."""
-        if not self.draining:
-            self.draining = True
+        """Take no new visits and tell every participant; wait up to `timeout` seconds for the
+        visits here to empty (their messages are still read); then hand the rest on (their
+        participants reconnect, and another node adopts each visit) or, with no other node to
+        take them, end them (reason `shutdown`). Returns how many visits were handed on."""
+        if not self.drain_started:
+            self.drain_started = True
+            await self.refuse_new_visits()
+            moving = await self._successor_exists()
             logger.info("node %s: draining (up to %.0f s)", self.id, timeout)
-            with contextlib.suppress(StoreUnavailable):
-                await self.cluster.register(self.info())
+            notice = {"type": "server-shutdown", "moving": moving, "seconds": timeout}
+            for hub in self._hubs.hubs.values():
+                for session in hub.sessions.values():
+                    session.send(notice)
+            # Relayed sockets: their visit is hosted elsewhere, only the socket moves.
+            relayed = json.dumps({**notice, "moving": True})
+            for relay in self._edges.values():
+                relay.deliver({"type": "out", "conn": relay.conn, "data": relayed})
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._hubs.wait_empty(expecting=self.shared), timeout)
+        moving = await self._successor_exists()
         moved = 0
         for hub in list(self._hubs.hubs.values()):
-            if hub.sessions or hub.reconnecting:
-                moved += 1
-            with contextlib.suppress(StoreUnavailable):
-                await self.cluster.release(hub.visit_id, self.id)
-            await hub.close(reconnect=self.shared)
+            if self._hubs.hubs.get(hub.visit_id) is not hub:
+                continue  # another drain (the API's, then SIGTERM's) took it
+            # Out of the registry first: nothing here acts on the visit any more.
             self._hubs.hubs.pop(hub.visit_id, None)
+            self._leases.pop(hub.visit_id, None)
+            if moving:
+                if hub.sessions or hub.reconnecting:
+                    moved += 1
+                with contextlib.suppress(StoreUnavailable):
+                    await self.cluster.release(hub.visit_id, self.id)
+            else:
+                try:
+                    await hub.shut_down()
+                except StoreUnavailable as exc:
+                    logger.warning("node %s: visit %s not ended (%s)", self.id, hub.visit_id, exc)
+            await hub.close(reconnect=moving)
         for relay in list(self._edges.values()):
             relay.close_soon(CLOSE_NODE_LOST, "node-lost")
         if moved:
             logger.info("node %s: handed %d visit(s) on", self.id, moved)
         return moved
+
+    async def _successor_exists(self) -> bool:
+        """Whether another node can take this node's visits over (one that is not draining)."""
+        if not self.shared:
+            return False
+        try:
+            nodes = await self.cluster.nodes()
+        except StoreUnavailable:
+            return True  # unknown: the participants reconnect and wait for one
+        return any(node.id != self.id and not node.draining for node in nodes)
 
 
 def _join_visit(text: str) -> VisitId | None:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from media.sfu import Sfu
 from rooms.cluster import LOCAL_NODE, ClusterState, MemoryClusterState, NodeId
 from rooms.eventlog import EventLog
+from rooms.ids import VisitId
 from rooms.outcomes import OutcomeRecorder
 from rooms.policy import Action
 from rooms.principal import Principal
@@ -74,6 +75,10 @@ class Access(Protocol):
     ) -> None: ...
 
 
+async def _always_held(_visit: VisitId) -> bool:
+    return True
+
+
 @dataclass
 class SignalingServices:
     access: Access
@@ -103,3 +108,6 @@ class SignalingServices:
     #: Nodes, placements and presence, shared with the other nodes (memory: a node alone).
     cluster: ClusterState = field(default_factory=MemoryClusterState)
     node_id: NodeId = LOCAL_NODE
+    #: Whether this node holds the visit's current lease: asked before every action on it
+    #: (signaling.node.ClusterNode.holds; a node alone holds every visit).
+    holds: Callable[[VisitId], Awaitable[bool]] = _always_held

@@ -21,6 +21,7 @@ from signaling.errors import (
     CLOSE_INTERNAL,
     CLOSE_JOIN_TIMEOUT,
     CLOSE_LEFT,
+    CLOSE_NODE_LOST,
     CLOSE_REPLACED,
     CLOSE_SLOW,
     FatalError,
@@ -215,7 +216,9 @@ class Session:
             reader.cancel()
             try:
                 await reader
-            except asyncio.CancelledError:
+            except (asyncio.CancelledError, ConnectionError):
+                # A socket the client closed while this node was paused fails on its first
+                # write (aiohttp answers a queued ping): as good as closed.
                 pass
             except Exception as exc:
                 self._failed("handler", exc)
@@ -224,7 +227,7 @@ class Session:
             try:
                 # Tell the others first: a departure must not wait for a slow close handshake.
                 # Whatever failed above, the seat is left (or nobody could ever take it again).
-                if self.hub is not None:
+                if self.hub is not None and await self._hubs.current(self.hub):
                     async with self.hub.lock:
                         await self.hub.leave(self, explicit=self._left)
             except Exception as exc:
@@ -280,6 +283,10 @@ class Session:
                         elif isinstance(message, Leave):
                             self._left = True
                             self._begin_close(CLOSE_LEFT, "left")
+                            return
+                        elif self.hub is not None and not await self._hubs.current(self.hub):
+                            # This node lost the visit (it was paused): reconnect to its owner.
+                            self._begin_close(CLOSE_NODE_LOST, "node-lost")
                             return
                         else:
                             await self._dispatch(message)

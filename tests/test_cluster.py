@@ -10,6 +10,7 @@ import pytest
 
 from rooms.cluster import (
     ClusterState,
+    Lease,
     MemoryClusterState,
     NodeId,
     NodeInfo,
@@ -60,10 +61,10 @@ async def test_placement_is_first_come_moves_only_from_the_named_node_and_releas
     cluster: ClusterState,
 ) -> None:
     assert await cluster.owner(VISIT) is None
-    assert await cluster.place(VISIT, A) == A
-    assert await cluster.place(VISIT, B) == A  # already pinned
-    assert await cluster.move(VISIT, B, B) == A  # B does not own it: nothing moves
-    assert await cluster.move(VISIT, A, B) == B
+    assert (await cluster.place(VISIT, A)).node == A
+    assert (await cluster.place(VISIT, B)).node == A  # already pinned
+    assert (await cluster.move(VISIT, B, B)).node == A  # B does not own it: nothing moves
+    assert (await cluster.move(VISIT, A, B)).node == B
     await cluster.release(VISIT, A)  # not A's any more
     assert await cluster.owner(VISIT) == B
     await cluster.release(VISIT, B)
@@ -82,6 +83,53 @@ async def test_presence_lists_who_is_in_the_call_until_the_visit_is_forgotten(
     await cluster.forget_visit(VISIT, A)
     assert await cluster.in_call(VISIT) == set()
     assert await cluster.owner(VISIT) is None
+
+
+async def test_each_new_owner_gets_a_higher_epoch_and_a_live_owner_keeps_its_lease(
+    cluster: ClusterState,
+) -> None:
+    assert await cluster.lease(VISIT) is None
+    first = await cluster.place(VISIT, A)
+    assert first.node == A and first.epoch >= 1
+    assert await cluster.place(VISIT, B) == first  # already held: same owner, same epoch
+    assert await cluster.lease(VISIT) == first
+    # While A's registration lives nobody may take the visit from it: so a node whose
+    # registration is fresh knows its leases are current without asking.
+    await cluster.register(NodeInfo(A, "a"))
+    assert await cluster.move(VISIT, A, B) == first
+    await cluster.deregister(A)
+    second = await cluster.move(VISIT, A, B)
+    assert second == Lease(B, first.epoch + 1)
+    # The epoch never goes back, not even after a release: a fencing token.
+    await cluster.release(VISIT, B)
+    assert await cluster.lease(VISIT) is None
+    third = await cluster.place(VISIT, A)
+    assert third == Lease(A, second.epoch + 1)
+
+
+async def test_a_node_confirms_only_the_lease_it_holds_at_its_epoch(
+    cluster: ClusterState,
+) -> None:
+    held = await cluster.place(VISIT, A)
+    assert await cluster.confirm(VISIT, held) is True
+    assert await cluster.confirm(VISIT, Lease(A, held.epoch - 1)) is False
+    assert await cluster.confirm(VISIT, Lease(B, held.epoch)) is False
+    # A node that woke from a pause after the visit moved on has lost it for good.
+    moved = await cluster.move(VISIT, A, B)
+    assert await cluster.confirm(VISIT, held) is False
+    await cluster.release(VISIT, B)
+    assert await cluster.confirm(VISIT, moved) is False  # released, not forgotten
+    assert await cluster.lease(VISIT) is None
+
+
+async def test_a_lease_the_shared_state_forgot_is_written_back_by_its_holder(
+    cluster: ClusterState,
+) -> None:
+    """After a Redis restart nothing is known of the visit: its holder confirms it back."""
+    held = Lease(A, 7)
+    assert await cluster.confirm(VISIT, held) is True
+    assert await cluster.lease(VISIT) == held
+    assert (await cluster.move(VISIT, A, B)).epoch == 8
 
 
 def test_a_new_visit_goes_to_the_least_loaded_node_that_is_not_draining() -> None:

@@ -30,6 +30,7 @@
     videoOn: true,
     leaving: false,
     fatal: false,
+    shutdown: null, // the status text key while the server is shutting down
     reconnects: 0,
     // Measured in the page, read by operators' diagnostics and by the browser tests.
     metrics: { firstRemoteFrameMs: null, firstFrameByParticipant: {}, arrivalsNotified: 0 },
@@ -199,6 +200,9 @@
       }
       case "fallback-phone":
         return setStatus("phoneNotice");
+      case "server-shutdown":
+        state.shutdown = msg.moving ? "shutdownMoving" : "shutdownEnding";
+        return setStatus(state.shutdown);
       case "visit-ended":
         state.fatal = true;
         sessionStorage.removeItem(joinedKey);
@@ -223,6 +227,7 @@
   }
 
   function onJoined(msg) {
+    state.shutdown = null;
     state.me = msg.you;
     state.visit = msg.visit;
     state.reconnects = 0;
@@ -531,7 +536,9 @@
       const remove = tile.querySelector(".remove");
       if (remove) remove.textContent = t("remove");
     }
-    if (state.pc && !state.fatal) setStatus(state.participants.size ? "inCall" : "waitingForOthers");
+    if (state.pc && !state.fatal) {
+      setStatus(state.shutdown || (state.participants.size ? "inCall" : "waitingForOthers"));
+    }
   }
 
   function addChat(msg) {

@@ -1,0 +1,116 @@
+"""A node paused longer than its registration lives (SIGSTOP, then SIGCONT) wakes without the
+lease of its visit: another node took the visit over meanwhile, and only that node serves it.
+
+Two real nodes share a redis-server this test starts on a free port, and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from pathlib import Path
+
+from redis.asyncio import Redis
+
+from rooms.sql import open_database
+from signaling.bot import Bot
+from tests.e2e.test_multinode import (
+    PrivateRedis,
+    events_of,
+    on_node,
+    postgres_url,
+    redis_server,
+    start_bots,
+    start_node,
+    until,
+)
+from tests.support.servers import RunningServer
+
+__all__ = ["postgres_url", "redis_server"]
+
+#: Far longer than a node's registration lives (6 s): the other node takes the visit over.
+PAUSE_SECONDS = 20.0
+
+
+async def _serves(node: RunningServer, participants: int) -> bool:
+    health = await node.health()
+    return bool(
+        health["visits"] == (1 if participants else 0) and health["participants"] == participants
+    )
+
+
+async def test_a_node_that_wakes_without_its_lease_drops_the_visit_and_only_the_owner_serves_it(
+    tmp_path: Path, redis_server: PrivateRedis, postgres_url: str
+) -> None:
+    a = await start_node(tmp_path, "sb-a", redis_server.url, postgres_url)
+    b = await start_node(tmp_path, "sb-b", redis_server.url, postgres_url)
+    db = await open_database(postgres_url, tmp_path / "unused.sqlite3")
+    redis = Redis.from_url(redis_server.url, decode_responses=True)
+    try:
+        booked = await a.create_visit("--no-waiting-room")
+        visit, links = booked["visit"], booked["links"]
+        assert await redis.get(f"screenvisit:visit:{visit}:node") == "sb-a"
+        # The citizen and the nurse reach the visit through node B, the GP straight on A.
+        bots, tasks = start_bots(
+            [on_node(links["citizen"], b), on_node(links["nurse"], b), links["gp"]], 75
+        )
+        await until(lambda: _seeing(bots), 40, "media through node A")
+        assert await _serves(a, 3)
+        a.process.send_signal(signal.SIGSTOP)
+        stopped = time.monotonic()
+        try:
+            # B finds A's registration gone and takes the visit over when its participants
+            # reconnect there.
+            await until(lambda: _owned_by(redis, visit, "sb-b"), 30, "node B to take the visit")
+            await asyncio.sleep(max(0.0, PAUSE_SECONDS - (time.monotonic() - stopped)))
+        finally:
+            a.process.send_signal(signal.SIGCONT)
+            woke = time.monotonic()
+        # A wakes holding an old lease: it drops the visit (hub and sockets) and serves
+        # nobody in it; the GP, whose socket was on A, is relayed to B like everyone else.
+        await until(lambda: _serves(a, 0), 20, "node A to drop the visit it lost")
+        dropped = time.monotonic() - woke
+        await until(lambda: _serves(b, 3), 40, "node B to serve all three participants")
+        assert await redis.get(f"screenvisit:visit:{visit}:node") == "sb-b"
+        before = [bot.video_frames() for bot in bots]
+        await until(lambda: _flowing(bots, before), 40, "media on node B after A woke")
+        print(
+            f"\nSIGSTOP {PAUSE_SECONDS:.0f} s: the woken node had dropped the visit"
+            f" {dropped:.1f} s after SIGCONT; all three on node B with media"
+            f" {time.monotonic() - woke:.1f} s after"
+        )
+        assert await _serves(a, 0)  # and A did not take anyone back meanwhile
+        reports = await asyncio.gather(*tasks)
+        for report in reports:
+            assert report.errors == [], report.errors
+            assert report.reconnects >= 1
+            assert report.recoveries[-1]["media_back_seconds"] is not None, report.to_dict()
+        kinds = [kind for kind, _p, _d in await events_of(db, visit)]
+        assert "visit-moved" in kinds
+        log = a.log.read_text()
+        assert "lost the lease of visit" in log
+        assert "Traceback" not in log
+    finally:
+        await redis.aclose()
+        await db.close()
+        for node in (a, b):
+            await node.stop()
+
+
+async def _owned_by(redis: Redis, visit: str, node: str) -> bool:
+    return bool(await redis.get(f"screenvisit:visit:{visit}:node") == node)
+
+
+async def _seeing(bots: list[Bot]) -> bool:
+    return all(len(bot.video_from()) >= len(bots) - 1 for bot in bots)
+
+
+async def _flowing(bots: list[Bot], before: list[dict[str, int]]) -> bool:
+    """Every bot has received more video from every other one since `before`."""
+    for bot, then in zip(bots, before, strict=True):
+        now = bot.video_frames()
+        others = [p for p in now if p != bot.report.participant]
+        if len(others) < len(bots) - 1 or any(now[p] <= then.get(p, 0) for p in others):
+            return False
+    return True
