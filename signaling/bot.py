@@ -78,6 +78,11 @@ class BotOptions:
     decode: bool = True
     #: The loop to send in light mode, shared between bots in one process (built when None).
     encoded: EncodedMedia | None = None
+    #: The kinds it publishes: none for a participant who only watches and listens (a browser
+    #: whose camera and microphone were refused), ("audio",) for one without a camera.
+    send: tuple[str, ...] = ("audio", "video")
+    #: The only video codecs it offers (say ("video/H264",), as some iPhones); None: all.
+    video_codecs: tuple[str, ...] | None = None
 
 
 @dataclass
@@ -371,6 +376,8 @@ class Bot:
             send_encoded=not self._options.decode,
             encoded=encoded,
             stamped=not self._options.decode,
+            send=self._options.send,
+            video_codecs=self._options.video_codecs,
         )
         self._peer.ensure_recv_slots(state["recv"])
         await self._offer()
