@@ -207,6 +207,10 @@
     $("mute").disabled = !hasAudio;
     updateControls();
     if (state.local) for (const id of ["preview", "waiting-preview", "self"]) $(id).srcObject = state.local;
+    // No picture of oneself to check: no empty preview either.
+    for (const id of ["preview", "waiting-preview", "self-tile"]) $(id).hidden = !hasVideo;
+    $("lobby-hint").dataset.i18n = hasVideo ? "lobbyHint" : "lobbyHintNoCamera";
+    $("lobby-hint").textContent = t($("lobby-hint").dataset.i18n);
     state.deviceNotice = hasVideo ? "" : hasAudio ? "noCameraAudioOnly" : "noCamera";
     setStatus(state.deviceNotice);
   }
