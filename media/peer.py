@@ -28,6 +28,9 @@ from aiortc import (
     RTCSessionDescription,
 )
 from aiortc import sdp as aiortc_sdp
+from aiortc.codecs import CODECS
+from aiortc.rtcpeerconnection import is_codec_compatible
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
 from media.codecs import FORWARDED_MIME_TYPES, RTX, codec_preferences
 from media.config import MediaConfig
@@ -69,9 +72,24 @@ class DownSlot:
 
 
 def forwarded_video(media: aiortc_sdp.MediaDescription) -> list[str]:
-    """The forwarded video codecs an m-line lists, in VIDEO_CODECS order."""
-    listed = {c.mimeType.lower() for c in media.rtp.codecs}
+    """The forwarded video codecs an m-line lists in a form aiortc takes (H264: packetization
+    mode 1, constrained baseline profile), in VIDEO_CODECS order."""
+    listed = {
+        local.mimeType.lower()
+        for local in CODECS["video"]
+        for remote in media.rtp.codecs
+        if is_codec_compatible(local, remote)
+    }
     return [mime for mime in VIDEO_CODECS if mime in listed]
+
+
+def _describe(codec: RTCRtpCodecParameters) -> str:
+    """A codec as an error message names it: H264 with its profile and packetization mode."""
+    if codec.name.lower() != "h264":
+        return codec.name
+    profile = codec.parameters.get("profile-level-id", "42e01f")
+    mode = codec.parameters.get("packetization-mode", "0")
+    return f"H264 (profile-level-id {profile}, packetization-mode {mode})"
 
 
 def codec_name(mime: str) -> str:
@@ -212,10 +230,12 @@ class MediaPeer:
                 continue
             codecs = forwarded_video(media)
             if not codecs:
-                offered = sorted({c.mimeType for c in media.rtp.codecs if c.name.lower() != "rtx"})
+                offered = sorted(
+                    {_describe(c) for c in media.rtp.codecs if c.name.lower() != "rtx"}
+                )
                 raise NegotiationFailed(
                     f"video m-line {media.rtp.muxId} offers none of the codecs the server "
-                    f"forwards ({', '.join(codec_name(m) for m in VIDEO_CODECS)}); "
+                    "forwards (VP8, H264 constrained baseline with packetization-mode 1); "
                     f"it offers {', '.join(offered) or 'nothing'}"
                 )
             every.update(codecs)
