@@ -96,6 +96,8 @@ class BotReport:
     #: The latest connection-quality level the server announced for each remote participant.
     quality: dict[str, str] = field(default_factory=dict)
     errors: list[dict[str, Any]] = field(default_factory=list)
+    #: Whose video this bot was told it cannot decode: `video-unsupported` messages.
+    unsupported: list[dict[str, Any]] = field(default_factory=list)
     decoded: bool = True
     #: How many times the bot joined again after losing its socket.
     reconnects: int = 0
@@ -112,6 +114,7 @@ class BotReport:
             "remotes": self.remotes,
             "quality": self.quality,
             "errors": self.errors,
+            "unsupported": self.unsupported,
             "decoded": self.decoded,
             "reconnects": self.reconnects,
             "recoveries": [dict(r) for r in self.recoveries],
@@ -454,6 +457,11 @@ class Bot:
             return
         if kind == "quality":
             self.report.quality[data["participant"]] = data["level"]
+            return
+        if kind == "video-unsupported":
+            self.report.unsupported.append(
+                {"participant": data.get("participant"), "codec": data.get("codec")}
+            )
             return
         if self._peer is None:
             return

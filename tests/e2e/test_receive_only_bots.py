@@ -51,3 +51,31 @@ async def test_an_h264_only_participant_and_a_vp8_one_see_and_hear_each_other(
         assert remote["video_frames"] > 30, report
         assert remote["audio_frames"] > 50, report
         assert remote["resolution"] == [320, 240], report
+
+
+async def test_an_h264_only_participant_never_sees_a_silent_blank_tile(
+    server: RunningServer,
+) -> None:
+    # The GP (host, in first) sends VP8 before the H264-only citizen is let in. The GP is asked
+    # to switch to H264; a bot's encoder cannot switch mid-call (a browser's can, see
+    # tests/e2e/test_join_page.py), so either the citizen gets the GP's video, or it is told
+    # whose video it cannot decode and why. Sound comes through either way.
+    visit = await server.create_visit()
+    gp, citizen = await asyncio.gather(
+        run_bot(visit["links"]["gp"], 12, "--admit-all"),
+        run_bot(visit["links"]["citizen"], 9, "--video-codec", "H264"),
+    )
+    for report in (gp, citizen):
+        assert report["exit_code"] == 0 and report["errors"] == [], report
+    (from_gp,) = citizen["remotes"]
+    assert from_gp["audio_frames"] > 50, citizen
+    told = [{"participant": gp["participant"], "codec": "VP8"}]
+    print(
+        "H264-only citizen: GP video frames",
+        from_gp["video_frames"],
+        "told",
+        citizen["unsupported"],
+    )
+    assert from_gp["video_frames"] > 30 or citizen["unsupported"] == told, citizen
+    (from_citizen,) = gp["remotes"]
+    assert from_citizen["video_frames"] > 30 and from_citizen["audio_frames"] > 50, gp
