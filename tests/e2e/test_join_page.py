@@ -4,6 +4,7 @@ for each way a visit can end for someone."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any
@@ -22,7 +23,7 @@ from tests.e2e.test_browser import (
     browser,
     open_link,
 )
-from tests.support.servers import RunningServer
+from tests.support.servers import RunningServer, run_bot
 
 pytestmark = pytest.mark.browser
 __all__ = ["browser"]
@@ -292,3 +293,38 @@ async def test_a_server_that_went_away_has_its_own_page(
     assert "Prøv igen" in text
     await citizen.get_by_role("button", name="English").click()
     await citizen.get_by_role("heading", name="No connection to the server").wait_for()
+
+
+async def test_an_h264_only_browser_is_told_whose_video_it_cannot_decode(
+    server: RunningServer, browser: Browser
+) -> None:
+    # A VP8 bot hosts and lets people in; its encoder cannot switch codec mid-call (a
+    # browser's can), so the H264-only page either gets its video or says on the GP's tile
+    # that this browser cannot show it. Never a silent blank tile; sound comes through.
+    visit = await server.create_visit()
+    gp = asyncio.create_task(run_bot(visit["links"]["gp"], 20, "--admit-all"))
+    iphone = await new_page(browser, H264_ONLY)
+    await iphone.goto(visit["links"]["citizen"])
+    await iphone.get_by_role("button", name="Deltag", exact=True).click()
+    await in_call(iphone)
+    await hears(iphone, 1)
+    await iphone.wait_for_function(
+        """() => { const tile = document.querySelector('.tile.remote');
+          if (!tile) return false;
+          const v = tile.querySelector('video');
+          return v.getVideoPlaybackQuality().totalVideoFrames > 30
+            || tile.querySelector('figcaption').textContent.includes('kan ikke vise'); }""",
+        timeout=40_000,
+    )
+    caption = await iphone.locator(".tile.remote figcaption").text_content() or ""
+    frames = await iphone.evaluate(
+        "() => document.querySelector('.tile.remote video').getVideoPlaybackQuality()"
+        ".totalVideoFrames"
+    )
+    print(f"H264-only page: GP frames {frames}, caption {caption!r}")
+    assert frames > 30 or "din browser kan ikke vise denne video (VP8)" in caption
+    # The bot, for its part, decodes the page's H264.
+    report = await gp
+    assert report["exit_code"] == 0, report
+    (from_page,) = report["remotes"]
+    assert from_page["video_frames"] > 30 and from_page["audio_frames"] > 50, report
