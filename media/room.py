@@ -92,6 +92,8 @@ class SfuRoom:
     def _video_order(self, publisher: MediaPeer, offered: list[str]) -> list[str]:
         """The publisher's video codecs, the one it should send first: the first every other
         participant can decode, else the one most of them can."""
+        if self._config.media_mode == "relay":
+            return offered  # decoded and encoded again per subscriber: any codec will do
         others = [p.decodes for p in self.peers.values() if p is not publisher and p.negotiated]
         best = max(offered, key=lambda mime: sum(mime in d for d in others))
         return [best] + [mime for mime in offered if mime != best]
@@ -99,7 +101,10 @@ class SfuRoom:
     def _check_video_codecs(self) -> None:
         """Every subscriber must be able to decode each publisher's video codec: a publisher
         that could send one they all decode is asked to offer again (and is answered with that
-        one first); a subscriber that still cannot decode it is named to the layer above."""
+        one first); a subscriber that still cannot decode it is named to the layer above. In
+        relay mode every subscriber's own encoder picks its codec: nothing to check."""
+        if self._config.media_mode == "relay":
+            return
         for publisher in self.peers.values():
             codec = publisher.video_codec
             if codec is None or not publisher.negotiated:
