@@ -29,14 +29,15 @@ from aiortc import (
 )
 from aiortc.jitterbuffer import JitterFrame
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
-from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtcrtpparameters import RTCRtpCodecCapability, RTCRtpCodecParameters
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
 
 from media.codecs import codec_preferences
 from media.config import IceServer
+from media.directreceive import RECEIVER_CODECS
 from media.encoded import EncodedAudioLoop, EncodedMedia, EncodedVideoLoop, vp8_keyframe_size
 from media.ice import restrict_host_candidates
-from media.reassembly import replace_jitter_buffer
+from media.reassembly import VideoFrames, replace_jitter_buffer
 from media.remb import throttle_remb
 from media.rtx import route_rtx_for
 from media.stamp import read_stamp
@@ -81,11 +82,16 @@ class ClientPeer:
         send_encoded: bool = False,
         encoded: EncodedMedia | None = None,
         stamped: bool = False,
+        send: Sequence[str] = ("audio", "video"),
+        video_codecs: Sequence[str] | None = None,
     ) -> None:
         """`decode=False` counts encoded frames instead of decoding them; `send_encoded=True`
         publishes `encoded` (built here, once, when not given) instead of encoding per frame;
         `stamped` (with `send_encoded`) stamps the frames sent with their sending time
-        (`media.stamp`). Stamped frames received are timed whatever the setting."""
+        (`media.stamp`). Stamped frames received are timed whatever the setting. `send` names
+        the kinds published (none: a receive-only participant, as a browser whose camera and
+        microphone were refused); `video_codecs` (mime types, say `("video/H264",)`) is all the
+        video it offers, to send and to receive, as an iPhone's Safari may."""
         self.pc = RTCPeerConnection(
             RTCConfiguration(
                 iceServers=[
@@ -110,17 +116,30 @@ class ClientPeer:
             tracks = (EncodedAudioLoop(media.audio), EncodedVideoLoop(media.video, stamped))
         else:
             tracks = (SyntheticAudioTrack(), SyntheticVideoTrack(width, height, fps, hue))
+        self._video_codecs = tuple(video_codecs) if video_codecs else None
+        self.sends = tuple(kind for kind in ("audio", "video") if kind in send)
         for track in tracks:
+            if track.kind not in self.sends:
+                continue
             transceiver = self.pc.addTransceiver(track, direction="sendonly")
-            transceiver.setCodecPreferences(codec_preferences(track.kind))
+            transceiver.setCodecPreferences(self._preferences(track.kind))
         self.pc.on("track", self._on_track)
 
+    def _preferences(self, kind: str) -> list[RTCRtpCodecCapability]:
+        if kind == "video" and self._video_codecs is not None:
+            return codec_preferences(kind, self._video_codecs)
+        return codec_preferences(kind)
+
     def ensure_recv_slots(self, recv: dict[str, int]) -> None:
-        for kind, wanted in recv.items():
+        """At least `recv[kind]` receive-only transceivers; and one of each kind whatever the
+        count when nothing is sent, so that the offer is never empty (an empty one cannot be
+        answered)."""
+        for kind in ("audio", "video"):
+            wanted = max(recv.get(kind, 0), 0 if self.sends else 1)
             have = sum(1 for t in self._recv_transceivers() if t.kind == kind)
             for _ in range(wanted - have):
                 transceiver = self.pc.addTransceiver(kind, direction="recvonly")
-                transceiver.setCodecPreferences(codec_preferences(kind))
+                transceiver.setCodecPreferences(self._preferences(kind))
 
     def _recv_transceivers(self) -> list[RTCRtpTransceiver]:
         return [t for t in self.pc.getTransceivers() if t.direction == "recvonly"]
@@ -159,21 +178,31 @@ class ClientPeer:
 
     def _reassemble_video(self, receiver: RTCRtpReceiver, sink: FrameSink) -> None:
         """Video frames as a browser gets them: none held back behind a recovered loss, and
-        what is still missing asked for again (see media.reassembly)."""
+        what is still missing asked for again (see media.reassembly). Each frame goes on with
+        the codec its packets' payload type names (VP8 or H264, whichever the publisher sends)."""
+        codecs: dict[int, RTCRtpCodecParameters] = getattr(receiver, RECEIVER_CODECS)
+        frames: VideoFrames | None = None
+
+        def codec() -> RTCRtpCodecParameters:
+            payload_type = frames.payload_type if frames is not None else None
+            return codecs.get(payload_type, VP8) if payload_type is not None else VP8
+
         if self.decode:
             decoder_queue = getattr(receiver, DECODER_QUEUE_ATTR)
 
             def deliver(frame: JitterFrame) -> None:
-                decoder_queue.put((VP8, frame))
+                decoder_queue.put((codec(), frame))
         else:
 
             def deliver(frame: JitterFrame) -> None:
-                sink(VP8, frame)
+                sink(codec(), frame)
 
         def nack(media_ssrc: int, lost: list[int]) -> None:
             self._tasks.spawn(receiver._send_rtcp_nack(media_ssrc, lost))
 
-        replace_jitter_buffer(receiver, "video", deliver, nack)
+        installed = replace_jitter_buffer(receiver, "video", deliver, nack)
+        assert isinstance(installed, VideoFrames)
+        frames = installed
 
     def _stats_for(self, mid: str, kind: str) -> RemoteStats | None:
         entry = self.track_map.get(mid)

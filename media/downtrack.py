@@ -23,6 +23,10 @@ from media.counters import MediaCounters
 from media.frames import FRAME_STEP, MediaPacket
 from media.rtpwriter import RtpWriter
 
+#: Frames of a codec the subscriber cannot decode before it is reported: about two seconds,
+#: time enough for a publisher that was asked to switch codec to have done so.
+REFUSED_FRAMES = 60
+
 if TYPE_CHECKING:
     from media.publication import Publication
 
@@ -34,9 +38,14 @@ class DownTrack(MediaStreamTrack):
         writer: RtpWriter,
         counters: MediaCounters,
         on_first_frame: Callable[[DownTrack], None] | None = None,
+        on_codec_refused: Callable[[DownTrack, str], None] | None = None,
     ) -> None:
+        """`on_codec_refused(track, codec)`: the source has sent a codec the subscriber did not
+        negotiate for REFUSED_FRAMES frames in a row (so not just until a switch)."""
         super().__init__()
         self._on_first_frame = on_first_frame
+        self._on_codec_refused = on_codec_refused
+        self._refused = 0
         self.kind = kind
         self._writer = writer
         self._counters = counters
@@ -58,6 +67,9 @@ class DownTrack(MediaStreamTrack):
         self._out_base = 0
         self._out_next = random.randrange(1 << 15)
         self.frames_sent = 0
+        #: The codec of the packets going out, and whether the subscriber negotiated it.
+        self._codec = ""
+        self._accepted = True
         #: The subscriber's latest bandwidth estimate (REMB, bit/s) for this track, if any.
         self.remb: int | None = None
 
@@ -108,6 +120,20 @@ class DownTrack(MediaStreamTrack):
                 self._counters.frames_dropped += 1
             self._waited = True
             self._started = False
+            return
+        if packet.codec != self._codec:
+            # A publisher switched codec (the room asked it to), or this slot was given to one
+            # with another: start again at a keyframe, if this subscriber can decode it at all.
+            self._codec = packet.codec
+            self._started = False
+            self._accepted = not packet.codec or self._writer.accepts(packet.codec)
+            self._refused = 0
+        if not self._accepted:
+            if packet.frame_end:
+                self._counters.frames_dropped += 1
+                self._refused += 1
+                if self._refused == REFUSED_FRAMES and self._on_codec_refused is not None:
+                    self._on_codec_refused(self, packet.codec)
             return
         if not self._started:
             if self.kind == "video" and not packet.keyframe_start:

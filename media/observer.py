@@ -18,3 +18,7 @@ class RoomObserver(Protocol):
 
     def peer_state_changed(self, participant: str, state: str) -> None:
         """The participant's peer connection moved to `state` (connected, failed, closed...)."""
+
+    def video_unsupported(self, participant: str, publisher: str, codec: str) -> None:
+        """`participant` cannot decode `publisher`'s video codec (`codec`, say "H264"), and no
+        codec that everyone decodes is left to switch to: that video will not reach them."""

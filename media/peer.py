@@ -2,7 +2,10 @@
 
 The browser makes every offer (ARCHITECTURE.md: aiortc-initiated renegotiation breaks Chromium).
 New m-lines get server transceivers created before setRemoteDescription, so codec preferences
-hold everyone to VP8 and Opus and a subscriber always receives the publisher's codec.
+decide the codecs: Opus, and VP8 or H264 video (media.codecs). A publisher is answered with the
+codec the room picks for it first (`VideoOrder`: one every subscriber can decode), and a
+subscriber's slots with every forwarded codec it can decode, so that each slot can carry any
+publisher's codec as it is (media.rtpwriter picks the payload type per packet).
 
 The media mode (`MediaConfig.media_mode`) decides what the up tracks and down slots are: in
 `forward` mode the publisher's RTP packets go down untouched (UpTrack, DownTrack, RtpWriter);
@@ -25,12 +28,15 @@ from aiortc import (
     RTCSessionDescription,
 )
 from aiortc import sdp as aiortc_sdp
+from aiortc.codecs import CODECS
+from aiortc.rtcpeerconnection import is_codec_compatible
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
 from media.candidates import RefusedCandidate, RemoteCandidates, candidate_policy
-from media.codecs import codec_preferences
+from media.codecs import FORWARDED_MIME_TYPES, RTX, codec_preferences
 from media.config import MediaConfig
 from media.counters import MediaCounters
-from media.directreceive import receive_directly
+from media.directreceive import RECEIVER_CODECS, receive_directly
 from media.downtrack import DownTrack
 from media.errors import NegotiationFailed
 from media.ice import drop_checks_from_refused_sources, restrict_host_candidates
@@ -46,6 +52,13 @@ logger = logging.getLogger(__name__)
 MAX_MEDIA_SECTIONS = 64
 
 
+#: The forwarded video codecs (lower-case mime types), in the server's order of preference.
+VIDEO_CODECS = tuple(m.lower() for m in FORWARDED_MIME_TYPES["video"] if m.lower() != RTX)
+
+#: Given the video codecs a publisher offers (in VIDEO_CODECS order), the same codecs in the
+#: order to answer them: the first one is what it will send.
+VideoOrder = Callable[[list[str]], list[str]]
+
 #: A publisher's incoming track and a down slot's track, in either media mode.
 AnyUpTrack = UpTrack | RelayUpTrack
 AnyDownTrack = DownTrack | RelayDownTrack
@@ -57,6 +70,32 @@ class DownSlot:
     kind: str
     transceiver: RTCRtpTransceiver
     track: AnyDownTrack
+
+
+def forwarded_video(media: aiortc_sdp.MediaDescription) -> list[str]:
+    """The forwarded video codecs an m-line lists in a form aiortc takes (H264: packetization
+    mode 1, constrained baseline profile), in VIDEO_CODECS order."""
+    listed = {
+        local.mimeType.lower()
+        for local in CODECS["video"]
+        for remote in media.rtp.codecs
+        if is_codec_compatible(local, remote)
+    }
+    return [mime for mime in VIDEO_CODECS if mime in listed]
+
+
+def _describe(codec: RTCRtpCodecParameters) -> str:
+    """A codec as an error message names it: H264 with its profile and packetization mode."""
+    if codec.name.lower() != "h264":
+        return codec.name
+    profile = codec.parameters.get("profile-level-id", "42e01f")
+    mode = codec.parameters.get("packetization-mode", "0")
+    return f"H264 (profile-level-id {profile}, packetization-mode {mode})"
+
+
+def codec_name(mime: str) -> str:
+    """ "video/h264" -> "H264", for messages people read."""
+    return mime.split("/", 1)[-1].upper()
 
 
 def _media_ssrc(media: aiortc_sdp.MediaDescription) -> int | None:
@@ -75,12 +114,16 @@ class MediaPeer:
         counters: MediaCounters,
         on_state: Callable[[str], None],
         on_delivered: Callable[[str], None] | None = None,
+        on_codec_refused: Callable[[str, str], None] | None = None,
     ) -> None:
+        """`on_codec_refused(publisher, codec)`: this participant cannot decode what `publisher`
+        sends (media.downtrack)."""
         self.participant = participant
         self._config = config
         self._tasks = tasks
         self._counters = counters
         self._on_delivered = on_delivered
+        self._on_codec_refused = on_codec_refused
         self._delivered: set[str] = set()
         self.pc = RTCPeerConnection(
             RTCConfiguration(
@@ -95,6 +138,13 @@ class MediaPeer:
         self.up: dict[str, AnyUpTrack] = {}
         self.slots: list[DownSlot] = []
         self.negotiated = False
+        #: The video codecs this participant can receive (from its offers), and those it
+        #: offered to send; what it sends is the first of `video_sends`.
+        self.decodes: frozenset[str] = frozenset(VIDEO_CODECS)
+        self.video_offered: list[str] = []
+        self.video_sends: list[str] = []
+        #: The codec the room last asked this publisher to switch to (asked once).
+        self.codec_requested: str | None = None
         self._ssrc_by_mid: dict[str, int | None] = {}
         self._lock = asyncio.Lock()
         self._closing: asyncio.Task[None] | None = None
@@ -108,8 +158,14 @@ class MediaPeer:
         def _state() -> None:
             on_state(self.pc.connectionState)
 
-    async def answer(self, offer_sdp: str) -> str:
-        """Apply the participant's offer and return our answer (complete, no trickle)."""
+    @property
+    def video_codec(self) -> str | None:
+        """The video codec this participant publishes, once it publishes video."""
+        return self.video_sends[0] if self.video_sends and "video" in self.up else None
+
+    async def answer(self, offer_sdp: str, video_order: VideoOrder | None = None) -> str:
+        """Apply the participant's offer and return our answer (complete, no trickle).
+        `video_order` orders the codecs of the video it publishes (default: as offered)."""
         async with self._lock:
             if not offer_sdp.startswith("v=0"):
                 raise NegotiationFailed("the offer is not an SDP session description")
@@ -126,20 +182,40 @@ class MediaPeer:
                     len(self.refused_candidates),
                     ", ".join(sorted({r.reason for r in self.refused_candidates})),
                 )
-            known = {t.mid for t in self.pc.getTransceivers()}
-            new_media = [m for m in description.media if m.rtp.muxId not in known]
-            for media in new_media:
-                direction = {"sendonly": "recvonly", "sendrecv": "recvonly", "recvonly": "sendonly"}
-                transceiver = self.pc.addTransceiver(
-                    media.kind, direction=direction.get(media.direction or "", "inactive")
-                )
-                transceiver.setCodecPreferences(codec_preferences(media.kind))
+            self._learn_video(description, video_order)
+            by_mid = {t.mid: t for t in self.pc.getTransceivers()}
+            new_media = [m for m in description.media if m.rtp.muxId not in by_mid]
+            for media in description.media:
+                transceiver = by_mid.get(media.rtp.muxId)
+                if transceiver is None:
+                    direction = {
+                        "sendonly": "recvonly",
+                        "sendrecv": "recvonly",
+                        "recvonly": "sendonly",
+                    }
+                    transceiver = self.pc.addTransceiver(
+                        media.kind, direction=direction.get(media.direction or "", "inactive")
+                    )
+                publishing = media.direction in ("sendonly", "sendrecv")
+                if media.kind == "video" and publishing and self.video_sends:
+                    # Only the codec to send: aiortc as a client would reorder a longer list.
+                    chosen = self.video_sends[:1]
+                    transceiver.setCodecPreferences(codec_preferences("video", chosen))
+                elif media.rtp.muxId not in by_mid:
+                    transceiver.setCodecPreferences(codec_preferences(media.kind))
             for media in description.media:
                 self._ssrc_by_mid[media.rtp.muxId] = _media_ssrc(media)
             try:
                 await self.pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
             except Exception as exc:
                 raise NegotiationFailed(f"the offer was refused: {exc}") from exc
+            for transceiver in by_mid.values():
+                if transceiver.kind == "video" and transceiver.direction == "recvonly":
+                    # A publisher asked to switch codec: aiortc's receiver learns payload
+                    # types only when it starts, so it is told of the new one here.
+                    known = getattr(transceiver.receiver, RECEIVER_CODECS)
+                    for codec in transceiver._codecs:
+                        known.setdefault(codec.payloadType, codec)
             restrict_host_candidates(self.pc, self._config.ice_hosts)
             drop_checks_from_refused_sources(self.pc, self._remote_candidates.refuses)
             new_mids = {m.rtp.muxId: m for m in new_media}
@@ -157,9 +233,43 @@ class MediaPeer:
             self.negotiated = True
             return self.pc.localDescription.sdp
 
+    def _learn_video(
+        self, description: aiortc_sdp.SessionDescription, video_order: VideoOrder | None
+    ) -> None:
+        """What video this participant can receive and send, from its offer; a video m-line
+        with none of the forwarded codecs is refused by name (not with aiortc's vague error)."""
+        receiving: set[str] = set()
+        every: set[str] = set()
+        for media in description.media:
+            if media.kind != "video":
+                continue
+            codecs = forwarded_video(media)
+            if not codecs:
+                offered = sorted(
+                    {_describe(c) for c in media.rtp.codecs if c.name.lower() != "rtx"}
+                )
+                raise NegotiationFailed(
+                    f"video m-line {media.rtp.muxId} offers none of the codecs the server "
+                    "forwards (VP8, H264 constrained baseline with packetization-mode 1); "
+                    f"it offers {', '.join(offered) or 'nothing'}"
+                )
+            every.update(codecs)
+            if media.direction in ("sendonly", "sendrecv"):
+                self.video_offered = codecs
+            else:
+                receiving.update(codecs)
+        if every:
+            self.decodes = frozenset(receiving or every)
+        if self.video_offered:
+            order = video_order(list(self.video_offered)) if video_order else self.video_offered
+            self.video_sends = list(order)
+
     def _check_offer(self, description: aiortc_sdp.SessionDescription) -> None:
         if not description.media:
-            raise NegotiationFailed("the offer has no media sections")
+            raise NegotiationFailed(
+                "the offer has no media sections: a participant who sends nothing must still "
+                "offer one receive-only transceiver of each kind"
+            )
         if len(description.media) > MAX_MEDIA_SECTIONS:
             raise NegotiationFailed(f"the offer has more than {MAX_MEDIA_SECTIONS} media sections")
         sending: dict[str, int] = {}
@@ -203,7 +313,13 @@ class MediaPeer:
             transceiver.sender.replaceTrack(track)
         else:
             writer = RtpWriter(transceiver.sender)
-            track = DownTrack(transceiver.kind, writer, self._counters, self._first_delivery)
+            track = DownTrack(
+                transceiver.kind,
+                writer,
+                self._counters,
+                self._first_delivery,
+                self._codec_refused,
+            )
             transceiver.sender.replaceTrack(track)
             # A subscriber's PLI/FIR must reach the publisher; aiortc would only flag its own
             # encoder.
@@ -218,6 +334,15 @@ class MediaPeer:
         if track.kind not in self._delivered and self._on_delivered is not None:
             self._delivered.add(track.kind)
             self._on_delivered(track.kind)
+
+    def recv_counts(self) -> dict[str, int]:
+        """Its receiving slots per kind: what an offer made again must carry at least."""
+        return {kind: sum(1 for s in self.slots if s.kind == kind) for kind in ("audio", "video")}
+
+    def _codec_refused(self, track: DownTrack, codec: str) -> None:
+        publication = track.publication
+        if publication is not None and self._on_codec_refused is not None:
+            self._on_codec_refused(publication.participant, codec)
 
     def free_slot(self, kind: str) -> DownSlot | None:
         for slot in self.slots:

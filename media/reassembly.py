@@ -130,9 +130,12 @@ class VideoFrames:
         self._retries = NackRetries(nack, clock)
         self._buffer = JitterBuffer(capacity=VIDEO_CAPACITY, is_video=True)
         self._timestamps = TimestampMapper()
+        #: The payload type of the latest packet: the codec of the frames it completes.
+        self.payload_type: int | None = None
 
     def add(self, packet: RtpPacket) -> tuple[bool, None]:
         self._retries.add(packet.ssrc, packet.sequence_number)
+        self.payload_type = packet.payload_type
         # The PLI flag (the buffer overflowed or restarted) goes back to the receiver to send.
         pli, frame = self._buffer.add(packet)
         while frame is not None:

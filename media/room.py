@@ -16,7 +16,7 @@ from media.counters import MediaCounters
 from media.downtrack import DownTrack
 from media.errors import NegotiationFailed
 from media.observer import RoomObserver
-from media.peer import AnyDownTrack, AnyUpTrack, MediaPeer
+from media.peer import AnyDownTrack, AnyUpTrack, MediaPeer, codec_name
 from media.publication import Publication
 from media.relay import RelayDownTrack, RelayPublication, RelayUpTrack
 from media.tasks import OwnedTasks
@@ -39,12 +39,17 @@ class SfuRoom:
         self._tasks = OwnedTasks(f"sfu room {name}")
         self.peers: dict[str, MediaPeer] = {}
         self.publications: dict[tuple[str, str], AnyPublication] = {}
+        #: (subscriber, publisher, codec) already reported as not decodable.
+        self._unsupported: set[tuple[str, str, str]] = set()
 
     def recv_slots_for(self, participant: str) -> dict[str, int]:
-        """How many receive-only transceivers a participant's first offer should carry."""
+        """How many receive-only transceivers a participant's first offer should carry: one per
+        other participant, and at least one, so that the offer of a participant who sends
+        nothing (camera and microphone refused) is never empty, and the next to arrive lands
+        in a slot without a renegotiation."""
         others = {p for p in self.peers if p != participant}
         others |= {p for (p, _kind) in self.publications if p != participant}
-        return {kind: len(others) for kind in KINDS}
+        return {kind: max(len(others), 1) for kind in KINDS}
 
     async def connect(self, participant: str) -> MediaPeer:
         """A new peer connection for `participant`, replacing any previous one (a reconnect)."""
@@ -58,6 +63,7 @@ class SfuRoom:
             self._counters,
             lambda state: self._observer.peer_state_changed(participant, state),
             lambda kind: self._observer.first_frame_delivered(participant, kind),
+            lambda publisher, codec: self._report_unsupported(participant, publisher, codec),
         )
         self.peers[participant] = peer
         return peer
@@ -66,7 +72,7 @@ class SfuRoom:
         peer = self.peers.get(participant)
         if peer is None:
             raise NegotiationFailed("no media session; join first")
-        answer = await peer.answer(offer_sdp)
+        answer = await peer.answer(offer_sdp, lambda offered: self._video_order(peer, offered))
         for kind, up in peer.up.items():
             publication = self.publications.get((participant, kind))
             if publication is None:
@@ -80,7 +86,59 @@ class SfuRoom:
                 up.on_first_frame(self._first_frame_reporter(participant, kind))
                 _set_source(publication, up)
         self._distribute()
+        self._check_video_codecs()
         return answer
+
+    def _video_order(self, publisher: MediaPeer, offered: list[str]) -> list[str]:
+        """The publisher's video codecs, the one it should send first: the first every other
+        participant can decode, else the one most of them can."""
+        if self._config.media_mode == "relay":
+            return offered  # decoded and encoded again per subscriber: any codec will do
+        others = [p.decodes for p in self.peers.values() if p is not publisher and p.negotiated]
+        best = max(offered, key=lambda mime: sum(mime in d for d in others))
+        return [best] + [mime for mime in offered if mime != best]
+
+    def _check_video_codecs(self) -> None:
+        """Every subscriber must be able to decode each publisher's video codec: a publisher
+        that could send one they all decode is asked to offer again (and is answered with that
+        one first); a subscriber that still cannot decode it is named to the layer above. In
+        relay mode every subscriber's own encoder picks its codec: nothing to check."""
+        if self._config.media_mode == "relay":
+            return
+        for publisher in self.peers.values():
+            codec = publisher.video_codec
+            if codec is None or not publisher.negotiated:
+                continue
+            unable = [
+                p
+                for p in self.peers.values()
+                if p is not publisher and p.negotiated and codec not in p.decodes
+            ]
+            if not unable:
+                continue
+            better = self._video_order(publisher, list(publisher.video_offered))[0]
+            if better != codec:
+                if publisher.codec_requested != better:
+                    publisher.codec_requested = better
+                    logger.info(
+                        "room %s: %s should send %s instead of %s",
+                        self.name,
+                        publisher.participant,
+                        better,
+                        codec,
+                    )
+                    self._observer.renegotiation_needed(
+                        publisher.participant, publisher.recv_counts()
+                    )
+                continue
+            for subscriber in unable:
+                self._report_unsupported(subscriber.participant, publisher.participant, codec)
+
+    def _report_unsupported(self, subscriber: str, publisher: str, codec: str) -> None:
+        """Name, once, a subscriber who cannot decode a publisher's video codec."""
+        if (subscriber, publisher, codec) not in self._unsupported:
+            self._unsupported.add((subscriber, publisher, codec))
+            self._observer.video_unsupported(subscriber, publisher, codec_name(codec))
 
     def _first_frame_reporter(self, participant: str, kind: str) -> Callable[[], None]:
         return lambda: self._observer.first_frame(participant, kind)

@@ -61,6 +61,11 @@ DTLS_TX_BYTES = "_RTCDtlsTransport__tx_bytes"
 Connection = tuple[Any, tuple[str, int], FastSrtp, dict[str, Any]]
 
 
+#: A packet sent, kept for retransmission: sequence, marker, timestamp, payload, send time,
+#: payload type and RTX payload type.
+_Sent = tuple[int, int, int, bytes, int | None, int, int | None]
+
+
 def ntp_at(unix_time: float) -> int:
     """`unix_time` as a 64-bit NTP timestamp."""
     return int((unix_time + NTP_EPOCH_OFFSET) * (1 << 32))
@@ -75,14 +80,18 @@ class RtpWriter:
         self._reported = vars(sender)
         self._payload_type: int | None = None
         self._rtx_payload_type: int | None = None
+        #: Per negotiated codec (lower-case mime type): its payload type and its RTX one. A
+        #: slot carries whichever publisher's codec as it is, so a packet picks its own.
+        self._payload_types: dict[str, tuple[int, int | None]] = {}
         #: The RTP header and extension block (mid, abs-send-time), reused for every packet:
         #: the fixed header is packed into its first 12 bytes, the send time at `_send_time_at`.
         self._head = bytearray(12)
         self._send_time_at: int | None = None
         self._rtx_sequence = random.randrange(1 << 15)  # as aiortc: no early wraparound
         self._timestamp_origin = random.randrange(1 << 32)
-        #: sequence % HISTORY_SIZE -> (sequence, marker, timestamp, payload, send time)
-        self._history: list[tuple[int, int, int, bytes, int | None] | None] = [None] * HISTORY_SIZE
+        #: sequence % HISTORY_SIZE -> (sequence, marker, timestamp, payload, send time,
+        #: payload type, RTX payload type)
+        self._history: list[_Sent | None] = [None] * HISTORY_SIZE
         self.packets_sent = 0
         send: Callable[[RTCRtpSendParameters], Awaitable[None]] = sender.send
 
@@ -94,11 +103,20 @@ class RtpWriter:
         setattr(sender, "_retransmit", self._retransmit)  # noqa: B010
 
     def _configure(self, parameters: RTCRtpSendParameters) -> None:
-        codec = parameters.codecs[0]
-        self._payload_type = codec.payloadType
-        for other in parameters.codecs:
-            if other.name.lower() == "rtx" and other.parameters.get("apt") == codec.payloadType:
-                self._rtx_payload_type = other.payloadType
+        rtx_for: dict[object, int | None] = {
+            c.parameters.get("apt"): c.payloadType
+            for c in parameters.codecs
+            if c.name.lower() == "rtx"
+        }
+        first: tuple[int, int | None] | None = None
+        for codec in parameters.codecs:
+            if codec.name.lower() != "rtx" and codec.payloadType is not None:
+                types = (codec.payloadType, rtx_for.get(codec.payloadType))
+                self._payload_types.setdefault(codec.mimeType.lower(), types)
+                first = first or types
+        if first is not None:
+            self._payload_types[""] = first
+            self._payload_type, self._rtx_payload_type = first
         # aiortc's own serialisation lays the block out once; each packet fills in its time.
         extensions = HeaderExtensionsMap()
         extensions.configure(parameters)
@@ -110,6 +128,10 @@ class RtpWriter:
         self._head[0] = 0x90 if block else 0x80  # version 2, extension bit
         mark = block.find(SEND_TIME_MARK.to_bytes(3, "big"))
         self._send_time_at = 12 + mark if mark >= 0 else None
+
+    def accepts(self, codec: str) -> bool:
+        """Whether the subscriber negotiated `codec` (lower-case mime type) for this slot."""
+        return codec in self._payload_types
 
     def connection(self) -> Connection | None:
         """The ICE pair's socket and address, the SRTP session to protect with and the DTLS
@@ -160,9 +182,12 @@ class RtpWriter:
         marker = 0x80 if packet.marker else 0
         payload = packet.payload
         now = time.time()
+        payload_type, rtx_payload_type = self._payload_types.get(
+            packet.codec, (self._payload_type or 0, self._rtx_payload_type)
+        )
         self._send(
             connection,
-            marker | (self._payload_type or 0),  # set: the writer is connected
+            marker | payload_type,
             sequence,
             timestamp,
             self._sender._ssrc,
@@ -176,6 +201,8 @@ class RtpWriter:
             timestamp,
             payload,
             packet.send_time,
+            payload_type,
+            rtx_payload_type,
         )
         self.packets_sent += 1
         # What aiortc's sender reports (RTCP SR, its stats).
@@ -191,11 +218,11 @@ class RtpWriter:
         connection = self.connection()
         if entry is None or entry[0] != sequence or connection is None:
             return
-        _, marker, timestamp, payload, send_time = entry
-        if self._rtx_payload_type is None:
-            payload_type, ssrc = self._payload_type or 0, self._sender._ssrc
+        _, marker, timestamp, payload, send_time, payload_type, rtx_payload_type = entry
+        if rtx_payload_type is None:
+            ssrc = self._sender._ssrc
         else:
-            payload_type, ssrc = self._rtx_payload_type, self._sender._rtx_ssrc
+            payload_type, ssrc = rtx_payload_type, self._sender._rtx_ssrc
             payload = _OSN.pack(sequence) + payload
             sequence = self._rtx_sequence
             self._rtx_sequence = (self._rtx_sequence + 1) & 0xFFFF

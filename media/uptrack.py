@@ -21,14 +21,15 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from typing import Any
 
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from aiortc.rtp import RtpPacket
 
 from media.counters import MediaCounters
-from media.directreceive import DirectReceive, ReceivedPacket, ReceiverRecords
+from media.directreceive import RECEIVER_CODECS, DirectReceive, ReceivedPacket, ReceiverRecords
 from media.firstframe import FirstFrame
-from media.frames import MediaPacket, vp8_keyframe_start
+from media.frames import MediaPacket, keyframe_start_for
 from media.reassembly import JITTER_BUFFER_ATTR, NackRetries
 from media.remb import RembThrottle, send_remb
 from media.tap import install_tap
@@ -87,6 +88,10 @@ class UpTrack:
         # The tap keeps the receiver's decoder thread idle; the packets come to us instead.
         install_tap(receiver, lambda _codec, _frame: None)
         self._video = kind == "video"
+        #: The receiver's payload types -> codecs (filled when it starts), and per payload type
+        #: the codec's name and keyframe test, learned from the first packet of each.
+        self._codecs: dict[int, Any] = getattr(receiver, RECEIVER_CODECS)
+        self._codec_of: dict[int, tuple[str, Callable[[bytes], bool]]] = {}
         self._retries: NackRetries | None = None
         if self._video:
             self._retries = NackRetries(
@@ -120,8 +125,15 @@ class UpTrack:
         payload = packet.payload
         if not payload:
             return  # padding only: nothing to forward
+        codec = self._codec_of.get(packet.payload_type)
+        if codec is None:
+            known = self._codecs.get(packet.payload_type)
+            mime = known.mimeType.lower() if known is not None else ""
+            codec = (mime, keyframe_start_for(mime))
+            if known is not None:
+                self._codec_of[packet.payload_type] = codec
         if self._video:
-            keyframe_start = vp8_keyframe_start(payload)
+            keyframe_start = codec[1](payload)
             frame_end = bool(packet.marker)
         else:
             keyframe_start = frame_end = True
@@ -134,6 +146,7 @@ class UpTrack:
                 packet.send_time,
                 keyframe_start,
                 frame_end,
+                codec[0],
             )
         )
 

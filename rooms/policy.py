@@ -22,6 +22,8 @@ class Action(StrEnum):
     ADMIT = "admit"
     MODERATE = "moderate"
     JOIN = "join"
+    #: The join page checks its link on load, before any device prompt: no seat is taken.
+    CHECK_LINK = "check-link"
     END_VISIT = "end-visit"
     RECORD_OUTCOME = "record-outcome"
     ANSWER_SURVEY = "answer-survey"
@@ -47,14 +49,19 @@ _CLINICIAN = {
     Action.ADMIT: Scope.HOST,
     Action.MODERATE: Scope.HOST,
     Action.JOIN: Scope.SEAT,
+    Action.CHECK_LINK: Scope.SEAT,
     Action.END_VISIT: Scope.HOST,
     Action.RECORD_OUTCOME: Scope.HOST,
 }
 
 TABLE: dict[Role, dict[Action, Scope]] = {
-    Role.CITIZEN: {Action.JOIN: Scope.SEAT, Action.ANSWER_SURVEY: Scope.SEAT},
-    Role.RELATIVE: {Action.JOIN: Scope.SEAT},
-    Role.INTERPRETER: {Action.JOIN: Scope.SEAT},
+    Role.CITIZEN: {
+        Action.JOIN: Scope.SEAT,
+        Action.CHECK_LINK: Scope.SEAT,
+        Action.ANSWER_SURVEY: Scope.SEAT,
+    },
+    Role.RELATIVE: {Action.JOIN: Scope.SEAT, Action.CHECK_LINK: Scope.SEAT},
+    Role.INTERPRETER: {Action.JOIN: Scope.SEAT, Action.CHECK_LINK: Scope.SEAT},
     Role.NURSE: dict(_CLINICIAN),
     Role.GP: dict(_CLINICIAN),
     Role.SPECIALIST: dict(_CLINICIAN),

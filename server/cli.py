@@ -355,6 +355,8 @@ def bot(args: argparse.Namespace) -> int:
         hue=args.hue,
         admit_all=args.admit_all,
         decode=not args.no_decode,
+        send=() if args.receive_only else tuple(args.send or ("audio", "video")),
+        video_codecs=(f"video/{args.video_codec}",) if args.video_codec else None,
     )
     logging.basicConfig(level=logging.WARNING)
     try:
@@ -543,6 +545,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-decode",
         action="store_true",
         help="light mode: send a loop encoded once, count encoded frames without decoding",
+    )
+    p_bot.add_argument(
+        "--receive-only",
+        action="store_true",
+        help="send nothing, as a browser whose camera and microphone were refused",
+    )
+    p_bot.add_argument(
+        "--send",
+        action="append",
+        choices=["audio", "video"],
+        help="publish only this kind (repeatable; default: audio and video)",
+    )
+    p_bot.add_argument(
+        "--video-codec",
+        choices=["VP8", "H264"],
+        help="offer only this video codec, to send and to receive (H264: as some iPhones)",
     )
     p_bot.set_defaults(func=bot)
 

@@ -429,11 +429,16 @@ async def list_visits(request: web.Request) -> web.Response:
     return web.json_response({"visits": [v.to_dict() for v in chosen]})
 
 
-async def _visit_for(request: web.Request, action: Action) -> tuple[Principal, Visit]:
+async def _visit_for(
+    request: web.Request, action: Action, principal: Principal | None = None
+) -> tuple[Principal, Visit]:
+    """The visit of the route and the authenticated principal (`principal` when already
+    authenticated), authorized for `action`."""
     visit_id = request.match_info["visit"]
     well_formed = VISIT_ID.fullmatch(visit_id) is not None
     # A malformed id is never written to the audit log: it may be anything at all.
-    principal = await principal_for(request, action, visit_id if well_formed else None)
+    if principal is None:
+        principal = await principal_for(request, action, visit_id if well_formed else None)
     access = request.app[appkeys.ACCESS]
     try:
         if not well_formed:
@@ -587,6 +592,52 @@ async def answer_survey(request: web.Request) -> web.Response:
     return web.json_response(
         {"visit": visit.id, "answers": dict(zip(SURVEY_QUESTIONS, answers, strict=True))},
         status=201,
+    )
+
+
+#: A planned visit's link opens the call this long before the planned start; earlier, the join
+#: page says when to come back (and opens the call by itself at that time).
+OPENS_BEFORE_START = 15 * 60
+
+
+async def check_link(request: web.Request) -> web.Response:
+    """What the join page needs before any device prompt: is this a valid link to a seat in
+    this visit, and what state is the visit in. No seat is taken and nobody is told; refused
+    tokens are rate-limited and every decision is audited, as for a join."""
+    visit_id = request.match_info["visit"]
+    well_formed = VISIT_ID.fullmatch(visit_id) is not None
+    audited_id = visit_id if well_formed else None
+    principal = await principal_for(request, Action.CHECK_LINK, audited_id)
+    access = request.app[appkeys.ACCESS]
+    refusal: tuple[str, str, int] | None = None
+    if principal.visit is None or principal.participant is None:
+        refusal = ("token-not-a-link", "this token does not open a seat in a visit", 403)
+    elif principal.visit != visit_id:
+        refusal = ("token-visit-mismatch", "this link belongs to another visit", 403)
+    if refusal is not None:
+        await access.record(
+            principal,
+            Action.CHECK_LINK,
+            audited_id,
+            client_of(request),
+            allowed=False,
+            reason=refusal[0],
+        )
+        raise ApiError(*refusal)
+    principal, visit = await _visit_for(request, Action.CHECK_LINK, principal)
+    assert principal.participant is not None
+    planned = visit.planned_start
+    return web.json_response(
+        {
+            "visit": visit.id,
+            "state": visit.state.value,
+            "kind": visit.kind.value,
+            "role": visit.seats[principal.participant].role.value,
+            "planned_start": planned,
+            "opens_at": None if planned is None else planned - OPENS_BEFORE_START,
+            "now": time.time(),
+        },
+        headers={"Cache-Control": "no-store"},
     )
 
 
@@ -765,6 +816,7 @@ def setup_api_routes(app: web.Application) -> None:
     app.router.add_post("/api/visits/{visit}/end", end_visit)
     app.router.add_post("/api/visits/{visit}/outcome", record_outcome)
     app.router.add_post("/api/visits/{visit}/survey", answer_survey)
+    app.router.add_get("/api/visits/{visit}/link", check_link)
     app.router.add_post("/api/visits/{visit}/links", reissue_links)
     app.router.add_post("/api/visits/{visit}/participants", invite_participant)
     app.router.add_post("/api/admin/revocations", revoke_token)

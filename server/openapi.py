@@ -577,6 +577,35 @@ def _paths() -> dict[str, Schema]:
                 },
             },
         },
+        "/api/visits/{visit}/link": {
+            "parameters": visit_param,
+            "get": {
+                "operationId": "checkLink",
+                "summary": "Check an invite link without joining (the join page, on load)",
+                "description": "Valid link to a seat in this visit: the visit's state and "
+                "when it opens. No seat is taken; refusals are rate-limited and audited as "
+                "for a join.",
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["visit", "state", "kind", "role", "now"],
+                            "properties": {
+                                "visit": {"type": "string"},
+                                "state": _ref("VisitState"),
+                                "kind": {"type": "string"},
+                                "role": {"type": "string"},
+                                "planned_start": {"type": "number", "nullable": True},
+                                "opens_at": {"type": "number", "nullable": True},
+                                "now": {"type": "number"},
+                            },
+                        },
+                        "The link is valid",
+                    ),
+                    **_errors(401, 403, 404, 429),
+                },
+            },
+        },
         "/api/visits/{visit}/survey": {
             "parameters": visit_param,
             "post": {

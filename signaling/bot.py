@@ -78,6 +78,11 @@ class BotOptions:
     decode: bool = True
     #: The loop to send in light mode, shared between bots in one process (built when None).
     encoded: EncodedMedia | None = None
+    #: The kinds it publishes: none for a participant who only watches and listens (a browser
+    #: whose camera and microphone were refused), ("audio",) for one without a camera.
+    send: tuple[str, ...] = ("audio", "video")
+    #: The only video codecs it offers (say ("video/H264",), as some iPhones); None: all.
+    video_codecs: tuple[str, ...] | None = None
 
 
 @dataclass
@@ -91,6 +96,8 @@ class BotReport:
     #: The latest connection-quality level the server announced for each remote participant.
     quality: dict[str, str] = field(default_factory=dict)
     errors: list[dict[str, Any]] = field(default_factory=list)
+    #: Whose video this bot was told it cannot decode: `video-unsupported` messages.
+    unsupported: list[dict[str, Any]] = field(default_factory=list)
     decoded: bool = True
     #: How many times the bot joined again after losing its socket.
     reconnects: int = 0
@@ -107,6 +114,7 @@ class BotReport:
             "remotes": self.remotes,
             "quality": self.quality,
             "errors": self.errors,
+            "unsupported": self.unsupported,
             "decoded": self.decoded,
             "reconnects": self.reconnects,
             "recoveries": [dict(r) for r in self.recoveries],
@@ -375,6 +383,8 @@ class Bot:
             send_encoded=not self._options.decode,
             encoded=encoded,
             stamped=not self._options.decode,
+            send=self._options.send,
+            video_codecs=self._options.video_codecs,
         )
         self._peer.ensure_recv_slots(state["recv"])
         await self._offer()
@@ -451,6 +461,11 @@ class Bot:
             return
         if kind == "quality":
             self.report.quality[data["participant"]] = data["level"]
+            return
+        if kind == "video-unsupported":
+            self.report.unsupported.append(
+                {"participant": data.get("participant"), "codec": data.get("codec")}
+            )
             return
         if self._peer is None:
             return

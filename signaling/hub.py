@@ -504,6 +504,18 @@ class VisitHub:
         if session is not None:
             session.send({"type": "renegotiate", "recv": recv})
 
+    def video_unsupported(self, participant: str, publisher: str, codec: str) -> None:
+        logger.info(
+            "visit %s: %s cannot decode %s's video (%s)",
+            self.visit_id,
+            participant,
+            publisher,
+            codec,
+        )
+        session = self.sessions.get(ParticipantId(participant))
+        if session is not None:
+            session.send({"type": "video-unsupported", "participant": publisher, "codec": codec})
+
     def first_frame(self, participant: str, kind: str) -> None:
         seat = self._seats.get(ParticipantId(participant))
         self.tasks.spawn(

@@ -8,6 +8,7 @@ import random
 import socket
 import struct
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import pytest
 
@@ -27,6 +28,9 @@ class Recorder:
         self.renegotiate: asyncio.Queue[tuple[str, dict[str, int]]] = asyncio.Queue()
         self.tracks_changed_for: list[str] = []
         self.first_frames: set[tuple[str, str]] = set()
+        self.unsupported: list[tuple[str, str, str]] = []
+        #: Set on each first frame and each codec report, for tests that wait for them.
+        self.changed = asyncio.Event()
 
     def tracks_changed(self, participant: str) -> None:
         self.tracks_changed_for.append(participant)
@@ -36,12 +40,24 @@ class Recorder:
 
     def first_frame(self, participant: str, kind: str) -> None:
         self.first_frames.add((participant, kind))
+        self.changed.set()
 
     def first_frame_delivered(self, participant: str, kind: str) -> None:
         self.first_frames.add((participant, f"{kind}-down"))
 
     def peer_state_changed(self, participant: str, state: str) -> None:
         pass
+
+    def video_unsupported(self, participant: str, publisher: str, codec: str) -> None:
+        self.unsupported.append((participant, publisher, codec))
+        self.changed.set()
+
+    async def until(self, check: Callable[[], bool], timeout: float = 30) -> None:
+        """Wait until `check()` holds, re-checked at each first frame or codec report."""
+        async with asyncio.timeout(timeout):
+            while not check():
+                self.changed.clear()
+                await self.changed.wait()
 
 
 class Harness:
@@ -56,11 +72,12 @@ class Harness:
         await client.apply_answer(answer)
         client.track_map = self.room.peers[name].track_map()
 
-    async def join(self, name: str, hue: int = 0) -> ClientPeer:
+    async def join(self, name: str, hue: int = 0, **options: Any) -> ClientPeer:
+        """`options` go to ClientPeer (`send`, `video_codecs`)."""
         old = self.clients.pop(name, None)
         if old is not None:
             await old.close()
-        client = ClientPeer(ice_hosts=LOOPBACK, width=320, height=240, hue=hue)
+        client = ClientPeer(ice_hosts=LOOPBACK, width=320, height=240, hue=hue, **options)
         self.clients[name] = client
         await self.room.connect(name)
         client.ensure_recv_slots(self.room.recv_slots_for(name))

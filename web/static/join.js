@@ -62,6 +62,8 @@
     }
     updateControls();
     render();
+    renderEndState();
+    if (state.deviceNotice && !state.pc) setStatus(state.deviceNotice);
   }
 
   function setStatus(key, vars) {
@@ -69,11 +71,112 @@
   }
 
   function showError(code, message) {
-    const known = TEXTS[state.lang].errors[code];
+    // "default" is the fallback text itself: its {message} is filled in, never shown raw.
+    const known = code !== "default" && TEXTS[state.lang].errors[code];
     const el = $("error");
     el.dataset.code = code;
-    el.textContent = known || t("errors.default", { message: message || code });
+    el.textContent = known ? t(`errors.${code}`) : t("errors.default", { message: message || code });
     el.hidden = false;
+  }
+
+  // --- end states: one full page each, saying what happened and what to do next -------------
+
+  const END_STATE_OF = {
+    removed: "removed",
+    barred: "removed",
+    declined: "declined",
+    "knock-too-soon": "declined",
+    "server-shutdown": "shutdown",
+    "session-replaced": "replaced",
+    "token-expired": "expired",
+  };
+  // Codes that mean the link itself is no good (the others are shown in the lobby).
+  const BAD_LINK = new Set([
+    "no-token", "token-missing", "token-malformed", "token-bad-signature", "token-revoked",
+    "token-not-a-link", "token-visit-mismatch", "visit-not-found", "forbidden",
+    "token-unknown-issuer", "token-wrong-audience", "token-not-yet-valid",
+  ]);
+
+  // Bad links whose own text says more than "not valid".
+  const SAYS_WHY = new Set(["token-revoked", "token-visit-mismatch", "visit-not-found"]);
+
+  function endStateFor(code) {
+    if (END_STATE_OF[code]) return END_STATE_OF[code];
+    if (BAD_LINK.has(code) || code.startsWith("token-") || code.startsWith("seat-token-")) return "invalid";
+    return null;
+  }
+
+  function showEndState(name, vars = {}) {
+    state.endState = { name, vars };
+    state.fatal = true;
+    sessionStorage.removeItem(joinedKey);
+    closePeer();
+    setStatus("");
+    $("error").hidden = true;
+    if (name === "ended") {
+      showView("ended");
+      return;
+    }
+    showView("end-state");
+    renderEndState();
+    $("end-title").focus();
+  }
+
+  function renderEndState() {
+    if (!state.endState || state.endState.name === "ended") return;
+    const { name, vars } = state.endState;
+    const texts = TEXTS[state.lang].endStates[name];
+    $("end-state").dataset.state = name;
+    $("end-title").textContent = texts.title;
+    // A bad link says which way it is bad (withdrawn, for another visit, ...) when known.
+    const specific = name === "invalid" && SAYS_WHY.has(vars.code) && TEXTS[state.lang].errors[vars.code];
+    $("end-what").textContent = specific || t(`endStates.${name}.what`, vars);
+    $("end-next").textContent = t(`endStates.${name}.next`, vars);
+    const action = $("end-action");
+    action.hidden = !texts.action;
+    action.textContent = texts.action || "";
+  }
+
+  async function checkLink() {
+    // Before any device prompt: a bad, expired or cancelled link fails here, at once.
+    let response;
+    try {
+      response = await fetch(`/api/visits/${encodeURIComponent(visitId)}/link`, {
+        headers: { Authorization: `Bearer ${token}` },
+        cache: "no-store",
+      });
+    } catch (err) {
+      return true; // the server is unreachable now: the lobby's Deltag tries again
+    }
+    let body = {};
+    try {
+      body = await response.json();
+    } catch (err) {
+      body = {};
+    }
+    if (!response.ok) {
+      const code = (body.error && body.error.code) || `http-${response.status}`;
+      const end = endStateFor(code);
+      if (end) {
+        showEndState(end, { code });
+        return false;
+      }
+      if (response.status === 429) showError(code, body.error && body.error.message);
+      return true;
+    }
+    if (body.state === "ended") return showEndState("ended"), false;
+    if (body.state === "cancelled") return showEndState("cancelled"), false;
+    if (body.opens_at && body.now < body.opens_at) {
+      const start = new Date(body.planned_start * 1000);
+      const time = start.toLocaleString(state.lang === "da" ? "da-DK" : "en-GB", {
+        weekday: "long", day: "numeric", month: "long", hour: "2-digit", minute: "2-digit",
+      });
+      showEndState("notYetOpen", { time });
+      // The page opens the visit by itself when the time comes.
+      setTimeout(() => location.reload(), Math.min((body.opens_at - body.now) * 1000 + 1000, 2 ** 31 - 1));
+      return false;
+    }
+    return true;
   }
 
   function send(message) {
@@ -83,25 +186,46 @@
   // --- local media --------------------------------------------------------------------------
 
   async function startPreview() {
-    try {
-      state.local = await navigator.mediaDevices.getUserMedia({
-        audio: true,
-        video: { width: { ideal: 640 }, height: { ideal: 480 } },
-      });
-      for (const id of ["preview", "waiting-preview", "self"]) $(id).srcObject = state.local;
-    } catch (err) {
-      state.local = null;
-      setStatus("noCamera");
+    // Camera and microphone; without a camera, the microphone alone; without either, nothing:
+    // the participant still joins, and sees and hears the others.
+    const video = { width: { ideal: 640 }, height: { ideal: 480 } };
+    const asks = [{ audio: true, video }, { audio: true }];
+    state.local = null;
+    if (navigator.mediaDevices && navigator.mediaDevices.getUserMedia) {
+      for (const constraints of asks) {
+        try {
+          state.local = await navigator.mediaDevices.getUserMedia(constraints);
+          break;
+        } catch (err) {
+          state.local = null;
+        }
+      }
     }
+    const hasVideo = Boolean(state.local && state.local.getVideoTracks().length);
+    const hasAudio = Boolean(state.local && state.local.getAudioTracks().length);
+    state.videoOn = hasVideo;
+    state.audioOn = hasAudio;
+    $("camera").disabled = !hasVideo;
+    $("mute").disabled = !hasAudio;
+    updateControls();
+    if (state.local) for (const id of ["preview", "waiting-preview", "self"]) $(id).srcObject = state.local;
+    // No picture of oneself to check: no empty preview either.
+    for (const id of ["preview", "waiting-preview", "self-tile"]) $(id).hidden = !hasVideo;
+    $("lobby-hint").dataset.i18n = hasVideo ? "lobbyHint" : "lobbyHintNoCamera";
+    $("lobby-hint").textContent = t($("lobby-hint").dataset.i18n);
+    state.deviceNotice = hasVideo ? "" : hasAudio ? "noCameraAudioOnly" : "noCamera";
+    setStatus(state.deviceNotice);
   }
 
   function preferForwardedCodecs(transceiver, kind) {
-    // The server forwards VP8 and Opus untouched, so every browser must send those.
+    // The server forwards VP8 or H264 and Opus untouched, and picks per publisher a video
+    // codec every participant can decode: offer those (VP8 first), with RTX.
     if (!transceiver.setCodecPreferences || !RTCRtpReceiver.getCapabilities) return;
-    const wanted = kind === "video" ? ["video/vp8", "video/rtx"] : ["audio/opus"];
-    const codecs = RTCRtpReceiver.getCapabilities(kind).codecs.filter((c) =>
-      wanted.includes(c.mimeType.toLowerCase()),
-    );
+    const wanted = kind === "video" ? ["video/vp8", "video/h264", "video/rtx"] : ["audio/opus"];
+    const codecs = RTCRtpReceiver.getCapabilities(kind).codecs
+      .filter((c) => wanted.includes(c.mimeType.toLowerCase()))
+      .filter((c) => c.mimeType.toLowerCase() !== "video/h264" || /packetization-mode=1/.test(c.sdpFmtpLine || ""))
+      .sort((a, b) => wanted.indexOf(a.mimeType.toLowerCase()) - wanted.indexOf(b.mimeType.toLowerCase()));
     if (codecs.length) transceiver.setCodecPreferences(codecs);
   }
 
@@ -124,6 +248,14 @@
       const delay = RECONNECT_DELAYS_MS[Math.min(state.reconnects, RECONNECT_DELAYS_MS.length - 1)];
       state.reconnects += 1;
       setStatus("reconnecting");
+      if (state.reconnects > RECONNECT_DELAYS_MS.length && !state.unreachable) {
+        // The server has not answered for a while (shut down, or the network is gone): say
+        // so on a page of its own, and go on trying; a rejoin brings the call back.
+        state.unreachable = true;
+        showView("end-state");
+        state.endState = { name: "shutdown", vars: {} };
+        renderEndState();
+      }
       setTimeout(connect, delay);
     };
   }
@@ -209,10 +341,23 @@
         closePeer();
         showView("ended");
         return offerSurvey();
+      case "video-unsupported": {
+        const who = state.participants.get(msg.participant);
+        if (who) who.unsupported = msg.codec;
+        return render();
+      }
       case "error":
         // Informational: the call goes on over the candidates the server accepted.
         if (msg.code === "ice-candidate-refused") return console.info(msg.message);
         if (state.pending && msg.ref === state.pending.ref) state.pending.reject(new Error(msg.message));
+        if (msg.fatal && msg.code === "visit-closed") {
+          state.fatal = true;
+          // Ended or cancelled since the page loaded: the link check says which.
+          return checkLink().then((open) => {
+            if (open) showEndState("ended");
+          });
+        }
+        if (msg.fatal && endStateFor(msg.code)) return showEndState(endStateFor(msg.code), { code: msg.code });
         if (msg.fatal) {
           state.fatal = true;
           sessionStorage.removeItem(joinedKey);
@@ -228,6 +373,8 @@
 
   function onJoined(msg) {
     state.shutdown = null;
+    state.unreachable = false;
+    state.endState = null;
     state.me = msg.you;
     state.visit = msg.visit;
     state.reconnects = 0;
@@ -292,11 +439,15 @@
 
   function ensureReceivers(recv) {
     if (!state.pc) return;
+    // Sending nothing, an offer must still carry a receiving m-line of each kind: an empty
+    // offer cannot be answered, and that participant would never see anyone.
+    const sendsNothing = !state.local || !state.local.getTracks().length;
     for (const kind of ["audio", "video"]) {
       const have = state.pc
         .getTransceivers()
         .filter((tr) => tr.direction === "recvonly" && tr.receiver.track.kind === kind).length;
-      for (let i = have; i < (recv[kind] || 0); i += 1) {
+      const wanted = Math.max(recv[kind] || 0, sendsNothing ? 1 : 0);
+      for (let i = have; i < wanted; i += 1) {
         preferForwardedCodecs(state.pc.addTransceiver(kind, { direction: "recvonly" }), kind);
       }
     }
@@ -431,7 +582,11 @@
   // --- the call view ------------------------------------------------------------------------
 
   function showView(name) {
-    for (const view of ["lobby", "waiting", "call", "left", "ended"]) $(view).hidden = view !== name;
+    for (const view of ["lobby", "waiting", "call", "left", "ended", "end-state"]) {
+      $(view).hidden = view !== name;
+    }
+    // An end state says it all: no "Du er med i besøget" left over beside it.
+    if (!["lobby", "waiting", "call"].includes(name)) setStatus("");
   }
 
   function label(p) {
@@ -526,6 +681,7 @@
       if (p.audio === false) flags.push(t("muted"));
       if (p.video === false) flags.push(t("cameraIsOff"));
       if (p.quality && p.quality !== "good") flags.push(t(`quality.${p.quality}`));
+      if (p.unsupported) flags.push(t("videoUnsupported", { codec: p.unsupported }));
       tile.querySelector("figcaption").textContent =
         label(p) + (flags.length ? ` (${flags.join(", ")})` : "");
       tile.dataset.quality = p.quality || "";
@@ -537,7 +693,11 @@
       if (remove) remove.textContent = t("remove");
     }
     if (state.pc && !state.fatal) {
-      setStatus(state.shutdown || (state.participants.size ? "inCall" : "waitingForOthers"));
+      const inCall = state.participants.size ? "inCall" : "waitingForOthers";
+      setStatus(
+        state.shutdown ||
+          (state.deviceNotice && !state.participants.size ? state.deviceNotice : inCall),
+      );
     }
   }
 
@@ -672,14 +832,17 @@
   });
   applyTexts();
 
+  $("end-action").addEventListener("click", () => location.reload());
   if (!token) {
-    showError("no-token", t("noToken"));
-    $("error").textContent = t("noToken");
+    showEndState("invalid", { code: "no-token" });
     return;
   }
-  startPreview().then(() => {
-    $("join").disabled = false;
-    // A reload during a visit goes straight back in: the seat is the same link.
-    if (sessionStorage.getItem(joinedKey)) connect();
+  checkLink().then((open) => {
+    if (!open) return undefined;
+    return startPreview().then(() => {
+      $("join").disabled = false;
+      // A reload during a visit goes straight back in: the seat is the same link.
+      if (sessionStorage.getItem(joinedKey)) connect();
+    });
   });
 })();
