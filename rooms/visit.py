@@ -88,6 +88,8 @@ class Visit:
     waiting_room: bool = True
     #: Unix time of the last change; 0 (the default) means "when it was created".
     updated_at: float = 0.0
+    #: Counts the stored changes (see rooms.durable_store): of two copies, the higher is newer.
+    revision: int = 0
 
     def __post_init__(self) -> None:
         if not self.updated_at:
@@ -173,6 +175,7 @@ class Visit:
             "planned_minutes": self.planned_minutes,
             "waiting_room": self.waiting_room,
             "updated_at": self.updated_at,
+            "revision": self.revision,
             "seats": [seat.to_dict() for seat in self.seats.values()],
         }
 
@@ -192,10 +195,11 @@ class Visit:
         planned_minutes = data.get("planned_minutes", DEFAULT_PLANNED_MINUTES)
         waiting_room = data.get("waiting_room", True)
         updated_at = data.get("updated_at", created_at)
+        revision = data.get("revision", 0)
         assert isinstance(created_at, int | float) and isinstance(max_participants, int)
         assert planned_start is None or isinstance(planned_start, int | float)
         assert isinstance(planned_minutes, int) and isinstance(waiting_room, bool)
-        assert isinstance(updated_at, int | float)
+        assert isinstance(updated_at, int | float) and isinstance(revision, int)
         return cls(
             id=VisitId(str(data["id"])),
             kind=VisitKind(str(data["kind"])),
@@ -208,4 +212,5 @@ class Visit:
             planned_minutes=planned_minutes,
             waiting_room=waiting_room,
             updated_at=float(updated_at),
+            revision=revision,
         )

@@ -171,8 +171,12 @@ class ClusterNode:
             visit = hub.last_visit
             if visit is None:
                 continue
-            with contextlib.suppress(ValueError):
-                await self._services.store.create(visit)
+            try:
+                # A store with a record rebuilds the visit from it (newer than `last_visit`).
+                await self._services.store.get(visit.id)
+            except VisitNotFound:
+                with contextlib.suppress(ValueError):
+                    await self._services.store.create(visit)
             owner = await self.cluster.place(visit.id, self.id)
             if owner != self.id:
                 logger.warning("node %s: visit %s now belongs to %s", self.id, visit.id, owner)
