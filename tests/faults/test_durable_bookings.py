@@ -2,8 +2,8 @@
 
 (a) A single-node server on its SQLite file is killed with SIGKILL and started again: its
 memory store is empty, yet every booked link joins, a booking changed over the API keeps the
-change, a cancelled one stays cancelled, and a visit in progress comes back (its bots reconnect
-by themselves and get media again).
+change, a cancelled one stays cancelled, and a visit in progress comes back: its bots reconnect
+by themselves and get media again, straight into the call (not into its waiting room).
 
 (b) Two nodes share a redis-server that this test starts on a free port with no persistence:
 SIGKILL it and start it again, empty. Every booking still opens, on either node, and the call in
@@ -13,6 +13,7 @@ progress keeps its media.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import secrets
 import signal
@@ -25,7 +26,10 @@ import aiohttp
 import pytest
 from redis.asyncio import Redis
 
+from rooms.eventlog import EventKind, SqlEventLog
+from rooms.ids import VisitId
 from rooms.roles import Role, Sector
+from rooms.sql import open_database
 from server.auth import TokenIssuer
 from server.keys import load_or_create_signing_key
 from signaling.bot import Bot, BotReport
@@ -141,9 +145,10 @@ async def test_every_booking_joins_after_a_single_node_is_killed_and_restarted(
         assert status == 200
         status, reissued = await api(server, "POST", f"/api/visits/{booked[2]['visit']}/links")
         assert status == 200
-        # A visit in progress, its bots in the call when the server dies.
-        running = await server.create_visit("--no-waiting-room")
-        bots = [Bot(running["links"][role], light(45)) for role in ("citizen", "gp")]
+        # A visit in progress, with a waiting room, its bots in the call when the server dies.
+        running = await server.create_visit()
+        host = dataclasses.replace(light(45), admit_all=True)
+        bots = [Bot(running["links"]["citizen"], light(45)), Bot(running["links"]["gp"], host)]
         tasks = [asyncio.create_task(bot.run()) for bot in bots]
         await until(seeing_each_other(bots), 30, "media in the running visit")
 
@@ -174,6 +179,14 @@ async def test_every_booking_joins_after_a_single_node_is_killed_and_restarted(
         for report in reports:
             assert report.errors == [], report.errors
             assert report.reconnects >= 1 and media_came_back(report), json.dumps(report.to_dict())
+        # The citizen came straight back into the call: the waiting room was once, before.
+        db = await open_database(None, restarted.data_dir / "metadata.sqlite3")
+        try:
+            events = await SqlEventLog(db).for_visit(VisitId(running["visit"]))
+        finally:
+            await db.close()
+        waits = [e.role for e in events if e.kind is EventKind.PARTICIPANT_WAITING]
+        assert waits == ["citizen"], [(e.kind.value, e.role) for e in events]
         back = max(float(r.recoveries[0]["media_back_seconds"] or 0) for r in reports)
         print(
             f"\nsingle node SIGKILL + restart: {kept} of {BOOKINGS - 1} live bookings joined, the"
