@@ -5,16 +5,18 @@ restarted) or the test's Redis keys deleted (Redis came back empty)."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
-from rooms.booking_archive import SqlVisitArchive
+from rooms.booking_archive import RecordUnavailable, SqlVisitArchive
 from rooms.durable_store import DurableVisitStore
 from rooms.errors import InvalidTransition, VisitNotFound
 from rooms.ids import VisitId, new_visit_id
 from rooms.roles import Role
-from rooms.sql import Database
-from rooms.store import MemoryVisitStore, VisitStore
+from rooms.sql import Database, PostgresDatabase
+from rooms.store import MemoryVisitStore, StoreUnavailable, VisitStore
 from rooms.visit import Visit, VisitKind, VisitState
 from tests import sqlbackends, storebackends
 from tests.storebackends import StoreBackend, delete_prefixed
@@ -228,3 +230,34 @@ async def test_not_started_lists_the_bookings_nobody_has_joined(database: Databa
         visit.revision = 1
         await archive.put(visit)
     assert sorted(v.id for v in await archive.not_started()) == sorted([scheduled.id, opened.id])
+
+
+async def test_a_booking_the_record_cannot_take_is_refused_and_not_cached(
+    store_backend: StoreBackend, tmp_path: Path
+) -> None:
+    async with sqlbackends.backend_for("postgresql", tmp_path) as location:
+        db = await location.open()
+        try:
+            store = DurableVisitStore(await store_backend.open_node(), SqlVisitArchive(db))
+            kept = new_visit()
+            await store.create(kept)
+            # The fault: the database goes away under the open pool.
+            assert location.url is not None
+            name = urlsplit(location.url).path.lstrip("/")
+            admin = PostgresDatabase(sqlbackends.maintenance_url(), max_size=1)
+            await admin.open()
+            try:
+                await admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+            finally:
+                await admin.close()
+
+            refused = new_visit()
+            with pytest.raises(RecordUnavailable) as raised:
+                await store.create(refused)
+            assert raised.value.code == "record-unavailable"
+            assert isinstance(raised.value, StoreUnavailable)  # the API answers 503
+            with pytest.raises(VisitNotFound):
+                await store.cache.get(refused.id)  # never offered as booked
+            assert (await store.get(kept.id)).to_dict() == kept.to_dict()  # live state serves
+        finally:
+            await db.close()
