@@ -21,7 +21,7 @@ import asyncpg  # type: ignore[import-untyped]
 
 from rooms.ids import VisitId
 from rooms.sql import Database
-from rooms.store import StoreUnavailable, encode_visit, is_finished
+from rooms.store import FINISHED_STATES, StoreUnavailable, encode_visit, is_finished
 from rooms.visit import BOOKING_STATES, Visit
 
 _COLUMNS = "visit, org, state, planned_start, revision, updated_at, data"
@@ -44,7 +44,9 @@ class VisitArchive(Protocol):
 
     async def get(self, visit_id: VisitId) -> Visit | None: ...
 
-    async def list_by_org(self, org: str) -> list[Visit]: ...
+    async def list_by_org(self, org: str, *, finished_since: float = 0.0) -> list[Visit]:
+        """The organisation's visits; finished ones only if changed at `finished_since` or later."""
+        ...
 
     async def not_started(self) -> list[Visit]:
         """Every visit still scheduled or open (booked, nobody in the call yet)."""
@@ -114,8 +116,14 @@ class SqlVisitArchive:
         visits = await self._select("WHERE visit = ?", visit_id)
         return visits[0] if visits else None
 
-    async def list_by_org(self, org: str) -> list[Visit]:
-        return await self._select("WHERE org = ?", org)
+    async def list_by_org(self, org: str, *, finished_since: float = 0.0) -> list[Visit]:
+        finished = sorted(state.value for state in FINISHED_STATES)
+        return await self._select(
+            "WHERE org = ? AND (state NOT IN (?, ?) OR updated_at >= ?)",
+            org,
+            *finished,
+            finished_since,
+        )
 
     async def not_started(self) -> list[Visit]:
         states = sorted(state.value for state in BOOKING_STATES)

@@ -12,12 +12,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import time
 from collections.abc import Callable
 
 from rooms.booking_archive import VisitArchive
 from rooms.errors import VisitNotFound
 from rooms.ids import VisitId
-from rooms.store import StoreUnavailable, VisitStore
+from rooms.store import DEFAULT_ENDED_TTL_SECONDS, StoreUnavailable, VisitStore
 from rooms.visit import Visit
 
 logger = logging.getLogger(__name__)
@@ -27,9 +28,19 @@ class DurableVisitStore:
     """A `VisitStore`: `cache` holds live state, `archive` the record it is rebuilt from. Closing
     it closes the cache; the archive's database belongs to whoever opened it."""
 
-    def __init__(self, cache: VisitStore, archive: VisitArchive) -> None:
+    def __init__(
+        self,
+        cache: VisitStore,
+        archive: VisitArchive,
+        *,
+        ended_ttl_seconds: float = DEFAULT_ENDED_TTL_SECONDS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """`ended_ttl_seconds`: how long a finished visit is listed (as Redis keeps it)."""
         self.cache = cache
         self.archive = archive
+        self._ended_ttl_seconds = ended_ttl_seconds
+        self._clock = clock
 
     async def create(self, visit: Visit) -> None:
         await self.archive.insert(visit)
@@ -65,9 +76,12 @@ class DurableVisitStore:
         return visit
 
     async def list_by_org(self, org: str) -> list[Visit]:
-        """The record's visits of `org`, each replaced by its cached copy when that is as new;
-        while the cache is unreachable, the record alone (it has every acknowledged change)."""
-        visits = {visit.id: visit for visit in await self.archive.list_by_org(org)}
+        """The record's visits of `org` (finished ones for `ended_ttl_seconds`), each replaced by
+        its cached copy when that is as new; while the cache is unreachable, the record alone
+        (it has every acknowledged change)."""
+        finished_since = self._clock() - self._ended_ttl_seconds
+        listed = await self.archive.list_by_org(org, finished_since=finished_since)
+        visits = {visit.id: visit for visit in listed}
         with contextlib.suppress(StoreUnavailable):
             for cached in await self.cache.list_by_org(org):
                 recorded = visits.get(cached.id)

@@ -5,6 +5,7 @@ restarted) or the test's Redis keys deleted (Redis came back empty)."""
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -14,6 +15,7 @@ from rooms.booking_archive import RecordUnavailable, SqlVisitArchive
 from rooms.durable_store import DurableVisitStore
 from rooms.errors import InvalidTransition, VisitNotFound
 from rooms.ids import VisitId, new_visit_id
+from rooms.retention import purge_evaluation_data
 from rooms.roles import Role
 from rooms.sql import Database, PostgresDatabase
 from rooms.store import MemoryVisitStore, StoreUnavailable, VisitStore
@@ -261,3 +263,32 @@ async def test_a_booking_the_record_cannot_take_is_refused_and_not_cached(
             assert (await store.get(kept.id)).to_dict() == kept.to_dict()  # live state serves
         finally:
             await db.close()
+
+
+async def test_the_record_lists_finished_visits_only_as_long_as_live_state_kept_them(
+    store_backend: StoreBackend, database: Database
+) -> None:
+    store = await durable(store_backend, database)
+    live, ended = new_visit(), new_visit()
+    for visit in (live, ended):
+        await store.create(visit)
+    await store.update(ended.id, lambda v: v.transition(VisitState.ENDED))
+
+    restarted = await after_cache_loss(store_backend, database)
+    assert sorted(v.id for v in await restarted.list_by_org("org")) == sorted([live.id, ended.id])
+    eight_days_on = DurableVisitStore(
+        restarted.cache, restarted.archive, clock=lambda: time.time() + 8 * 86400
+    )
+    assert [v.id for v in await eight_days_on.list_by_org("org")] == [live.id]
+    assert (await eight_days_on.get(ended.id)).state is VisitState.ENDED  # still readable
+
+
+async def test_bookings_go_with_the_evaluation_data_past_its_retention(database: Database) -> None:
+    archive = SqlVisitArchive(database)
+    old, recent = new_visit(), new_visit()
+    old.updated_at, recent.updated_at = time.time() - 400 * 86400, time.time() - 86400
+    for visit in (old, recent):
+        await archive.insert(visit)
+    await purge_evaluation_data(database, time.time() - 365 * 86400)
+    assert await archive.get(old.id) is None
+    assert await archive.get(recent.id) is not None
