@@ -5,6 +5,10 @@ a change goes through the cache's atomic `update` (which orders concurrent write
 recorded with the visit's revision raised by one, so the record never goes back to an older
 copy. A read the cache cannot answer (a node restarted, or Redis came back empty) rebuilds the
 visit in the cache from the record. So a booking the API acknowledged outlives its live state.
+
+A new visit the record cannot take is never cached. A change the record cannot take raises
+`RecordUnavailable` (so nobody is told it was saved) though the cache already holds it: the
+next recorded change of that visit carries it into the record too.
 """
 
 from __future__ import annotations

@@ -292,3 +292,21 @@ async def test_bookings_go_with_the_evaluation_data_past_its_retention(database:
     await purge_evaluation_data(database, time.time() - 365 * 86400)
     assert await archive.get(old.id) is None
     assert await archive.get(recent.id) is not None
+
+
+async def test_save_replaces_the_visit_and_records_it(
+    store_backend: StoreBackend, database: Database
+) -> None:
+    store = await durable(store_backend, database)
+    visit = new_visit()
+    await store.create(visit)
+    await store.update(visit.id, lambda v: v.transition(VisitState.OPEN))
+    stale = Visit.from_dict(visit.to_dict())  # a copy from before the update (revision 0)
+    stale.planned_minutes = 60
+    await store.save(stale)
+
+    restarted = await after_cache_loss(store_backend, database)
+    saved = await restarted.get(visit.id)
+    assert (saved.planned_minutes, saved.state, saved.revision) == (60, VisitState.SCHEDULED, 2)
+    with pytest.raises(VisitNotFound):
+        await restarted.save(new_visit())
