@@ -1,7 +1,7 @@
 """Automatic deletion of evaluation data past its retention period.
 
-Events, quality samples, outcomes (with their notes) and survey answers older than the
-retention are deleted at start-up and then hourly. The audit log has its own retention
+Events, quality samples, outcomes (with their notes), survey answers and bookings older than
+the retention are deleted at start-up and then hourly. The audit log has its own retention
 (rooms/audit.py); the two periods are separate settings because Danish practice keeps the
 access log for six months while pseudonymous evaluation data may serve a study for years.
 """
@@ -17,13 +17,15 @@ from rooms.sql import Database
 
 logger = logging.getLogger(__name__)
 
-#: (table, time column) of every table of evaluation data.
+#: (table, time column) of every table of evaluation data, and of the bookings (a booking
+#: unchanged for as long is long over).
 EVALUATION_TABLES = (
     ("events", "time"),
     ("quality", "time"),
     ("outcomes", "time"),
     ("outcome_notes", "time"),
     ("surveys", "time"),
+    ("bookings", "updated_at"),
 )
 
 

@@ -275,6 +275,41 @@ MIGRATIONS: Sequence[Migration] = (
             "CREATE UNIQUE INDEX audit_repeat ON audit (repeat_key)",
         ),
     ),
+    Migration(
+        6,
+        # Bookings (rooms/booking_archive.py): each visit as the JSON of Visit.to_dict(), the
+        # record that live state (memory or Redis) is rebuilt from; `revision` orders writes.
+        sqlite=(
+            """
+            CREATE TABLE bookings (
+                visit TEXT PRIMARY KEY,
+                org TEXT NOT NULL,
+                state TEXT NOT NULL,
+                planned_start REAL,
+                revision INTEGER NOT NULL,
+                updated_at REAL NOT NULL,
+                data TEXT NOT NULL
+            )
+            """,
+            "CREATE INDEX bookings_org ON bookings (org)",
+            "CREATE INDEX bookings_state ON bookings (state, updated_at)",
+        ),
+        postgresql=(
+            """
+            CREATE TABLE bookings (
+                visit TEXT PRIMARY KEY,
+                org TEXT NOT NULL,
+                state TEXT NOT NULL,
+                planned_start DOUBLE PRECISION,
+                revision BIGINT NOT NULL,
+                updated_at DOUBLE PRECISION NOT NULL,
+                data TEXT NOT NULL
+            )
+            """,
+            "CREATE INDEX bookings_org ON bookings (org)",
+            "CREATE INDEX bookings_state ON bookings (state, updated_at)",
+        ),
+    ),
 )
 
 SCHEMA_VERSION_SQLITE = (

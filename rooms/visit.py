@@ -92,6 +92,8 @@ class Visit:
     removed: set[ParticipantId] = field(default_factory=set)
     #: Unix time each seat was last declined in the waiting room (it may knock again later).
     declined: dict[ParticipantId, float] = field(default_factory=dict)
+    #: Counts the stored changes (see rooms.durable_store): of two copies, the higher is newer.
+    revision: int = 0
 
     def __post_init__(self) -> None:
         if not self.updated_at:
@@ -193,6 +195,7 @@ class Visit:
             "planned_minutes": self.planned_minutes,
             "waiting_room": self.waiting_room,
             "updated_at": self.updated_at,
+            "revision": self.revision,
             "seats": [seat.to_dict() for seat in self.seats.values()],
             "removed": sorted(self.removed),
             "declined": dict(self.declined),
@@ -217,10 +220,11 @@ class Visit:
         removed = data.get("removed", [])
         declined = data.get("declined", {})
         assert isinstance(removed, list) and isinstance(declined, dict)
+        revision = data.get("revision", 0)
         assert isinstance(created_at, int | float) and isinstance(max_participants, int)
         assert planned_start is None or isinstance(planned_start, int | float)
         assert isinstance(planned_minutes, int) and isinstance(waiting_room, bool)
-        assert isinstance(updated_at, int | float)
+        assert isinstance(updated_at, int | float) and isinstance(revision, int)
         return cls(
             id=VisitId(str(data["id"])),
             kind=VisitKind(str(data["kind"])),
@@ -235,4 +239,5 @@ class Visit:
             updated_at=float(updated_at),
             removed={ParticipantId(str(p)) for p in removed},
             declined={ParticipantId(str(p)): float(t) for p, t in declined.items()},
+            revision=revision,
         )

@@ -14,7 +14,9 @@ from aiohttp import web
 from media.sfu import Sfu
 from rooms.audit import AuditRetention, SqlAuditLog
 from rooms.audit_repeats import CoalescingAuditLog
+from rooms.booking_archive import SqlVisitArchive
 from rooms.cluster import ClusterState, MemoryClusterState, NodeId
+from rooms.durable_store import DurableVisitStore
 from rooms.eventlog import SqlEventLog
 from rooms.janitor import EmptyVisitJanitor
 from rooms.outcomes import OutcomeRecorder
@@ -159,9 +161,13 @@ async def _access(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _store(app: web.Application) -> AsyncIterator[None]:
-    store = await open_visit_store(
+    """Live state (memory or Redis) as a cache of the booking record in the database."""
+    cache = await open_visit_store(
         app[appkeys.SETTINGS].redis_url or None, client=app.get(appkeys.REDIS)
     )
+    archive = SqlVisitArchive(app[appkeys.DATABASE])
+    store = DurableVisitStore(cache, archive)
+    app[appkeys.BOOKINGS] = archive
     app[appkeys.STORE] = store
     yield
     await store.close()
@@ -195,6 +201,9 @@ async def _janitor(app: web.Application) -> AsyncIterator[None]:
         interval=min(10.0, max(settings.empty_timeout / 4, 0.05)),
     )
     app[appkeys.JANITOR] = janitor
+    # Visits booked before this process started (on this node or another) are watched too.
+    for visit in await app[appkeys.BOOKINGS].not_started():
+        janitor.watch(visit)
     janitor.start()
     yield
     await janitor.stop()

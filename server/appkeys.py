@@ -6,6 +6,7 @@ from redis.asyncio import Redis
 
 from media.sfu import Sfu
 from rooms.audit import AuditLog
+from rooms.booking_archive import VisitArchive
 from rooms.eventlog import EventLog
 from rooms.exports import Pseudonymizer
 from rooms.janitor import EmptyVisitJanitor
@@ -35,6 +36,7 @@ PSEUDONYMS = web.AppKey("pseudonyms", Pseudonymizer)
 ISSUER = web.AppKey("issuer", TokenIssuer)
 VERIFIER = web.AppKey("verifier", TokenVerifier)
 STORE = web.AppKey("store", VisitStore)
+BOOKINGS = web.AppKey("bookings", VisitArchive)
 EVENTS = web.AppKey("events", EventLog)
 SFU = web.AppKey("sfu", Sfu)
 SIGNALING = web.AppKey("signaling", SignalingServices)

@@ -526,6 +526,8 @@ async def reissue_links(request: web.Request) -> web.Response:
     mail). Links issued before stay valid until they expire or are revoked."""
     _principal, visit = await _visit_for(request, Action.INVITE)
     ensure_live(visit)
+    # Recorded before the links go out, so that they open after any loss of live state.
+    visit = await update_visit(request.app, visit.id, ensure_live)
     participants = invite_links(request.app, visit)
     return web.json_response(
         {

@@ -223,6 +223,11 @@ def _schemas() -> dict[str, Schema]:
                 "id": string,
                 "state": _ref("VisitState"),
                 **booking,
+                "revision": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "description": "Counts the recorded changes of the visit.",
+                },
                 "seats": {"type": "array", "items": _ref("Seat")},
                 "removed": {
                     "type": "array",

@@ -20,6 +20,7 @@ from media.tasks import OwnedTasks
 from rooms.eventlog import EventKind, VisitEvent
 from rooms.ids import ParticipantId, VisitId
 from rooms.policy import is_host_role
+from rooms.presence import in_call_by_record
 from rooms.store import StoreUnavailable
 from rooms.visit import Seat, Visit, VisitState
 from signaling.errors import CLOSE_FATAL, CLOSE_NODE_LOST, CLOSE_VISIT_ENDED, ProtocolError
@@ -33,6 +34,8 @@ logger = logging.getLogger(__name__)
 CHAT_HISTORY = 100
 #: Seconds a peer connection closed by the other end may wait for its client to say why.
 CLOSED_PEER_SETTLE = 2.0
+#: States of a visit whose call may have people in it.
+CALL_STATES = frozenset({VisitState.OPEN, VisitState.IN_PROGRESS})
 
 
 class VisitHub:
@@ -154,6 +157,10 @@ class VisitHub:
             present = await self._services.cluster.in_call(self.visit_id)
         except StoreUnavailable:
             return
+        visit = self.last_visit
+        if not present and visit is not None and visit.state in CALL_STATES:
+            # No live record of the call (this node restarted, or Redis came back empty).
+            present = in_call_by_record(await self._services.events.for_visit(self.visit_id))
         present = {p for p in present if p in self._seats and p not in self.in_call}
         if not present:
             return

@@ -243,8 +243,12 @@ class ClusterNode:
             self._leases[visit_id] = (lease, held[1] if held else time.monotonic())
             visit = hub.last_visit
             if visit is not None:
-                with contextlib.suppress(ValueError):
-                    await self._services.store.create(visit)
+                try:
+                    # A store with a record rebuilds the visit from it (newer than `last_visit`).
+                    await self._services.store.get(visit_id)
+                except VisitNotFound:
+                    with contextlib.suppress(ValueError):
+                        await self._services.store.create(visit)
             for participant in hub.in_call:
                 await self.cluster.join_call(visit_id, participant)
 

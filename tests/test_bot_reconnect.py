@@ -19,6 +19,7 @@ import jwt
 import pytest
 import redis.asyncio
 
+from rooms.sql import open_database
 from signaling.errors import CLOSE_NODE_LOST
 from tests.support.servers import RunningServer, cli, run_bot, start_server
 
@@ -131,7 +132,8 @@ async def test_three_bots_come_back_after_their_server_is_killed_and_replaced(
 
 
 async def test_a_rejoin_refused_for_good_ends_the_run_with_its_error(tmp_path: Path) -> None:
-    # Live state in memory: the server that replaces the killed one knows nothing of the visit.
+    # The server that replaces the killed one knows nothing of the visit: live state was in
+    # memory, and the booking is taken out of the record before it starts.
     first = await start_server(tmp_path)
     servers = [first]
     try:
@@ -144,6 +146,11 @@ async def test_a_rejoin_refused_for_good_ends_the_run_with_its_error(tmp_path: P
         await until(joined, 30, "the bot in the call")
         await kill(first)
         started = time.monotonic()
+        db = await open_database(None, first.data_dir / "metadata.sqlite3")
+        try:
+            await db.execute("DELETE FROM bookings WHERE visit = ?", visit["visit"])
+        finally:
+            await db.close()
         servers.append(await start_server(tmp_path, port=first.port, log_name="server-2.log"))
         report = await asyncio.wait_for(bot, timeout=SECONDS + 20)
         elapsed = time.monotonic() - started

@@ -14,7 +14,7 @@ import pytest
 from aiohttp import WSMsgType, web
 from aiohttp.test_utils import TestClient
 
-from rooms.eventlog import EventKind
+from rooms.eventlog import EventKind, VisitEvent
 from rooms.ids import VisitId
 from rooms.janitor import EmptyVisitJanitor
 from rooms.roles import Role
@@ -269,16 +269,17 @@ async def test_a_visit_nobody_joined_closes_after_the_empty_timeout(
         await store.update(booked, lambda v: setattr(v, "created_at", v.created_at - 3600))
         client.app[appkeys.JANITOR].watch(await store.get(booked))
 
+    async def ended() -> list[VisitEvent]:
+        events = await client.app[appkeys.EVENTS].for_visit(visit.id)
+        return [e for e in events if e.kind is EventKind.VISIT_ENDED]
+
     async def closed() -> bool:
-        return (await store.get(visit.id)).state is VisitState.ENDED
+        # The janitor records the end after storing it: wait for the record.
+        return bool(await ended())
 
     await eventually(closed)
-    ended = [
-        e
-        for e in await client.app[appkeys.EVENTS].for_visit(visit.id)
-        if e.kind is EventKind.VISIT_ENDED
-    ]
-    assert ended[0].data == {"reason": "nobody-joined"}
+    assert (await store.get(visit.id)).state is VisitState.ENDED
+    assert (await ended())[0].data == {"reason": "nobody-joined"}
     # The visit someone joined is left alone, though its deadline has passed just the same.
     assert (await store.get(joined_visit.id)).state is VisitState.OPEN
     again, _ = await book(client.app)

@@ -1,0 +1,114 @@
+"""A `VisitStore` whose record is SQL and whose cache is live state (memory or Redis).
+
+Every write reaches the record before it returns: a new visit is recorded first and then cached;
+a change goes through the cache's atomic `update` (which orders concurrent writers) and is then
+recorded with the visit's revision raised by one, so the record never goes back to an older
+copy. A read the cache cannot answer (a node restarted, or Redis came back empty) rebuilds the
+visit in the cache from the record. So a booking the API acknowledged outlives its live state.
+
+A new visit the record cannot take is never cached. A change the record cannot take raises
+`RecordUnavailable` (so nobody is told it was saved) though the cache already holds it: the
+next recorded change of that visit carries it into the record too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import time
+from collections.abc import Callable
+
+from rooms.booking_archive import VisitArchive
+from rooms.errors import VisitNotFound
+from rooms.ids import VisitId
+from rooms.store import DEFAULT_ENDED_TTL_SECONDS, StoreUnavailable, VisitStore
+from rooms.visit import Visit
+
+logger = logging.getLogger(__name__)
+
+
+class DurableVisitStore:
+    """A `VisitStore`: `cache` holds live state, `archive` the record it is rebuilt from. Closing
+    it closes the cache; the archive's database belongs to whoever opened it."""
+
+    def __init__(
+        self,
+        cache: VisitStore,
+        archive: VisitArchive,
+        *,
+        ended_ttl_seconds: float = DEFAULT_ENDED_TTL_SECONDS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """`ended_ttl_seconds`: how long a finished visit is listed (as Redis keeps it)."""
+        self.cache = cache
+        self.archive = archive
+        self._ended_ttl_seconds = ended_ttl_seconds
+        self._clock = clock
+
+    async def create(self, visit: Visit) -> None:
+        await self.archive.insert(visit)
+        await self.cache.create(visit)
+
+    async def get(self, visit_id: VisitId) -> Visit:
+        try:
+            return await self.cache.get(visit_id)
+        except VisitNotFound:
+            return await self._restore(visit_id)
+
+    async def save(self, visit: Visit) -> None:
+        fresh = Visit.from_dict(visit.to_dict())
+
+        def replace(stored: Visit) -> None:
+            fresh.revision = stored.revision
+            for field in dataclasses.fields(Visit):
+                setattr(stored, field.name, getattr(fresh, field.name))
+
+        await self.update(visit.id, replace)
+
+    async def update(self, visit_id: VisitId, change: Callable[[Visit], None]) -> Visit:
+        def recorded_change(visit: Visit) -> None:
+            change(visit)
+            visit.revision += 1
+
+        try:
+            visit = await self.cache.update(visit_id, recorded_change)
+        except VisitNotFound:
+            await self._restore(visit_id)
+            visit = await self.cache.update(visit_id, recorded_change)
+        await self.archive.put(visit)
+        return visit
+
+    async def list_by_org(self, org: str) -> list[Visit]:
+        """The record's visits of `org` (finished ones for `ended_ttl_seconds`), each replaced by
+        its cached copy when that is as new; while the cache is unreachable, the record alone
+        (it has every acknowledged change)."""
+        finished_since = self._clock() - self._ended_ttl_seconds
+        listed = await self.archive.list_by_org(org, finished_since=finished_since)
+        visits = {visit.id: visit for visit in listed}
+        with contextlib.suppress(StoreUnavailable):
+            for cached in await self.cache.list_by_org(org):
+                recorded = visits.get(cached.id)
+                if recorded is None or cached.revision >= recorded.revision:
+                    visits[cached.id] = cached
+        return list(visits.values())
+
+    async def delete(self, visit_id: VisitId) -> None:
+        await self.archive.delete(visit_id)
+        await self.cache.delete(visit_id)
+
+    async def close(self) -> None:
+        await self.cache.close()
+
+    async def _restore(self, visit_id: VisitId) -> Visit:
+        """Put the recorded visit back in the cache; raise VisitNotFound if none is recorded."""
+        visit = await self.archive.get(visit_id)
+        if visit is None:
+            raise VisitNotFound(f"no visit {visit_id}")
+        try:
+            await self.cache.create(visit)
+        except ValueError:
+            # Another reader (or node) put it back first, and may have changed it since.
+            return await self.cache.get(visit_id)
+        logger.info("visit %s: live state rebuilt from the booking record", visit_id)
+        return visit
