@@ -173,11 +173,12 @@ def run(
         assert runner.server is not None
         limiter.install(runner.server)
         try:
-            await web.TCPSite(runner, host, port, reuse_port=reuse_port).start()
-            announce()
+            # Before "listening" is announced: a SIGTERM from then on drains, never kills.
             stop = asyncio.Event()
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(signum, stop.set)
+            await web.TCPSite(runner, host, port, reuse_port=reuse_port).start()
+            announce()
             await stop.wait()
             logger.info("stopping: draining first (up to %.0f s)", drain_timeout)
             draining = asyncio.create_task(drain())
