@@ -39,6 +39,7 @@ import json
 import re
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -49,7 +50,7 @@ from rooms.evaluation import (
     VisitSummary,
     summarize,
 )
-from rooms.eventlog import EventLog
+from rooms.eventlog import EventLog, VisitEvent
 from rooms.ids import VisitId
 from rooms.quality_log import OutcomeStore, QualityLog, QualityRecord, SurveyRecord, SurveyStore
 
@@ -430,14 +431,25 @@ def fhir_json(
 # --- gathering --------------------------------------------------------------------------------
 
 
-async def collect_summaries(
+@dataclass(frozen=True)
+class Records:
+    """Everything recorded about some visits, as read (see `read_records`)."""
+
+    visits: Sequence[str]
+    events: dict[VisitId, list[VisitEvent]]
+    samples: dict[str, list[QualityRecord]]
+    outcomes: dict[str, tuple[str, float]]
+    answers: dict[str, list[SurveyRecord]]
+
+
+async def read_records(
     visits: Sequence[str],
     events: EventLog,
     quality: QualityLog,
     outcomes: OutcomeStore,
     surveys: SurveyStore,
-) -> list[VisitSummary]:
-    """Read everything recorded about `visits` and summarize each (the one I/O step)."""
+) -> Records:
+    """Read everything recorded about `visits` (the one I/O step)."""
     samples: dict[str, list[QualityRecord]] = defaultdict(list)
     for sample in await quality.for_visits(visits):
         samples[sample.visit].append(sample)
@@ -446,16 +458,32 @@ async def collect_summaries(
         answers[answer.visit].append(answer)
     recorded = await outcomes.for_visits(visits)
     events_by_visit = await events.for_visits([VisitId(v) for v in visits])
+    return Records(visits, events_by_visit, samples, recorded, answers)
+
+
+def summarize_records(records: Records) -> list[VisitSummary]:
+    """Summarize each visit read (pure CPU: servers run it in a worker thread)."""
     summaries = []
-    for visit in visits:
-        outcome = recorded.get(visit)
+    for visit in records.visits:
+        outcome = records.outcomes.get(visit)
         summaries.append(
             summarize(
                 visit,
-                events_by_visit.get(VisitId(visit), []),
-                samples[visit],
+                records.events.get(VisitId(visit), []),
+                records.samples.get(visit, []),
                 outcome[0] if outcome else None,
-                answers[visit],
+                records.answers.get(visit, []),
             )
         )
     return summaries
+
+
+async def collect_summaries(
+    visits: Sequence[str],
+    events: EventLog,
+    quality: QualityLog,
+    outcomes: OutcomeStore,
+    surveys: SurveyStore,
+) -> list[VisitSummary]:
+    """Read everything recorded about `visits` and summarize each."""
+    return summarize_records(await read_records(visits, events, quality, outcomes, surveys))

@@ -34,7 +34,7 @@ from server.app import create_app, drain_before_stop
 from server.auth import TokenIssuer
 from server.config import SETTINGS, Settings, SettingsError
 from server.keys import load_or_create_signing_key
-from server.reports import EXPORTS, Filters, gather, load_pseudonymizer
+from server.reports import EXPORTS, Filters, gather, load_pseudonymizer, render_export
 from server.trust import TrustConfigError
 from server.visits import book_visit, invite_links, links_by_role
 from server.workers import run_workers, without_workers_flag
@@ -317,8 +317,7 @@ async def _export(settings: Settings, args: argparse.Namespace) -> str:
                 client="local",
             )
         )
-        render = EXPORTS[args.format][0]
-        return render(summaries, pseudonyms)
+        return await render_export(args.format, summaries, pseudonyms)
     finally:
         await db.close()
 
