@@ -59,7 +59,8 @@ Definitions of the fields of a `VisitSummary`:
   unmeasured values are skipped): `median`; `p95`, the value 95 % of samples are at least as
   good as (the 95th percentile where higher is worse; for bitrate and frame rate, where lower
   is worse, the 5th percentile), by nearest rank; `worst`, the maximum (the minimum for bitrate
-  and frame rate). Also how many samples there were at each level.
+  and frame rate). Also how many samples there were at each level. Exports name the tail by
+  what it is: `p95` for the first four measures, `p5` for bitrate and frame rate.
 - `outcome`: the code given to `summarize` (from the outcome store), else the `outcome` of the
   last `outcome-recorded` event; None when none was recorded. The clinician's note is never
   an input.

@@ -44,6 +44,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from rooms.evaluation import (
+    LOWER_IS_WORSE,
     QUALITY_METRICS,
     SURVEY_QUESTIONS,
     ParticipantSummary,
@@ -170,7 +171,7 @@ def visit_object(s: VisitSummary, pseudonyms: Pseudonymizer) -> dict[str, Any]:
                 name: {
                     "samples": m.samples,
                     "median": _round(m.median, 4),
-                    "p95": _round(m.p95, 4),
+                    tail_name(name): _round(m.p95, 4),
                     "worst": _round(m.worst, 4),
                 }
                 for name, m in s.quality.metrics.items()
@@ -208,6 +209,16 @@ def _csv(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     return out.getvalue()
 
 
+def tail_name(metric: str) -> str:
+    """The name of a quality measure's bad tail: `p5` where lower is worse (bitrate, frame
+    rate), else `p95`."""
+    return "p5" if metric in LOWER_IS_WORSE else "p95"
+
+
+def _quality_stats(metric: str) -> tuple[str, str, str]:
+    return ("median", tail_name(metric), "worst")
+
+
 VISIT_COLUMNS: Final = (
     "visit",
     "kind",
@@ -234,7 +245,7 @@ VISIT_COLUMNS: Final = (
     "experience_q3",
     "experience_mean",
     "quality_samples",
-    *(f"{name}_{stat}" for name in QUALITY_METRICS for stat in ("median", "p95", "worst")),
+    *(f"{name}_{stat}" for name in QUALITY_METRICS for stat in _quality_stats(name)),
 )
 
 
@@ -253,11 +264,7 @@ def visits_csv(summaries: Sequence[VisitSummary], pseudonyms: Pseudonymizer) -> 
                 *(o[c] for c in VISIT_COLUMNS[13:20]),
                 *(experience.get(q) for q in (*SURVEY_QUESTIONS, "mean")),
                 quality["samples"],
-                *(
-                    quality[name][stat]
-                    for name in QUALITY_METRICS
-                    for stat in ("median", "p95", "worst")
-                ),
+                *(quality[name][stat] for name in QUALITY_METRICS for stat in _quality_stats(name)),
             ]
         )
     return _csv(VISIT_COLUMNS, rows)
