@@ -36,7 +36,7 @@ from server import appkeys
 from server.clientaddr import client_address
 from server.errors import ApiError, status_for
 from server.openapi import openapi_document
-from server.reports import EXPORTS, Filters
+from server.reports import EXPORTS, Filters, ReportUnavailable
 from server.trust import DEFAULT_MAX_LIFETIME
 from server.visits import (
     EARLIEST_TIME,
@@ -628,7 +628,10 @@ async def evaluation_report(request: web.Request) -> web.Response:
     """The aggregated evaluation of the evaluator's organisation, pseudonymous (built off the
     loop: in a worker process, `server.reports.ReportWorkers`)."""
     _principal, org, filters = await _evaluator(request)
-    visits, built = await request.app[appkeys.REPORTS].report(org, filters)
+    try:
+        visits, built = await request.app[appkeys.REPORTS].report(org, filters)
+    except ReportUnavailable as exc:
+        raise ApiError("report-unavailable", str(exc), status=503) from None
     return web.json_response({"org": org, "visits": visits, "report": built.to_dict()})
 
 
@@ -638,9 +641,12 @@ async def evaluation_export(request: web.Request) -> web.Response:
     if fmt not in EXPORTS:
         raise ApiError("invalid-query", f"'format' is one of {', '.join(EXPORTS)}")
     _principal, org, filters = await _evaluator(request)
-    text = await request.app[appkeys.REPORTS].export(
-        org, filters, fmt, request.app[appkeys.PSEUDONYMS]
-    )
+    try:
+        text = await request.app[appkeys.REPORTS].export(
+            org, filters, fmt, request.app[appkeys.PSEUDONYMS]
+        )
+    except ReportUnavailable as exc:
+        raise ApiError("report-unavailable", str(exc), status=503) from None
     _render, content_type, filename = EXPORTS[fmt]
     return web.Response(
         text=text,

@@ -9,9 +9,11 @@ import os
 import secrets
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
+from typing import TypeVar
 
 from rooms.evaluation import Report, VisitSummary, aggregate, filter_summaries
 from rooms.eventlog import EventLog, SqlEventLog
@@ -27,6 +29,8 @@ from rooms.exports import (
 from rooms.private_files import private_dir, private_file
 from rooms.quality_log import OutcomeStore, SqlQualityLog, SurveyStore
 from rooms.sql import Database, open_database
+
+T = TypeVar("T")
 
 #: format -> (render, content type, file name)
 EXPORTS: dict[str, tuple[Callable[[Sequence[VisitSummary], Pseudonymizer], str], str, str]] = {
@@ -137,6 +141,10 @@ def export_job(
     return EXPORTS[fmt][0](summaries, pseudonyms)
 
 
+class ReportUnavailable(Exception):
+    """The worker process stopped before it answered."""
+
+
 class ReportWorkers:
     """One worker process (started on first use, spawned clean) that builds reports and exports
     one after another; owned by the app, which shuts it down."""
@@ -150,15 +158,22 @@ class ReportWorkers:
             self._pool = ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn"))
         return self._pool
 
+    async def _run(self, job: Callable[..., T], *args: object) -> T:
+        pool = self._executor()
+        try:
+            return await asyncio.get_running_loop().run_in_executor(pool, job, *args)
+        except BrokenProcessPool:
+            # The worker died (killed, out of memory): the next report gets a new one.
+            if self._pool is pool:
+                self._pool = None
+            await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
+            raise ReportUnavailable("the report worker stopped; try again") from None
+
     async def report(self, org: str, filters: Filters) -> tuple[int, Report]:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor(), report_job, self._source, org, filters)
+        return await self._run(report_job, self._source, org, filters)
 
     async def export(self, org: str, filters: Filters, fmt: str, pseudonyms: Pseudonymizer) -> str:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self._executor(), export_job, self._source, org, filters, fmt, pseudonyms
-        )
+        return await self._run(export_job, self._source, org, filters, fmt, pseudonyms)
 
     async def close(self) -> None:
         if self._pool is not None:

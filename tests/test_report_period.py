@@ -9,6 +9,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+import psutil
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
@@ -21,6 +23,7 @@ from server.config import Settings
 from server.reports import Filters, ReportWorkers, Source, gather
 from tests.sqlbackends import backend, database  # noqa: F401
 from tests.support.identity import make_identities
+from tests.support.servers import start_server
 
 Client = TestClient[web.Request, web.Application]
 DAY = 86400.0
@@ -143,3 +146,66 @@ async def test_the_loop_keeps_turning_while_a_big_report_runs(
     # The loop ticked all along: no gap comes near the report's own time.
     assert len(gaps) >= 10
     assert max(gaps) < took / 3, (max(gaps), took)
+
+
+async def test_a_real_server_builds_reports_and_exports_in_its_worker(tmp_path: Path) -> None:
+    """`screenvisit serve` (started as `python -m`): the worker process is spawned from it and
+    reads the server's own database."""
+    identities = make_identities(tmp_path / "idp")
+    server = await start_server(
+        tmp_path, env={"SCREENVISIT_TRUST_FILE": str(identities.trust_file)}
+    )
+    try:
+        path = Settings(data_dir=server.data_dir).database_path
+        await asyncio.to_thread(fill, path, 30, 10, time.time(), "region-nord")
+        headers = {"Authorization": f"Bearer {identities.evaluator()}"}
+        async with aiohttp.ClientSession(headers=headers) as http:
+            url = server.base_url + "/api/evaluation/report"
+            async with http.get(url, params={"from": "2000-01-01"}) as response:
+                assert response.status == 200, await response.text()
+                assert (await response.json())["visits"] == 30
+            url = server.base_url + "/api/evaluation/export"
+            async with http.get(url, params={"format": "csv"}) as response:
+                assert response.status == 200, await response.text()
+                assert len((await response.text()).splitlines()) == 31
+    finally:
+        assert await server.stop() == 0
+    assert "Traceback" not in server.log.read_text()
+
+
+def _report_workers(process: psutil.Process) -> list[psutil.Process]:
+    """The spawned worker processes among `process`'s children (not the resource tracker)."""
+    found = []
+    for child in process.children():
+        try:
+            if "spawn_main" in " ".join(child.cmdline()):
+                found.append(child)
+        except psutil.NoSuchProcess:
+            continue
+    return found
+
+
+async def test_a_killed_report_worker_is_a_503_and_the_next_report_works(
+    aiohttp_client: Any, settings: Settings, tmp_path: Path
+) -> None:
+    """The worker process is SIGKILLed (as the OOM killer would) while it builds a report: that
+    request gets a precise 503, not a 500, and the next one gets a new worker."""
+    identities = make_identities(tmp_path / "idp")
+    configured = replace(settings, trust_file=identities.trust_file)
+    client: Client = await aiohttp_client(create_app(configured))
+    await asyncio.to_thread(fill, configured.database_path, 3000, 30, time.time(), "region-nord")
+    headers = {"Authorization": f"Bearer {identities.evaluator()}"}
+    me = psutil.Process()
+    request = asyncio.create_task(client.get("/api/evaluation/report", headers=headers))
+    deadline = time.monotonic() + 60
+    while not (workers := _report_workers(me)) and not request.done():
+        assert time.monotonic() < deadline, "no worker process started"
+        await asyncio.sleep(0.01)
+    for worker in workers:
+        worker.kill()
+    response = await request
+    assert response.status == 503, await response.text()
+    assert (await response.json())["error"]["code"] == "report-unavailable"
+    response = await client.get("/api/evaluation/report", headers=headers)
+    assert response.status == 200
+    assert (await response.json())["visits"] == 3000
