@@ -15,6 +15,7 @@ import os
 import secrets
 import signal
 import sys
+import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from server.auth import TokenIssuer
 from server.config import SETTINGS, Settings, SettingsError
 from server.keys import load_or_create_signing_key
 from server.reports import EXPORTS, Filters, gather, load_pseudonymizer, render_export
+from server.timeparse import parse_when
 from server.trust import TrustConfigError
 from server.visits import book_visit, invite_links, links_by_role
 from server.workers import run_workers, without_workers_flag
@@ -297,8 +299,8 @@ async def _export(settings: Settings, args: argparse.Namespace) -> str:
     try:
         pseudonyms = await asyncio.to_thread(load_pseudonymizer, settings.data_dir)
         filters = Filters(
-            since=_iso_or_none(args.since),
-            until=_iso_or_none(args.until),
+            since=args.since_time,
+            until=args.until_time,
             kind=args.kind,
             sector=args.sector,
         )
@@ -322,17 +324,21 @@ async def _export(settings: Settings, args: argparse.Namespace) -> str:
         await db.close()
 
 
-def _iso_or_none(text: str | None) -> float | None:
+def _when(flag: str, text: str | None) -> float | None:
+    """`text` through `server.timeparse.parse_when`, from now; a bad one ends the command with
+    one line naming the flag and the forms (no usage dump, no traceback)."""
     if not text:
         return None
-    parsed = datetime.datetime.fromisoformat(text)
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=datetime.UTC)
-    return parsed.timestamp()
+    try:
+        return parse_when(text, time.time())
+    except ValueError as exc:
+        raise SystemExit(f"screenvisit: {flag}: {exc}") from None
 
 
 def report_export(args: argparse.Namespace) -> int:
     settings = _settings(args)
+    args.since_time = _when("--since", args.since)
+    args.until_time = _when("--until", args.until)
     text = asyncio.run(_export(settings, args))
     if args.out:
         Path(args.out).write_text(text)
@@ -514,8 +520,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_setting_flags(p_export)
     p_export.add_argument("--format", choices=sorted(EXPORTS), default="csv")
-    p_export.add_argument("--since", help="ISO date or time (visits from then)")
-    p_export.add_argument("--until", help="ISO date or time (visits before then)")
+    p_export.add_argument(
+        "--since", help="visits from then: an ISO date or time, or a period back from now (7d)"
+    )
+    p_export.add_argument(
+        "--until", help="visits before then: an ISO date or time, or a period back (1d)"
+    )
     p_export.add_argument("--kind", choices=[k.value for k in VisitKind])
     p_export.add_argument("--sector", choices=[s.value for s in Sector])
     p_export.add_argument("--out", help="write to this file instead of standard output")

@@ -37,6 +37,7 @@ from server.clientaddr import client_address
 from server.errors import ApiError, status_for
 from server.openapi import openapi_document
 from server.reports import EXPORTS, Filters, ReportUnavailable
+from server.timeparse import parse_when
 from server.trust import DEFAULT_MAX_LIFETIME
 from server.visits import (
     EARLIEST_TIME,
@@ -599,12 +600,12 @@ def _evaluation_filters(request: web.Request) -> Filters:
         except ValueError:
             pass
         try:
-            parsed = datetime.datetime.fromisoformat(raw)
+            return parse_when(raw, time.time())
         except ValueError:
-            raise ApiError("invalid-query", f"'{name}' is a Unix time or an ISO date") from None
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=datetime.UTC)
-        return parsed.timestamp()
+            raise ApiError(
+                "invalid-query",
+                f"'{name}' is a Unix time, an ISO date or a period back from now (7d)",
+            ) from None
 
     kind = request.query.get("kind") or None
     sector = request.query.get("sector") or None
