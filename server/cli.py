@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime
+import errno
 import getpass
 import ipaddress
 import json
@@ -131,7 +132,7 @@ def serve(args: argparse.Namespace) -> int:
     app = create_app(settings, stop_process=lambda: os.kill(os.getpid(), signal.SIGTERM))
     announcement = [
         f"screenvisit is listening on {settings.base_url}",
-        "Create a visit:  screenvisit visit create --json",
+        f"Create a visit:  screenvisit visit create --json{_port_flag(settings)}",
     ]
     demo = args.demo if args.demo is not None else _is_loopback(settings.host)
     if demo:
@@ -159,7 +160,20 @@ def serve(args: argparse.Namespace) -> int:
         )
     except TrustConfigError as exc:
         raise SystemExit(f"screenvisit: bad trust file: {exc}") from None
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        raise SystemExit(
+            f"screenvisit: port {settings.port} on {settings.host} is in use (another"
+            " screenvisit?): stop that one, or serve on another port with --port"
+        ) from None
     return 0
+
+
+def _port_flag(settings: Settings) -> str:
+    """` --port N` when the settings name another port than the default, so that a hint can be
+    pasted as it is."""
+    return "" if settings.port == Settings().port else f" --port {settings.port}"
 
 
 # --- visit create -----------------------------------------------------------------------------
@@ -189,7 +203,8 @@ async def _call_server(
                 return data
         except aiohttp.ClientConnectionError:
             raise SystemExit(
-                f"screenvisit: no server at {url}; start one with `screenvisit serve`"
+                f"screenvisit: no server at {url}; start one with"
+                f" `screenvisit serve{_port_flag(settings)}`"
             ) from None
 
 
