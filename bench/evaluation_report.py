@@ -11,7 +11,10 @@ opens the file through `rooms.sql.open_database` and builds the report of the or
 way `GET /api/evaluation/report` does (`server.reports.gather` + `aggregate`), twice:
 
 - `week`: the period of the last 7 days (what an evaluator usually asks for);
-- `all`: the whole history (no period).
+- `all`: the whole history (no period);
+- `all/w` (this tree only): the whole history again, from a worker process that has served a
+  report already (as a server's is after its first report): `week` and `all` include starting
+  the worker.
 
 Measured per report: wall time, and the event loop's lag meanwhile: a probe task on the same
 loop sleeps 5 ms at a time and records how much later than asked it woke (max and p99). A loop
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import os
 import random
@@ -108,7 +112,7 @@ async def _probe(lags: list[float], stop: asyncio.Event) -> None:
         lags.append(max(0.0, loop.time() - asked - PROBE_SECONDS))
 
 
-async def _one_report(path: Path, since: float | None) -> dict[str, Any]:
+async def _one_report(path: Path, since: float | None, warm: bool = False) -> dict[str, Any]:
     from rooms.evaluation import aggregate
     from rooms.eventlog import SqlEventLog
     from rooms.sql import open_database
@@ -117,6 +121,10 @@ async def _one_report(path: Path, since: float | None) -> dict[str, Any]:
     db = await open_database(None, path)
     try:
         events = SqlEventLog(db)
+        workers_of = getattr(reports, "ReportWorkers", None)
+        workers = workers_of(reports.Source(None, path)) if workers_of is not None else None
+        if workers is not None and warm:  # a worker that has served a report already
+            await workers.report(ORG, reports.Filters(since=time.time() + DAY))
         lags: list[float] = []
         stop = asyncio.Event()
         probe = asyncio.create_task(_probe(lags, stop))
@@ -124,9 +132,7 @@ async def _one_report(path: Path, since: float | None) -> dict[str, Any]:
         lags.clear()
         began = time.perf_counter()
         filters = reports.Filters(since=since)
-        workers_of = getattr(reports, "ReportWorkers", None)
-        if workers_of is not None:  # this tree: the server's worker process (spawned here)
-            workers = workers_of(reports.Source(None, path))
+        if workers is not None:  # this tree: the server's worker process
             try:
                 visits, _report = await workers.report(ORG, filters)
             finally:
@@ -151,10 +157,16 @@ async def _one_report(path: Path, since: float | None) -> dict[str, Any]:
 
 def measure(path: Path, now: float) -> dict[str, Any]:
     """Both reports in this process (whichever code PYTHONPATH gives)."""
-    return {
+    figures = {
         "week": asyncio.run(_one_report(path, now - 7 * DAY)),
         "all": asyncio.run(_one_report(path, None)),
     }
+    if importlib.util.find_spec("server.reports") is not None:
+        from server import reports
+
+        if hasattr(reports, "ReportWorkers"):
+            figures["all/w"] = asyncio.run(_one_report(path, None, warm=True))
+    return figures
 
 
 def run_tree(tree: Path, path: Path, now: float) -> dict[str, Any]:

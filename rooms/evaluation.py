@@ -578,6 +578,14 @@ def _nearest_rank(ordered: Sequence[float], fraction: float) -> float:
     return ordered[rank - 1]
 
 
+def _median_of_sorted(ordered: Sequence[float]) -> float:
+    """`statistics.median` of a list already sorted (which would sort it again)."""
+    middle = len(ordered) // 2
+    if len(ordered) % 2:
+        return ordered[middle]
+    return (ordered[middle - 1] + ordered[middle]) / 2
+
+
 def summarize_quality(samples: Sequence[QualityRecord]) -> QualitySummary:
     """Median, p95 and worst per measure over `samples` (see the module docstring)."""
     metrics: dict[str, MetricSummary] = {}
@@ -589,7 +597,7 @@ def summarize_quality(samples: Sequence[QualityRecord]) -> QualitySummary:
         lower_is_worse = name in LOWER_IS_WORSE
         metrics[name] = MetricSummary(
             samples=len(values),
-            median=statistics.median(values),
+            median=_median_of_sorted(values),
             p95=_nearest_rank(values, 0.05 if lower_is_worse else 0.95),
             worst=values[0] if lower_is_worse else values[-1],
         )
