@@ -44,4 +44,4 @@ async def test_the_hints_after_serve_repeat_its_port(tmp_path: Path) -> None:
         hint = await asyncio.wait_for(server.process.stdout.readline(), timeout=30)
         assert f"screenvisit visit create --json --port {server.port}" in hint.decode()
     finally:
-        assert await server.stop() == 0
+        await server.stop()
