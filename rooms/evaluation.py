@@ -59,7 +59,8 @@ Definitions of the fields of a `VisitSummary`:
   unmeasured values are skipped): `median`; `p95`, the value 95 % of samples are at least as
   good as (the 95th percentile where higher is worse; for bitrate and frame rate, where lower
   is worse, the 5th percentile), by nearest rank; `worst`, the maximum (the minimum for bitrate
-  and frame rate). Also how many samples there were at each level.
+  and frame rate). Also how many samples there were at each level. Exports name the tail by
+  what it is: `p95` for the first four measures, `p5` for bitrate and frame rate.
 - `outcome`: the code given to `summarize` (from the outcome store), else the `outcome` of the
   last `outcome-recorded` event; None when none was recorded. The clinician's note is never
   an input.
@@ -577,6 +578,14 @@ def _nearest_rank(ordered: Sequence[float], fraction: float) -> float:
     return ordered[rank - 1]
 
 
+def _median_of_sorted(ordered: Sequence[float]) -> float:
+    """`statistics.median` of a list already sorted (which would sort it again)."""
+    middle = len(ordered) // 2
+    if len(ordered) % 2:
+        return ordered[middle]
+    return (ordered[middle - 1] + ordered[middle]) / 2
+
+
 def summarize_quality(samples: Sequence[QualityRecord]) -> QualitySummary:
     """Median, p95 and worst per measure over `samples` (see the module docstring)."""
     metrics: dict[str, MetricSummary] = {}
@@ -588,7 +597,7 @@ def summarize_quality(samples: Sequence[QualityRecord]) -> QualitySummary:
         lower_is_worse = name in LOWER_IS_WORSE
         metrics[name] = MetricSummary(
             samples=len(values),
-            median=statistics.median(values),
+            median=_median_of_sorted(values),
             p95=_nearest_rank(values, 0.05 if lower_is_worse else 0.95),
             worst=values[0] if lower_is_worse else values[-1],
         )

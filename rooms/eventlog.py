@@ -63,6 +63,10 @@ class EventLog(Protocol):
         self, since: float | None = None, until: float | None = None, org: str | None = None
     ) -> list[VisitId]: ...
 
+    async def visits_in_period(
+        self, org: str, since: float | None = None, until: float | None = None
+    ) -> list[VisitId]: ...
+
     async def for_visits(self, visits: list[VisitId]) -> dict[VisitId, list[VisitEvent]]: ...
 
 
@@ -107,6 +111,49 @@ class SqlEventLog:
         rows = await self._db.fetch(sql + " ORDER BY time", *params)
         return [VisitId(row[0]) for row in rows]
 
+    async def visits_in_period(
+        self, org: str, since: float | None = None, until: float | None = None
+    ) -> list[VisitId]:
+        """`org`'s visits whose reference time falls in [since, until), oldest first.
+
+        The reference time is the one `rooms.evaluation` reports by: the first join, else the
+        planned start, else the booking. Computed in SQL, so that a report of one week does not
+        read the whole history."""
+        if self._db.dialect == "postgresql":
+            planned = (
+                "CASE WHEN jsonb_typeof(c.data::jsonb -> 'planned_start') = 'number'"
+                " THEN (c.data::jsonb ->> 'planned_start')::float8 END"
+            )
+        else:
+            planned = (
+                "CASE WHEN typeof(json_extract(c.data, '$.planned_start'))"
+                " IN ('integer', 'real') THEN json_extract(c.data, '$.planned_start') END"
+            )
+        reference = (
+            "COALESCE((SELECT MIN(j.time) FROM events j WHERE j.visit = c.visit AND j.kind = ?),"
+            f" {planned}, c.time)"
+        )
+        sql = (
+            f"SELECT visit FROM (SELECT c.visit AS visit, c.time AS created, {reference} AS ref"
+            " FROM events c WHERE c.kind = ? AND c.org = ?) AS v"
+        )
+        params: list[object] = [
+            EventKind.PARTICIPANT_JOINED.value,
+            EventKind.VISIT_CREATED.value,
+            org,
+        ]
+        where = []
+        if since is not None:
+            where.append("ref >= ?")
+            params.append(since)
+        if until is not None:
+            where.append("ref < ?")
+            params.append(until)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        rows = await self._db.fetch(sql + " ORDER BY created", *params)
+        return [VisitId(row[0]) for row in rows]
+
     async def for_visits(self, visits: list[VisitId]) -> dict[VisitId, list[VisitEvent]]:
         out: dict[VisitId, list[VisitEvent]] = {v: [] for v in visits}
         for start in range(0, len(visits), 500):
@@ -127,7 +174,7 @@ class SqlEventLog:
                         role=row[4],
                         sector=row[5],
                         org=row[6],
-                        data=json.loads(row[7]),
+                        data={} if row[7] == "{}" else json.loads(row[7]),
                     )
                 )
         return out

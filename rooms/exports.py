@@ -39,17 +39,19 @@ import json
 import re
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
 from rooms.evaluation import (
+    LOWER_IS_WORSE,
     QUALITY_METRICS,
     SURVEY_QUESTIONS,
     ParticipantSummary,
     VisitSummary,
     summarize,
 )
-from rooms.eventlog import EventLog
+from rooms.eventlog import EventLog, VisitEvent
 from rooms.ids import VisitId
 from rooms.quality_log import OutcomeStore, QualityLog, QualityRecord, SurveyRecord, SurveyStore
 
@@ -169,7 +171,7 @@ def visit_object(s: VisitSummary, pseudonyms: Pseudonymizer) -> dict[str, Any]:
                 name: {
                     "samples": m.samples,
                     "median": _round(m.median, 4),
-                    "p95": _round(m.p95, 4),
+                    tail_name(name): _round(m.p95, 4),
                     "worst": _round(m.worst, 4),
                 }
                 for name, m in s.quality.metrics.items()
@@ -207,6 +209,16 @@ def _csv(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     return out.getvalue()
 
 
+def tail_name(metric: str) -> str:
+    """The name of a quality measure's bad tail: `p5` where lower is worse (bitrate, frame
+    rate), else `p95`."""
+    return "p5" if metric in LOWER_IS_WORSE else "p95"
+
+
+def _quality_stats(metric: str) -> tuple[str, str, str]:
+    return ("median", tail_name(metric), "worst")
+
+
 VISIT_COLUMNS: Final = (
     "visit",
     "kind",
@@ -233,7 +245,7 @@ VISIT_COLUMNS: Final = (
     "experience_q3",
     "experience_mean",
     "quality_samples",
-    *(f"{name}_{stat}" for name in QUALITY_METRICS for stat in ("median", "p95", "worst")),
+    *(f"{name}_{stat}" for name in QUALITY_METRICS for stat in _quality_stats(name)),
 )
 
 
@@ -252,11 +264,7 @@ def visits_csv(summaries: Sequence[VisitSummary], pseudonyms: Pseudonymizer) -> 
                 *(o[c] for c in VISIT_COLUMNS[13:20]),
                 *(experience.get(q) for q in (*SURVEY_QUESTIONS, "mean")),
                 quality["samples"],
-                *(
-                    quality[name][stat]
-                    for name in QUALITY_METRICS
-                    for stat in ("median", "p95", "worst")
-                ),
+                *(quality[name][stat] for name in QUALITY_METRICS for stat in _quality_stats(name)),
             ]
         )
     return _csv(VISIT_COLUMNS, rows)
@@ -430,14 +438,25 @@ def fhir_json(
 # --- gathering --------------------------------------------------------------------------------
 
 
-async def collect_summaries(
+@dataclass(frozen=True)
+class Records:
+    """Everything recorded about some visits, as read (see `read_records`)."""
+
+    visits: Sequence[str]
+    events: dict[VisitId, list[VisitEvent]]
+    samples: dict[str, list[QualityRecord]]
+    outcomes: dict[str, tuple[str, float]]
+    answers: dict[str, list[SurveyRecord]]
+
+
+async def read_records(
     visits: Sequence[str],
     events: EventLog,
     quality: QualityLog,
     outcomes: OutcomeStore,
     surveys: SurveyStore,
-) -> list[VisitSummary]:
-    """Read everything recorded about `visits` and summarize each (the one I/O step)."""
+) -> Records:
+    """Read everything recorded about `visits` (the one I/O step)."""
     samples: dict[str, list[QualityRecord]] = defaultdict(list)
     for sample in await quality.for_visits(visits):
         samples[sample.visit].append(sample)
@@ -446,16 +465,32 @@ async def collect_summaries(
         answers[answer.visit].append(answer)
     recorded = await outcomes.for_visits(visits)
     events_by_visit = await events.for_visits([VisitId(v) for v in visits])
+    return Records(visits, events_by_visit, samples, recorded, answers)
+
+
+def summarize_records(records: Records) -> list[VisitSummary]:
+    """Summarize each visit read (pure CPU: servers run it in a worker thread)."""
     summaries = []
-    for visit in visits:
-        outcome = recorded.get(visit)
+    for visit in records.visits:
+        outcome = records.outcomes.get(visit)
         summaries.append(
             summarize(
                 visit,
-                events_by_visit.get(VisitId(visit), []),
-                samples[visit],
+                records.events.get(VisitId(visit), []),
+                records.samples.get(visit, []),
                 outcome[0] if outcome else None,
-                answers[visit],
+                records.answers.get(visit, []),
             )
         )
     return summaries
+
+
+async def collect_summaries(
+    visits: Sequence[str],
+    events: EventLog,
+    quality: QualityLog,
+    outcomes: OutcomeStore,
+    surveys: SurveyStore,
+) -> list[VisitSummary]:
+    """Read everything recorded about `visits` and summarize each."""
+    return summarize_records(await read_records(visits, events, quality, outcomes, surveys))

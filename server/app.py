@@ -42,7 +42,7 @@ from server.httpserver import ConnectionLimiter, body_timeout_middleware
 from server.keys import load_or_create_signing_key
 from server.pages import setup_page_routes
 from server.ratelimit import AuthFailureLimiter, FailureLimiter, RedisFailureLimiter
-from server.reports import load_pseudonymizer
+from server.reports import ReportWorkers, Source, load_pseudonymizer
 from server.revocation import RevocationList, SqlRevocationStore
 from server.trust import TrustConfigError, load_trust_file
 from signaling.bus import Bus, LocalBus, Message, RedisBus
@@ -185,11 +185,15 @@ async def _evaluation(app: web.Application) -> AsyncIterator[None]:
     batcher = QualityBatcher(SqlQualityLog(db))
     app[appkeys.QUALITY] = batcher
     retention = EvaluationRetention(db, app[appkeys.SETTINGS].evaluation_days * 86400)
+    settings = app[appkeys.SETTINGS]
+    workers = ReportWorkers(Source(settings.database_url or None, settings.database_path))
+    app[appkeys.REPORTS] = workers
     batcher.start()
     retention.start()
     yield
     await retention.stop()
     await batcher.stop()
+    await workers.close()
 
 
 async def _janitor(app: web.Application) -> AsyncIterator[None]:

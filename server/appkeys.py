@@ -19,6 +19,7 @@ from server.auth import TokenIssuer, TokenVerifier
 from server.config import Settings
 from server.drain import Drainer
 from server.httpserver import ConnectionLimiter
+from server.reports import ReportWorkers
 from server.revocation import RevocationList
 from signaling.hub import HubRegistry
 from signaling.node import ClusterNode
@@ -33,6 +34,7 @@ JANITOR = web.AppKey("janitor", EmptyVisitJanitor)
 OUTCOMES = web.AppKey("outcomes", OutcomeRecorder)
 QUALITY = web.AppKey("quality", QualityBatcher)
 PSEUDONYMS = web.AppKey("pseudonyms", Pseudonymizer)
+REPORTS = web.AppKey("reports", ReportWorkers)
 ISSUER = web.AppKey("issuer", TokenIssuer)
 VERIFIER = web.AppKey("verifier", TokenVerifier)
 STORE = web.AppKey("store", VisitStore)

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime
+import errno
 import getpass
 import ipaddress
 import json
@@ -15,6 +16,7 @@ import os
 import secrets
 import signal
 import sys
+import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -34,7 +36,8 @@ from server.app import create_app, drain_before_stop
 from server.auth import TokenIssuer
 from server.config import SETTINGS, Settings, SettingsError
 from server.keys import load_or_create_signing_key
-from server.reports import EXPORTS, Filters, gather, load_pseudonymizer
+from server.reports import EXPORTS, Filters, gather, load_pseudonymizer, render_export
+from server.timeparse import parse_when
 from server.trust import TrustConfigError
 from server.visits import book_visit, invite_links, links_by_role
 from server.workers import run_workers, without_workers_flag
@@ -129,7 +132,7 @@ def serve(args: argparse.Namespace) -> int:
     app = create_app(settings, stop_process=lambda: os.kill(os.getpid(), signal.SIGTERM))
     announcement = [
         f"screenvisit is listening on {settings.base_url}",
-        "Create a visit:  screenvisit visit create --json",
+        f"Create a visit:  screenvisit visit create --json{_port_flag(settings)}",
     ]
     demo = args.demo if args.demo is not None else _is_loopback(settings.host)
     if demo:
@@ -157,7 +160,20 @@ def serve(args: argparse.Namespace) -> int:
         )
     except TrustConfigError as exc:
         raise SystemExit(f"screenvisit: bad trust file: {exc}") from None
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        raise SystemExit(
+            f"screenvisit: port {settings.port} on {settings.host} is in use (another"
+            " screenvisit?): stop that one, or serve on another port with --port"
+        ) from None
     return 0
+
+
+def _port_flag(settings: Settings) -> str:
+    """` --port N` when the settings name another port than the default, so that a hint can be
+    pasted as it is."""
+    return "" if settings.port == Settings().port else f" --port {settings.port}"
 
 
 # --- visit create -----------------------------------------------------------------------------
@@ -187,7 +203,8 @@ async def _call_server(
                 return data
         except aiohttp.ClientConnectionError:
             raise SystemExit(
-                f"screenvisit: no server at {url}; start one with `screenvisit serve`"
+                f"screenvisit: no server at {url}; start one with"
+                f" `screenvisit serve{_port_flag(settings)}`"
             ) from None
 
 
@@ -297,8 +314,8 @@ async def _export(settings: Settings, args: argparse.Namespace) -> str:
     try:
         pseudonyms = await asyncio.to_thread(load_pseudonymizer, settings.data_dir)
         filters = Filters(
-            since=_iso_or_none(args.since),
-            until=_iso_or_none(args.until),
+            since=args.since_time,
+            until=args.until_time,
             kind=args.kind,
             sector=args.sector,
         )
@@ -317,23 +334,26 @@ async def _export(settings: Settings, args: argparse.Namespace) -> str:
                 client="local",
             )
         )
-        render = EXPORTS[args.format][0]
-        return render(summaries, pseudonyms)
+        return await render_export(args.format, summaries, pseudonyms)
     finally:
         await db.close()
 
 
-def _iso_or_none(text: str | None) -> float | None:
+def _when(flag: str, text: str | None) -> float | None:
+    """`text` through `server.timeparse.parse_when`, from now; a bad one ends the command with
+    one line naming the flag and the forms (no usage dump, no traceback)."""
     if not text:
         return None
-    parsed = datetime.datetime.fromisoformat(text)
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=datetime.UTC)
-    return parsed.timestamp()
+    try:
+        return parse_when(text, time.time())
+    except ValueError as exc:
+        raise SystemExit(f"screenvisit: {flag}: {exc}") from None
 
 
 def report_export(args: argparse.Namespace) -> int:
     settings = _settings(args)
+    args.since_time = _when("--since", args.since)
+    args.until_time = _when("--until", args.until)
     text = asyncio.run(_export(settings, args))
     if args.out:
         Path(args.out).write_text(text)
@@ -517,8 +537,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_setting_flags(p_export)
     p_export.add_argument("--format", choices=sorted(EXPORTS), default="csv")
-    p_export.add_argument("--since", help="ISO date or time (visits from then)")
-    p_export.add_argument("--until", help="ISO date or time (visits before then)")
+    p_export.add_argument(
+        "--since", help="visits from then: an ISO date or time, or a period back from now (7d)"
+    )
+    p_export.add_argument(
+        "--until", help="visits before then: an ISO date or time, or a period back (1d)"
+    )
     p_export.add_argument("--kind", choices=[k.value for k in VisitKind])
     p_export.add_argument("--sector", choices=[s.value for s in Sector])
     p_export.add_argument("--out", help="write to this file instead of standard output")

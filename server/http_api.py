@@ -15,7 +15,6 @@ from typing import Any
 from aiohttp import web
 
 from rooms.errors import InvalidTransition, NotPermitted, RoomsError, VisitNotFound
-from rooms.evaluation import VisitSummary, aggregate
 from rooms.eventlog import EventKind, VisitEvent
 from rooms.ids import VISIT_ID_PATTERN, VisitId
 from rooms.outcomes import SURVEY_QUESTIONS, OutcomeRejected
@@ -37,7 +36,8 @@ from server import appkeys
 from server.clientaddr import client_address
 from server.errors import ApiError, status_for
 from server.openapi import openapi_document
-from server.reports import EXPORTS, Filters, gather
+from server.reports import EXPORTS, Filters, ReportUnavailable
+from server.timeparse import parse_when
 from server.trust import DEFAULT_MAX_LIFETIME
 from server.visits import (
     EARLIEST_TIME,
@@ -653,12 +653,12 @@ def _evaluation_filters(request: web.Request) -> Filters:
         except ValueError:
             pass
         try:
-            parsed = datetime.datetime.fromisoformat(raw)
+            return parse_when(raw, time.time())
         except ValueError:
-            raise ApiError("invalid-query", f"'{name}' is a Unix time or an ISO date") from None
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=datetime.UTC)
-        return parsed.timestamp()
+            raise ApiError(
+                "invalid-query",
+                f"'{name}' is a Unix time, an ISO date or a period back from now (7d)",
+            ) from None
 
     kind = request.query.get("kind") or None
     sector = request.query.get("sector") or None
@@ -669,25 +669,24 @@ def _evaluation_filters(request: web.Request) -> Filters:
     return Filters(since=when("from"), until=when("to"), kind=kind, sector=sector)
 
 
-async def _evaluation_summaries(request: web.Request) -> tuple[Principal, list[VisitSummary]]:
+async def _evaluator(request: web.Request) -> tuple[Principal, str, Filters]:
     principal = await principal_for(request, Action.READ_EVALUATION)
     await request.app[appkeys.ACCESS].authorize(
         principal, Action.READ_EVALUATION, None, client=client_of(request)
     )
     assert principal.org is not None  # staff tokens name their organisation
-    filters = _evaluation_filters(request)
-    summaries = await gather(
-        request.app[appkeys.DATABASE], request.app[appkeys.EVENTS], principal.org, filters
-    )
-    return principal, summaries
+    return principal, principal.org, _evaluation_filters(request)
 
 
 async def evaluation_report(request: web.Request) -> web.Response:
-    """The aggregated evaluation of the evaluator's organisation, pseudonymous."""
-    principal, summaries = await _evaluation_summaries(request)
-    return web.json_response(
-        {"org": principal.org, "visits": len(summaries), "report": aggregate(summaries).to_dict()}
-    )
+    """The aggregated evaluation of the evaluator's organisation, pseudonymous (built off the
+    loop: in a worker process, `server.reports.ReportWorkers`)."""
+    _principal, org, filters = await _evaluator(request)
+    try:
+        visits, built = await request.app[appkeys.REPORTS].report(org, filters)
+    except ReportUnavailable as exc:
+        raise ApiError("report-unavailable", str(exc), status=503) from None
+    return web.json_response({"org": org, "visits": visits, "report": built.to_dict()})
 
 
 async def evaluation_export(request: web.Request) -> web.Response:
@@ -695,10 +694,16 @@ async def evaluation_export(request: web.Request) -> web.Response:
     fmt = request.query.get("format", "csv")
     if fmt not in EXPORTS:
         raise ApiError("invalid-query", f"'format' is one of {', '.join(EXPORTS)}")
-    _principal, summaries = await _evaluation_summaries(request)
-    render, content_type, filename = EXPORTS[fmt]
+    _principal, org, filters = await _evaluator(request)
+    try:
+        text = await request.app[appkeys.REPORTS].export(
+            org, filters, fmt, request.app[appkeys.PSEUDONYMS]
+        )
+    except ReportUnavailable as exc:
+        raise ApiError("report-unavailable", str(exc), status=503) from None
+    _render, content_type, filename = EXPORTS[fmt]
     return web.Response(
-        text=render(summaries, request.app[appkeys.PSEUDONYMS]),
+        text=text,
         content_type=content_type,
         headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )

@@ -4,25 +4,33 @@ page and `screenvisit report export`."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from multiprocessing import get_context
 from pathlib import Path
+from typing import TypeVar
 
-from rooms.evaluation import VisitSummary, filter_summaries
-from rooms.eventlog import EventLog
+from rooms.evaluation import Report, VisitSummary, aggregate, filter_summaries
+from rooms.eventlog import EventLog, SqlEventLog
 from rooms.exports import (
     Pseudonymizer,
-    collect_summaries,
     fhir_json,
     participants_csv,
+    read_records,
+    summarize_records,
     visits_csv,
     visits_json,
 )
 from rooms.private_files import private_dir, private_file
 from rooms.quality_log import OutcomeStore, SqlQualityLog, SurveyStore
-from rooms.sql import Database
+from rooms.sql import Database, open_database
+
+T = TypeVar("T")
 
 #: format -> (render, content type, file name)
 EXPORTS: dict[str, tuple[Callable[[Sequence[VisitSummary], Pseudonymizer], str], str, str]] = {
@@ -57,11 +65,117 @@ class Filters:
 
 
 async def gather(db: Database, events: EventLog, org: str, filters: Filters) -> list[VisitSummary]:
-    """Summaries of `org`'s visits that pass `filters`."""
-    visits = await events.visits_created(org=org)
-    summaries = await collect_summaries(
+    """Summaries of `org`'s visits that pass `filters`.
+
+    The period narrows the visits in SQL (`visits_in_period`); the reading is async I/O on the
+    loop, the summarizing (CPU, milliseconds per visit) runs in a worker thread, so a report over
+    a long history never stalls the calls this server carries."""
+    visits = await events.visits_in_period(org, filters.since, filters.until)
+    records = await read_records(
         visits, events, SqlQualityLog(db), OutcomeStore(db), SurveyStore(db)
     )
-    return filter_summaries(
-        summaries, filters.since, filters.until, filters.kind, filters.sector, org
-    )
+
+    def summarize_and_filter() -> list[VisitSummary]:
+        return filter_summaries(
+            summarize_records(records),
+            filters.since,
+            filters.until,
+            filters.kind,
+            filters.sector,
+            org,
+        )
+
+    return await asyncio.to_thread(summarize_and_filter)
+
+
+async def report(db: Database, events: EventLog, org: str, filters: Filters) -> tuple[int, Report]:
+    """The number of visits that pass `filters`, and their aggregated report."""
+    summaries = await gather(db, events, org, filters)
+    return len(summaries), await asyncio.to_thread(aggregate, summaries)
+
+
+async def render_export(
+    fmt: str, summaries: Sequence[VisitSummary], pseudonyms: Pseudonymizer
+) -> str:
+    """One of `EXPORTS`, rendered in a worker thread."""
+    render = EXPORTS[fmt][0]
+    return await asyncio.to_thread(render, summaries, pseudonyms)
+
+
+# --- in a worker process ----------------------------------------------------------------------
+#
+# A thread keeps the loop turning, but it shares the GIL and the garbage collector with the loop:
+# summarizing 10,000 visits allocates millions of objects, and a full collection of them stalls
+# every call on the server for hundreds of milliseconds. So a server builds reports and exports
+# in a worker process (`ReportWorkers`) that opens the database itself: the server's loop only
+# waits for a small result.
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a worker process finds the evaluation data: the server's database settings."""
+
+    database_url: str | None
+    database_path: Path
+
+
+async def _summaries_from(source: Source, org: str, filters: Filters) -> list[VisitSummary]:
+    db = await open_database(source.database_url, source.database_path)
+    try:
+        return await gather(db, SqlEventLog(db), org, filters)
+    finally:
+        await db.close()
+
+
+def report_job(source: Source, org: str, filters: Filters) -> tuple[int, Report]:
+    """The report, built in the worker process that runs this."""
+    summaries = asyncio.run(_summaries_from(source, org, filters))
+    return len(summaries), aggregate(summaries)
+
+
+def export_job(
+    source: Source, org: str, filters: Filters, fmt: str, pseudonyms: Pseudonymizer
+) -> str:
+    """An export, rendered in the worker process that runs this."""
+    summaries = asyncio.run(_summaries_from(source, org, filters))
+    return EXPORTS[fmt][0](summaries, pseudonyms)
+
+
+class ReportUnavailable(Exception):
+    """The worker process stopped before it answered."""
+
+
+class ReportWorkers:
+    """One worker process (started on first use, spawned clean) that builds reports and exports
+    one after another; owned by the app, which shuts it down."""
+
+    def __init__(self, source: Source) -> None:
+        self._source = source
+        self._pool: ProcessPoolExecutor | None = None
+
+    def _executor(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn"))
+        return self._pool
+
+    async def _run(self, job: Callable[..., T], *args: object) -> T:
+        pool = self._executor()
+        try:
+            return await asyncio.get_running_loop().run_in_executor(pool, job, *args)
+        except BrokenProcessPool:
+            # The worker died (killed, out of memory): the next report gets a new one.
+            if self._pool is pool:
+                self._pool = None
+            await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
+            raise ReportUnavailable("the report worker stopped; try again") from None
+
+    async def report(self, org: str, filters: Filters) -> tuple[int, Report]:
+        return await self._run(report_job, self._source, org, filters)
+
+    async def export(self, org: str, filters: Filters, fmt: str, pseudonyms: Pseudonymizer) -> str:
+        return await self._run(export_job, self._source, org, filters, fmt, pseudonyms)
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)

@@ -325,3 +325,17 @@ def test_fhir_bundle_validates_and_says_what_happened() -> None:
 def test_fhir_bundle_of_nothing_validates() -> None:
     data = fhir_bundle([], Pseudonymizer(KEY))
     assert Bundle.model_validate(data).type == "collection"
+
+
+def test_the_low_tail_of_bitrate_and_frame_rate_is_named_p5() -> None:
+    """Quality lives in the low tail of bitrate and frame rate: its 5th percentile is called
+    `p5`, never `p95` (which reads as the high tail)."""
+    pseudonyms = Pseudonymizer(KEY)
+    header = next(csv.reader(io.StringIO(visits_csv(summaries(), pseudonyms))))
+    for name in ("bitrate_up_kbps", "bitrate_down_kbps", "fps_up"):
+        assert f"{name}_p5" in header
+        assert f"{name}_p95" not in header
+    assert "rtt_ms_p95" in header
+    [visit] = json.loads(visits_json(summaries(), pseudonyms))
+    assert set(visit["quality"]["fps_up"]) == {"samples", "median", "p5", "worst"}
+    assert set(visit["quality"]["jitter_ms"]) == {"samples", "median", "p95", "worst"}

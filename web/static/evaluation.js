@@ -34,7 +34,7 @@
     const max = Math.max(1, ...entries.map(([, v]) => v));
     const rowHeight = 26;
     const svg = document.createElementNS(SVG, "svg");
-    svg.setAttribute("viewBox", `0 0 420 ${entries.length * rowHeight}`);
+    svg.setAttribute("viewBox", `0 0 480 ${entries.length * rowHeight}`);
     svg.setAttribute("role", "img");
     svg.setAttribute("aria-label", entries.map(([k, v]) => `${k}: ${v}`).join(", "));
     entries.forEach(([label, value], i) => {
@@ -44,22 +44,58 @@
       text.setAttribute("y", String(y + 17));
       text.textContent = label;
       const rect = document.createElementNS(SVG, "rect");
-      rect.setAttribute("x", "170");
+      rect.setAttribute("x", "230");
       rect.setAttribute("y", String(y + 4));
       rect.setAttribute("height", "18");
       rect.setAttribute("width", String(Math.max(1, (value / max) * 200)));
       rect.setAttribute("class", "bar");
       const count = document.createElementNS(SVG, "text");
-      count.setAttribute("x", String(176 + (value / max) * 200));
+      count.setAttribute("x", String(236 + (value / max) * 200));
       count.setAttribute("y", String(y + 17));
-      count.textContent = String(value);
+      count.textContent = number.format(value);
       svg.append(text, rect, count);
     });
     el.append(svg);
   }
 
+  // Danish number format: decimal comma, a space before "%" and "min".
+  const number = new Intl.NumberFormat("da-DK", { maximumFractionDigits: 1 });
+  const missing = (value) => value === null || value === undefined;
+
   function percent(rate) {
-    return rate === null || rate === undefined ? "–" : `${Math.round(rate * 1000) / 10} %`;
+    return missing(rate) ? "–" : `${number.format(rate * 100)} %`;
+  }
+
+  function minutes(seconds) {
+    return missing(seconds) ? "–" : `${number.format(seconds / 60)} min`;
+  }
+
+  // Codes in the report, in words (the codes stay in the exports).
+  const WORDS = {
+    "handled-remotely": "Klaret over video",
+    "physical-visit-needed": "Fysisk besøg nødvendigt",
+    "referred-to-hospital": "Henvist til sygehus",
+    "admission-avoided": "Indlæggelse undgået",
+    "new-video-visit": "Nyt videobesøg",
+    other: "Andet",
+    "media-failed": "Forbindelsen svigtede",
+    "no-first-frame": "Intet billede inden 20 s",
+    "no-media": "Ingen lyd/billede i 3 målinger",
+    "ended-after-failure": "Sluttede kort efter en fejl",
+    "fell-back-to-phone": "Fortsat over telefon",
+    citizen: "Borger",
+    relative: "Pårørende",
+    nurse: "Sygeplejerske",
+    therapist: "Terapeut",
+    gp: "Praktiserende læge",
+    specialist: "Speciallæge",
+    interpreter: "Tolk",
+  };
+  const word = (code) => WORDS[code] || code;
+
+  function weekLabel(week) {
+    const match = /^(\d{4})-W(\d{2})$/.exec(week);
+    return match ? `Uge ${Number(match[2])}, ${match[1]}` : week;
   }
 
   async function load(event) {
@@ -71,12 +107,17 @@
       window.screenvisitReport.report = data;
       $("figures").textContent = "";
       const figures = [
-        ["Besøg / Visits", data.visits],
+        ["Besøg / Visits", number.format(data.visits)],
+        ["Afholdt / Held", number.format(r.held)],
         ["Teknisk fejl / Technical failure", percent(r.technical_failure_rate)],
         ["Fortsat over telefon / Fell back to phone", percent(r.fallback_rate)],
-        ["Assisteret / Assisted", r.assisted],
-        ["Median varighed (s) / Median duration", r.durations.median ?? "–"],
-        ["Oplevelse (gns.) / Experience (mean)", r.experience.mean ?? "–"],
+        ["Assisteret / Assisted", number.format(r.assisted)],
+        ["Median varighed / Median duration", minutes(r.durations.median)],
+        ["Median ventetid / Median waiting", minutes(r.waiting.median)],
+        [
+          "Oplevelse, gns. (1-5) / Experience, mean",
+          missing(r.experience.mean) ? "–" : number.format(r.experience.mean),
+        ],
       ];
       for (const [label, value] of figures) {
         const item = document.createElement("div");
@@ -86,8 +127,9 @@
         item.append(strong, document.createTextNode(` ${label}`));
         $("figures").append(item);
       }
-      bars("chart-weeks", Object.entries(r.visits_per_week));
-      bars("chart-outcomes", Object.entries(r.outcomes));
+      bars("chart-weeks", Object.entries(r.visits_per_week).map(([w, n]) => [weekLabel(w), n]));
+      bars("chart-outcomes", Object.entries(r.outcomes).map(([c, n]) => [word(c), n]));
+      bars("chart-failures", Object.entries(r.failure_reasons).map(([c, n]) => [word(c), n]));
       bars("chart-durations", r.durations.buckets.map((b) => [b.label, b.count]));
       bars("chart-waiting", r.waiting.buckets.map((b) => [b.label, b.count]));
       const counts = { 1: 0, 2: 0, 3: 0, 4: 0, 5: 0 };
