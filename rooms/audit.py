@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final, Protocol
@@ -38,6 +39,8 @@ class AuditRecord:
     visit: str | None = None
     client: str | None = None
     time: float = field(default_factory=time.time)
+    #: Unique per record, so a record written twice (from the outbox) is stored once.
+    uid: str = field(default_factory=lambda: uuid.uuid4().hex, compare=False)
 
     def __post_init__(self) -> None:
         if self.result not in (ALLOWED, REFUSED):
@@ -80,7 +83,8 @@ class SqlAuditLog:
 
     async def record(self, record: AuditRecord) -> None:
         await self._db.execute(
-            f"INSERT INTO audit ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO audit ({COLUMNS}, uid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (uid) DO NOTHING",
             record.time,
             record.action,
             record.result,
@@ -92,6 +96,7 @@ class SqlAuditLog:
             record.role,
             record.visit,
             record.client,
+            record.uid,
         )
 
     async def query(

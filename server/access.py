@@ -6,15 +6,19 @@ address for every decision, allowed or refused, and never a token or a name.
 
 from __future__ import annotations
 
+import logging
+
 import jwt
 
 from rooms.audit import AuditLog, AuditRecord
-from rooms.errors import AuthenticationFailed, NotPermitted
+from rooms.errors import AuthenticationFailed, NotDurable, NotPermitted
 from rooms.policy import Action, authorize
 from rooms.principal import Principal
 from rooms.visit import Visit
 from server.auth import TokenVerifier
 from server.ratelimit import AuthFailureLimiter
+
+logger = logging.getLogger(__name__)
 
 MAX_AUDITED_ISSUER = 200
 
@@ -89,7 +93,7 @@ class AccessControl:
         allowed: bool,
         reason: str | None = None,
     ) -> None:
-        await self._audit.record(
+        await self._keep(
             AuditRecord(
                 action=action.value,
                 result="allowed" if allowed else "refused",
@@ -107,7 +111,7 @@ class AccessControl:
     async def _refused_token(
         self, token: str, action: Action, visit: str | None, client: str | None, reason: str
     ) -> None:
-        await self._audit.record(
+        await self._keep(
             AuditRecord(
                 action=action.value,
                 result="refused",
@@ -121,3 +125,11 @@ class AccessControl:
                 client=client,
             )
         )
+
+    async def _keep(self, record: AuditRecord) -> None:
+        """Durable when it returns (database or outbox). A decision neither could keep is
+        logged, and the access goes on: a visit must not fail on its paperwork."""
+        try:
+            await self._audit.record(record)
+        except NotDurable:
+            logger.error("audit record lost (database and outbox failed): %s", record.action)

@@ -718,9 +718,12 @@ async def read_audit(request: web.Request) -> web.Response:
 async def health(request: web.Request) -> web.Response:
     hubs = request.app[appkeys.HUBS].hubs
     node = request.app[appkeys.NODE]
+    reasons = request.app[appkeys.DURABLE].reasons()
+    status = "draining" if node.draining else "degraded" if reasons else "ok"
     return web.json_response(
         {
-            "status": "draining" if node.draining else "ok",
+            "status": status,
+            "reasons": reasons,
             "node": node.id,
             "visits": len(hubs),
             "participants": sum(len(h.sessions) for h in hubs.values()),
