@@ -14,6 +14,7 @@ than an SQLite database, or a full disk takes both.
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import logging
 import os
@@ -73,7 +74,8 @@ class FileOutbox:
             try:
                 written = os.write(fd, line)
                 if written != len(line):
-                    raise OSError(f"short write to the outbox ({written} of {len(line)} bytes)")
+                    # A regular file takes less than all only when its disk is full.
+                    raise OSError(errno.ENOSPC, f"short write ({written} of {len(line)} bytes)")
                 os.fsync(fd)
             except OSError:
                 # Leave no torn line behind a record that was never acknowledged.

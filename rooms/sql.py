@@ -287,6 +287,7 @@ SCHEMA_VERSION_POSTGRESQL = (
 )
 SQLITE_BUSY_TIMEOUT_SECONDS = 10.0
 DEFAULT_CONNECT_TIMEOUT_SECONDS = 5.0
+SQLITE_GRACE_SECONDS = 1.0
 DEFAULT_STATEMENT_TIMEOUT_SECONDS = 5.0
 # Key of the transaction-scoped advisory lock that serialises migrations across processes.
 MIGRATION_LOCK_KEY = 0x73637265656E7631  # "screenv1"
@@ -366,10 +367,13 @@ class SqliteDatabase:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     async def _bounded(self, fn: Callable[[*Ts], T], *args: *Ts) -> T:
-        """`_run` within the statement timeout; a statement still running then is interrupted,
-        and one still queued behind it never starts."""
+        """`_run` within the statement timeout (and a second's grace, so that a busy wait
+        reports SQLite's own "database is locked" first); a statement still running then is
+        interrupted, and one still queued behind it never starts."""
         try:
-            return await asyncio.wait_for(self._run(fn, *args), self._timeouts.statement)
+            return await asyncio.wait_for(
+                self._run(fn, *args), self._timeouts.statement + SQLITE_GRACE_SECONDS
+            )
         except TimeoutError:
             if self._conn is not None:
                 self._conn.interrupt()  # thread-safe: the statement fails with "interrupted"

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import errno
 import os
+import signal
 import subprocess
 import time
 from collections import Counter
@@ -279,3 +280,50 @@ async def test_sqlite_on_a_full_disk(tmp_path: Path) -> None:
             for path in filler:
                 path.unlink()
             await server.stop()
+
+
+async def test_a_killed_server_replays_its_outbox_at_start_up(tmp_path: Path) -> None:
+    async with backend_for("postgresql", tmp_path) as backend:
+        assert backend.url is not None
+        target = urlsplit(backend.url)
+        proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 5432)
+        port = await proxy.start()
+        proxied = urlunsplit(target._replace(netloc=f"{target.username}@127.0.0.1:{port}"))
+        env = server_env({"SCREENVISIT_DATABASE_URL": proxied})
+        server = await start_server(tmp_path, env=env)
+        again: RunningServer | None = None
+        try:
+            visit = await server.create_visit("--no-waiting-room")
+            proxy.cut()
+            timings: list[float] = []
+            async with (
+                aiohttp.ClientSession() as http,
+                connect(http, server, visit["links"]["gp"], visit["visit"], timings) as (gp, _),
+            ):
+                await gp.send({"type": "outcome", "outcome": "other", "id": "o-1"})
+                await gp.next_of("outcome-recorded")
+                pending = (await server.health())["reasons"]
+                assert any(r.startswith("outbox-pending: ") for r in pending), pending
+                # Killed with its records only in the outbox, acknowledged.
+                server.process.send_signal(signal.SIGKILL)
+                await server.process.wait()
+            proxy.forward()
+            again = await start_server(tmp_path, env=env, log_name="again.log")
+            # Replayed before the server said it was listening.
+            db = await open_database(backend.url, tmp_path / "x")
+            try:
+                events = await events_in(db, visit["visit"])
+                outcome = (await OutcomeStore(db).for_visits([visit["visit"]])).get(visit["visit"])
+            finally:
+                await db.close()
+            joined = [e for e in events if e.kind.value == "participant-joined"]
+            recorded = [e for e in events if e.kind.value == "outcome-recorded"]
+            assert [e.participant for e in joined] == [gp.participant]
+            assert [e.data for e in recorded] == [{"outcome": "other"}]
+            assert outcome is not None and outcome[0] == "other"
+            assert (await again.health())["status"] == "ok"
+        finally:
+            if again is not None:
+                await again.stop()
+            await server.stop()
+            await proxy.close()
