@@ -42,6 +42,16 @@ RETRY_MAX_SECONDS: Final = 5.0
 
 Write = Callable[[dict[str, Any]], Awaitable[None]]
 
+#: What a database that is down, unreachable, full or too slow raises (through rooms/sql.py).
+DATABASE_DOWN: Final = (
+    TimeoutError,
+    OSError,
+    sqlite3.OperationalError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.InterfaceError,
+)
+
 
 def _describe(exc: BaseException) -> str:
     text = str(exc).strip()[:200]

@@ -14,6 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
+from rooms.durable import DATABASE_DOWN
 from rooms.errors import InvalidTransition, NotPermitted, RoomsError, VisitNotFound
 from rooms.evaluation import VisitSummary, aggregate
 from rooms.eventlog import EventKind, VisitEvent
@@ -108,6 +109,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return _error(exc.code, exc.message, 409, current=exc.current)
     except RoomsError as exc:
         return _error(getattr(exc, "code", "error"), exc.message, status_for(exc))
+    except DATABASE_DOWN as exc:
+        if request.transport is None or request.transport.is_closing():
+            raise  # the client went away: nothing to answer
+        # Reads have no outbox: say so, precisely and at once (every call is bounded).
+        logger.warning("%s %s: database unavailable (%s)", request.method, request.path, exc)
+        return _error("database-unavailable", "the database is not answering; try again", 503)
     except web.HTTPException as exc:
         if request.path.startswith("/api/") and exc.status >= 400:
             allow = exc.headers.get("Allow")

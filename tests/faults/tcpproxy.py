@@ -33,6 +33,7 @@ class TcpProxy:
 
     def _abort_all(self) -> None:
         for writer in list(self._writers):
+            writer.close()
             writer.transport.abort()
         self._writers.clear()
 
@@ -65,6 +66,7 @@ class TcpProxy:
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self.mode == "cut":
+            writer.close()
             writer.transport.abort()
             return
         self._writers.add(writer)
@@ -74,6 +76,7 @@ class TcpProxy:
         try:
             up_reader, up_writer = await asyncio.open_connection(*self._target)
         except OSError:
+            writer.close()
             writer.transport.abort()
             return
         self._writers.add(up_writer)
@@ -84,6 +87,7 @@ class TcpProxy:
         with contextlib.suppress(OSError):
             while await reader.read(CHUNK):
                 pass
+        writer.close()
         self._writers.discard(writer)
 
     async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -95,5 +99,6 @@ class TcpProxy:
         except OSError:
             pass
         finally:
+            writer.close()
             writer.transport.abort()
             self._writers.discard(writer)

@@ -29,7 +29,10 @@ import pytest
 from rooms.eventlog import SqlEventLog, VisitEvent
 from rooms.ids import VisitId
 from rooms.quality_log import OutcomeStore
+from rooms.roles import Role, Sector
 from rooms.sql import Database, open_database
+from server.auth import TokenIssuer
+from server.keys import load_or_create_signing_key
 from tests.faults.tcpproxy import TcpProxy
 from tests.sqlbackends import backend_for
 from tests.support.servers import RunningServer, start_server
@@ -97,6 +100,25 @@ async def connect(
         yield peer, joined
 
 
+async def read_report(
+    http: aiohttp.ClientSession, server: RunningServer, timings: list[float]
+) -> int:
+    """GET the evaluation report as an evaluator; the HTTP status, within REPLY_BOUND."""
+    key = await asyncio.to_thread(load_or_create_signing_key, server.data_dir / "signing-key.pem")
+    token = TokenIssuer("screenvisit-local", "screenvisit", key).sign(
+        sub="eval-1", role=Role.EVALUATOR, sector=Sector.REGION, lifetime=300, org="demo"
+    )
+    start = time.monotonic()
+    async with http.get(
+        server.base_url + "/api/evaluation/report",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=aiohttp.ClientTimeout(total=REPLY_BOUND),
+    ) as response:
+        await response.read()
+        timings.append(time.monotonic() - start)
+        return response.status
+
+
 async def events_in(db: Database, visit: str) -> list[VisitEvent]:
     return await SqlEventLog(db).for_visit(VisitId(visit))
 
@@ -139,6 +161,8 @@ async def a_visit_through_an_outage(
                     await gp.send({"type": "remove", "participant": nurse.participant})
                     removed = await nurse.next_of("error")
                     assert removed["code"] == "removed"
+                status = await read_report(http, server, timings)
+                assert status in (200, 503), status  # reads have no outbox; never a 500
                 health = await server.health()
                 assert health["status"] == "degraded", health
                 assert expected_reason in health["reasons"], health
