@@ -8,7 +8,8 @@ replays the whole file again, which is why every record kind must be idempotent 
 
 A line that does not parse (the torn tail of a write the crash interrupted, which was never
 acknowledged) is skipped. The file lives in a folder of its own: put it on another filesystem
-than an SQLite database, or a full disk takes both.
+than an SQLite database, or a full disk takes both. It may hold a clinician's outcome note (free
+text): like the SQLite file, it stays on the server's disk, readable by the server's user only.
 """
 
 from __future__ import annotations
@@ -91,6 +92,9 @@ class FileOutbox:
         everything appended so far (appends from now on go to a fresh file)."""
         entries = await self._run(self._take_sync)
         self._replaying = len(entries)
+        if not entries:
+            # Nothing on disk (appends are serialised with this): nothing is pending either.
+            self._pending = 0
         return entries
 
     def _take_sync(self) -> list[Entry]:
