@@ -113,7 +113,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if request.transport is None or request.transport.is_closing():
             raise  # the client went away: nothing to answer
         # Reads have no outbox: say so, precisely and at once (every call is bounded).
-        logger.warning("%s %s: database unavailable (%s)", request.method, request.path, exc)
+        logger.warning(
+            "%s %s: database unavailable (%s)", request.method, request.path, type(exc).__name__
+        )
         return _error("database-unavailable", "the database is not answering; try again", 503)
     except web.HTTPException as exc:
         if request.path.startswith("/api/") and exc.status >= 400:

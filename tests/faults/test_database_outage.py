@@ -351,3 +351,28 @@ async def test_a_killed_server_replays_its_outbox_at_start_up(tmp_path: Path) ->
                 await again.stop()
             await server.stop()
             await proxy.close()
+
+
+async def test_health_tells_of_an_unreachable_database_before_anything_is_written(
+    tmp_path: Path,
+) -> None:
+    async with backend_for("postgresql", tmp_path) as backend:
+        assert backend.url is not None
+        target = urlsplit(backend.url)
+        proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 5432)
+        port = await proxy.start()
+        proxied = urlunsplit(target._replace(netloc=f"{target.username}@127.0.0.1:{port}"))
+        server = await start_server(tmp_path, env=server_env({"SCREENVISIT_DATABASE_URL": proxied}))
+        try:
+            proxy.blackhole()
+            # The writer probes the database every few seconds (5) within its timeout.
+            deadline = time.monotonic() + 5 + DB_TIMEOUT + 10
+            while (health := await server.health())["status"] != "degraded":
+                assert time.monotonic() < deadline, health
+                await asyncio.sleep(0.2)
+            assert health["reasons"] == ["database-unreachable"]
+            proxy.forward()
+            await wait_healthy(server)
+        finally:
+            await server.stop()
+            await proxy.close()
