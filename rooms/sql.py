@@ -288,6 +288,9 @@ SCHEMA_VERSION_POSTGRESQL = (
 SQLITE_BUSY_TIMEOUT_SECONDS = 10.0
 DEFAULT_CONNECT_TIMEOUT_SECONDS = 5.0
 SQLITE_GRACE_SECONDS = 1.0
+#: Migrations may rebuild an index over a large table, or wait for another starter's migration:
+#: they are not held to the statement timeout, only to this.
+MIGRATION_TIMEOUT_SECONDS = 3600.0
 DEFAULT_STATEMENT_TIMEOUT_SECONDS = 5.0
 # Key of the transaction-scoped advisory lock that serialises migrations across processes.
 MIGRATION_LOCK_KEY = 0x73637265656E7631  # "screenv1"
@@ -402,6 +405,15 @@ class SqliteDatabase:
 
     def _migrate_sync(self, migrations: Sequence[Migration]) -> list[int]:
         conn = self._connection()
+        conn.execute(f"PRAGMA busy_timeout = {int(MIGRATION_TIMEOUT_SECONDS * 1000)}")
+        try:
+            return self._migrate_locked(conn, migrations)
+        finally:
+            conn.execute(f"PRAGMA busy_timeout = {int(self._timeouts.statement * 1000)}")
+
+    def _migrate_locked(
+        self, conn: sqlite3.Connection, migrations: Sequence[Migration]
+    ) -> list[int]:
         applied: list[int] = []
         for migration in migrations:
             # IMMEDIATE takes the write lock up front: a second process waits, then sees the row.
@@ -499,22 +511,28 @@ class PostgresDatabase:
         """Apply the migrations not yet recorded; return the versions applied now."""
         applied: list[int] = []
         pool = self._require_pool()
+        long = MIGRATION_TIMEOUT_SECONDS
         async with pool.acquire(timeout=self._timeouts.connect + self._timeouts.statement) as conn:
             for migration in migrations:
                 async with conn.transaction():
                     # Held until this transaction ends: concurrent starters apply each step once.
-                    await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK_KEY)
-                    await conn.execute(SCHEMA_VERSION_POSTGRESQL)
+                    await conn.execute(
+                        "SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK_KEY, timeout=long
+                    )
+                    await conn.execute(SCHEMA_VERSION_POSTGRESQL, timeout=long)
                     done = await conn.fetchval(
-                        "SELECT 1 FROM schema_version WHERE version = $1", migration.version
+                        "SELECT 1 FROM schema_version WHERE version = $1",
+                        migration.version,
+                        timeout=long,
                     )
                     if done is None:
                         for statement in migration.postgresql:
-                            await conn.execute(statement)
+                            await conn.execute(statement, timeout=long)
                         await conn.execute(
                             "INSERT INTO schema_version (version, applied_at) VALUES ($1, $2)",
                             migration.version,
                             time.time(),
+                            timeout=long,
                         )
                         applied.append(migration.version)
         return applied
