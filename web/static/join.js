@@ -246,8 +246,10 @@
     enterCall(msg);
     if (assistingNurse && !msg.reconnect) send({ type: "assisting", on: $("assisting").checked });
     renderWaiting();
-    // Back after a dropped socket with an outcome not yet acknowledged: send it again now.
+    // Back after a dropped socket with the outcome not yet acknowledged: send it again now;
+    // acknowledged, but the visit not ended (the socket dropped before "end" went out): end it.
     if (state.outcome && !state.outcome.saved) sendOutcome();
+    else if (state.outcome && state.outcome.saved) send({ type: "end" });
   }
 
   function enterCall(msg) {
