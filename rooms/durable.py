@@ -147,7 +147,7 @@ class DurableWriter:
                     return DATABASE
             self.lost += 1
             logger.error(
-                "a %s record was not saved: database and outbox both failed (%s)", kind, exc
+                "a record (%s) was not saved: database and outbox both failed (%s)", kind, exc
             )
             raise NotDurable("the record could not be saved; try again") from None
         self._wake.set()
@@ -216,7 +216,8 @@ class DurableWriter:
             if self._outbox.pending:
                 continue
             try:
-                await asyncio.wait_for(self._wake.wait(), self._probe_interval)
+                async with asyncio.timeout(self._probe_interval):
+                    await self._wake.wait()
             except TimeoutError:
                 await self._probe()
 

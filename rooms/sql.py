@@ -372,11 +372,13 @@ class SqliteDatabase:
     async def _bounded(self, fn: Callable[[*Ts], T], *args: *Ts) -> T:
         """`_run` within the statement timeout (and a second's grace, so that a busy wait
         reports SQLite's own "database is locked" first); a statement still running then is
-        interrupted, and one still queued behind it never starts."""
+        interrupted, and one still queued behind it never starts.
+
+        `asyncio.timeout`, not `wait_for`: on Python 3.11 `wait_for` loses a cancellation that
+        arrives as the statement finishes, and the cancelled caller then runs on."""
         try:
-            return await asyncio.wait_for(
-                self._run(fn, *args), self._timeouts.statement + SQLITE_GRACE_SECONDS
-            )
+            async with asyncio.timeout(self._timeouts.statement + SQLITE_GRACE_SECONDS):
+                return await self._run(fn, *args)
         except TimeoutError:
             if self._conn is not None:
                 self._conn.interrupt()  # thread-safe: the statement fails with "interrupted"
@@ -541,7 +543,8 @@ class PostgresDatabase:
         if self._pool is not None:
             pool, self._pool = self._pool, None
             try:
-                await asyncio.wait_for(pool.close(), self._timeouts.statement)
+                async with asyncio.timeout(self._timeouts.statement):
+                    await pool.close()
             except TimeoutError:
                 pool.terminate()  # a connection on a dead route never answers the goodbye
 
