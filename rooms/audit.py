@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -67,6 +68,8 @@ class AuditRecord:
     time: float = field(default_factory=time.time)
     #: How many decisions this record stands for (see `AuditLog.count`); `time` is the first.
     count: int = 1
+    #: Unique per record, so a record written twice (from the outbox) is stored once.
+    uid: str = field(default_factory=lambda: uuid.uuid4().hex, compare=False)
 
     def __post_init__(self) -> None:
         if self.result not in (ALLOWED, REFUSED):
@@ -151,8 +154,10 @@ class SqlAuditLog:
 
     async def record(self, record: AuditRecord) -> None:
         await self._db.execute(
-            f"INSERT INTO audit ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO audit ({COLUMNS}, uid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (uid) DO NOTHING",
             *_values(bounded(record)),
+            record.uid,
         )
 
     async def count(self, record: AuditRecord) -> None:

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 
 from rooms.audit import REPEAT_WINDOW_SECONDS, AuditRecord, SqlAuditLog, bounded, repeat_key
+from rooms.durable import DATABASE_DOWN
 from rooms.periodic import Periodic
 
 DEFAULT_INTERVAL_SECONDS = 2.0
@@ -50,7 +51,12 @@ class CoalescingAuditLog:
         if key in self._written and (key in self._held or len(self._held) < self._max_rows):
             self._held[key] = self._held.get(key, 0) + record.count
             return
-        await self._audit.count(record)
+        try:
+            await self._audit.count(record)
+        except DATABASE_DOWN:
+            # Kept as a row of its own (durable: database or outbox), not folded into others.
+            await self._audit.record(record)
+            return
         if len(self._written) >= self._max_rows:
             self._forget_old_rows()
         if len(self._written) < self._max_rows:

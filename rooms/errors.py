@@ -53,3 +53,9 @@ class AuthenticationFailed(RoomsError):
         super().__init__(message)
         self.code = code
         self.status = status
+
+
+class NotDurable(RoomsError):
+    """Neither the database nor the local outbox could keep a record: it is not saved."""
+
+    code = "not-saved"

@@ -1,16 +1,18 @@
 """The durable event log that evaluation is built on.
 
 Lifecycle events are committed (on SQLite, fsync'd in FULL mode) before `append` returns, so an
-event whose request was answered survives a crash. Events hold pseudonymous ids only.
+event whose request was answered survives a crash. Events hold pseudonymous ids only. Each event
+carries a unique `uid`: writing it twice (again from the outbox, rooms/outbox.py) stores it once.
 """
 
 from __future__ import annotations
 
 import json
 import time
+import uuid
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 from rooms.ids import ParticipantId, VisitId
 from rooms.sql import Database
@@ -52,6 +54,35 @@ class VisitEvent:
     org: str | None = None
     data: dict[str, object] = field(default_factory=dict)
     time: float = field(default_factory=time.time)
+    uid: str = field(default_factory=lambda: uuid.uuid4().hex, compare=False)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "visit": self.visit,
+            "kind": self.kind.value,
+            "participant": self.participant,
+            "role": self.role,
+            "sector": self.sector,
+            "org": self.org,
+            "data": self.data,
+            "time": self.time,
+            "uid": self.uid,
+        }
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> VisitEvent:
+        participant = raw.get("participant")
+        return cls(
+            visit=VisitId(str(raw["visit"])),
+            kind=EventKind(raw["kind"]),
+            participant=ParticipantId(participant) if participant else None,
+            role=raw.get("role"),
+            sector=raw.get("sector"),
+            org=raw.get("org"),
+            data=dict(raw.get("data") or {}),
+            time=float(raw["time"]),
+            uid=str(raw["uid"]),
+        )
 
 
 class EventLog(Protocol):
@@ -78,8 +109,8 @@ class SqlEventLog:
 
     async def append(self, event: VisitEvent) -> None:
         await self._db.execute(
-            "INSERT INTO events (time, visit, kind, participant, role, sector, org, data)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO events (time, visit, kind, participant, role, sector, org, data, uid)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (uid) DO NOTHING",
             event.time,
             event.visit,
             event.kind.value,
@@ -88,6 +119,7 @@ class SqlEventLog:
             event.sector,
             event.org,
             json.dumps(event.data, sort_keys=True),
+            event.uid,
         )
 
     async def for_visit(self, visit: VisitId) -> list[VisitEvent]:
@@ -160,7 +192,7 @@ class SqlEventLog:
             chunk = visits[start : start + 500]
             marks = ", ".join("?" for _ in chunk)
             rows = await self._db.fetch(
-                "SELECT time, visit, kind, participant, role, sector, org, data FROM events"
+                "SELECT time, visit, kind, participant, role, sector, org, data, uid FROM events"
                 f" WHERE visit IN ({marks}) ORDER BY id",
                 *chunk,
             )
@@ -175,6 +207,7 @@ class SqlEventLog:
                         sector=row[5],
                         org=row[6],
                         data={} if row[7] == "{}" else json.loads(row[7]),
+                        **({"uid": row[8]} if row[8] else {}),
                     )
                 )
         return out

@@ -269,8 +269,13 @@ class QualityBatcher:
     async def _flush_logged(self) -> None:
         try:
             await self.flush()
-        except Exception:
-            logger.exception("writing %d quality samples failed; will retry", self.pending)
+        except Exception as exc:
+            # The database is down (or slow): the samples wait in the bounded buffer.
+            logger.warning(
+                "writing %d quality samples failed (%s); will retry",
+                self.pending,
+                type(exc).__name__,
+            )
 
     async def _run(self) -> None:
         # Never cancelled mid-write: `stop` sets an event, and the loop does the final flush.

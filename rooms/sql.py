@@ -4,7 +4,9 @@ Callers write each statement once, with `?` placeholders; the PostgreSQL backend
 to `$1, $2, ...` by position. The rewrite is deliberately naive: our SQL never has a `?` inside
 a string literal, a quoted identifier or a comment, and must keep it that way.
 
-Every `execute` is committed (and, on SQLite, fsync'd) before it returns.
+Every `execute` is committed (and, on SQLite, fsync'd) before it returns. Every call has a
+bound (`DbTimeouts`): a database that is down or black-holed costs a caller one timeout
+(`TimeoutError`), never the length of the outage.
 """
 
 from __future__ import annotations
@@ -310,6 +312,25 @@ MIGRATIONS: Sequence[Migration] = (
             "CREATE INDEX bookings_state ON bookings (state, updated_at)",
         ),
     ),
+    Migration(
+        7,
+        # A unique id per event and audit record, made where it happens: a record written again
+        # from the local outbox (rooms/outbox.py) after a timeout that had in fact committed is
+        # then ignored (INSERT ... ON CONFLICT (uid) DO NOTHING). Older rows keep NULL, which
+        # a unique index allows any number of.
+        sqlite=(
+            "ALTER TABLE events ADD COLUMN uid TEXT",
+            "CREATE UNIQUE INDEX events_uid ON events (uid)",
+            "ALTER TABLE audit ADD COLUMN uid TEXT",
+            "CREATE UNIQUE INDEX audit_uid ON audit (uid)",
+        ),
+        postgresql=(
+            "ALTER TABLE events ADD COLUMN uid TEXT",
+            "CREATE UNIQUE INDEX events_uid ON events (uid)",
+            "ALTER TABLE audit ADD COLUMN uid TEXT",
+            "CREATE UNIQUE INDEX audit_uid ON audit (uid)",
+        ),
+    ),
 )
 
 SCHEMA_VERSION_SQLITE = (
@@ -321,8 +342,27 @@ SCHEMA_VERSION_POSTGRESQL = (
     " (version INTEGER PRIMARY KEY, applied_at DOUBLE PRECISION NOT NULL)"
 )
 SQLITE_BUSY_TIMEOUT_SECONDS = 10.0
+DEFAULT_CONNECT_TIMEOUT_SECONDS = 5.0
+SQLITE_GRACE_SECONDS = 1.0
+#: Migrations may rebuild an index over a large table, or wait for another starter's migration:
+#: they are not held to the statement timeout, only to this.
+MIGRATION_TIMEOUT_SECONDS = 3600.0
+DEFAULT_STATEMENT_TIMEOUT_SECONDS = 5.0
 # Key of the transaction-scoped advisory lock that serialises migrations across processes.
 MIGRATION_LOCK_KEY = 0x73637265656E7631  # "screenv1"
+
+
+@dataclass(frozen=True)
+class DbTimeouts:
+    """Seconds a connection (PostgreSQL: connect, or wait for a pooled connection) and one
+    statement (SQLite: its busy wait and its turn on the worker thread) may take."""
+
+    connect: float = DEFAULT_CONNECT_TIMEOUT_SECONDS
+    statement: float = DEFAULT_STATEMENT_TIMEOUT_SECONDS
+
+    def __post_init__(self) -> None:
+        if not (self.connect > 0 and self.statement > 0):
+            raise ValueError("database timeouts must be positive")
 
 
 def numbered_placeholders(sql: str) -> str:
@@ -357,8 +397,9 @@ class SqliteDatabase:
 
     dialect = "sqlite"
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, timeouts: DbTimeouts | None = None) -> None:
         self._path = path
+        self._timeouts = timeouts or DbTimeouts()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
         self._conn: sqlite3.Connection | None = None
 
@@ -369,7 +410,7 @@ class SqliteDatabase:
         private_sqlite_files(self._path)
         conn = sqlite3.connect(
             self._path,
-            timeout=SQLITE_BUSY_TIMEOUT_SECONDS,
+            timeout=self._timeouts.statement,
             check_same_thread=False,
             isolation_level=None,
         )
@@ -384,19 +425,34 @@ class SqliteDatabase:
     async def _run(self, fn: Callable[[*Ts], T], *args: *Ts) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
+    async def _bounded(self, fn: Callable[[*Ts], T], *args: *Ts) -> T:
+        """`_run` within the statement timeout (and a second's grace, so that a busy wait
+        reports SQLite's own "database is locked" first); a statement still running then is
+        interrupted, and one still queued behind it never starts.
+
+        `asyncio.timeout`, not `wait_for`: on Python 3.11 `wait_for` loses a cancellation that
+        arrives as the statement finishes, and the cancelled caller then runs on."""
+        try:
+            async with asyncio.timeout(self._timeouts.statement + SQLITE_GRACE_SECONDS):
+                return await self._run(fn, *args)
+        except TimeoutError:
+            if self._conn is not None:
+                self._conn.interrupt()  # thread-safe: the statement fails with "interrupted"
+            raise
+
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
             raise RuntimeError("the SQLite database is not open")
         return self._conn
 
     async def execute(self, sql: str, *params: object) -> None:
-        await self._run(self._execute_sync, sql, params)
+        await self._bounded(self._execute_sync, sql, params)
 
     def _execute_sync(self, sql: str, params: tuple[object, ...]) -> None:
         self._connection().execute(sql, params)
 
     async def fetch(self, sql: str, *params: object) -> list[Row]:
-        return await self._run(self._fetch_sync, sql, params)
+        return await self._bounded(self._fetch_sync, sql, params)
 
     def _fetch_sync(self, sql: str, params: tuple[object, ...]) -> list[Row]:
         return self._connection().execute(sql, params).fetchall()
@@ -407,6 +463,15 @@ class SqliteDatabase:
 
     def _migrate_sync(self, migrations: Sequence[Migration]) -> list[int]:
         conn = self._connection()
+        conn.execute(f"PRAGMA busy_timeout = {int(MIGRATION_TIMEOUT_SECONDS * 1000)}")
+        try:
+            return self._migrate_locked(conn, migrations)
+        finally:
+            conn.execute(f"PRAGMA busy_timeout = {int(self._timeouts.statement * 1000)}")
+
+    def _migrate_locked(
+        self, conn: sqlite3.Connection, migrations: Sequence[Migration]
+    ) -> list[int]:
         applied: list[int] = []
         for migration in migrations:
             # IMMEDIATE takes the write lock up front: a second process waits, then sees the row.
@@ -441,21 +506,52 @@ class SqliteDatabase:
 class PostgresDatabase:
     """An asyncpg pool; every `execute` runs in its own implicit transaction, committed on return.
 
-    Call `open` before use.
+    Waiting for a pooled connection, connecting and each statement are bounded by `timeouts`.
+    A connection on which a statement timed out or lost the network is terminated rather than
+    returned: resetting it would wait on the same dead route. Call `open` before use.
     """
 
     dialect = "postgresql"
 
-    def __init__(self, url: str, *, min_size: int = 1, max_size: int = 5) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        # No floor: asyncpg would keep reconnecting to it in the background through an outage,
+        # logging a traceback each time; connections are made when needed, within the timeout.
+        min_size: int = 0,
+        max_size: int = 5,
+        timeouts: DbTimeouts | None = None,
+    ) -> None:
         self._url = url
         self._min_size = min_size
         self._max_size = max_size
+        self._timeouts = timeouts or DbTimeouts()
         self._pool: Any = None  # asyncpg.Pool (asyncpg ships no type hints)
 
     async def open(self) -> None:
         self._pool = await asyncpg.create_pool(
-            self._url, min_size=self._min_size, max_size=self._max_size
+            self._url,
+            min_size=self._min_size,
+            max_size=self._max_size,
+            timeout=self._timeouts.connect,
+            command_timeout=self._timeouts.statement,
         )
+
+    async def _call(self, method: str, sql: str, params: tuple[object, ...]) -> Any:
+        pool = self._require_pool()
+        timeout = self._timeouts.statement
+        # A new connection may be made here: the wait covers connecting too.
+        conn = await pool.acquire(timeout=self._timeouts.connect + timeout)
+        try:
+            result = await getattr(conn, method)(sql, *params, timeout=timeout)
+        except BaseException as exc:
+            if _connection_suspect(exc):
+                conn.terminate()
+            await pool.release(conn, timeout=timeout)
+            raise
+        await pool.release(conn, timeout=timeout)
+        return result
 
     def _require_pool(self) -> Any:
         if self._pool is None:
@@ -463,31 +559,38 @@ class PostgresDatabase:
         return self._pool
 
     async def execute(self, sql: str, *params: object) -> None:
-        await self._require_pool().execute(numbered_placeholders(sql), *params)
+        await self._call("execute", numbered_placeholders(sql), params)
 
     async def fetch(self, sql: str, *params: object) -> list[Row]:
-        records = await self._require_pool().fetch(numbered_placeholders(sql), *params)
+        records = await self._call("fetch", numbered_placeholders(sql), params)
         return [tuple(record) for record in records]
 
     async def migrate(self, migrations: Sequence[Migration]) -> list[int]:
         """Apply the migrations not yet recorded; return the versions applied now."""
         applied: list[int] = []
-        async with self._require_pool().acquire() as conn:
+        pool = self._require_pool()
+        long = MIGRATION_TIMEOUT_SECONDS
+        async with pool.acquire(timeout=self._timeouts.connect + self._timeouts.statement) as conn:
             for migration in migrations:
                 async with conn.transaction():
                     # Held until this transaction ends: concurrent starters apply each step once.
-                    await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK_KEY)
-                    await conn.execute(SCHEMA_VERSION_POSTGRESQL)
+                    await conn.execute(
+                        "SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK_KEY, timeout=long
+                    )
+                    await conn.execute(SCHEMA_VERSION_POSTGRESQL, timeout=long)
                     done = await conn.fetchval(
-                        "SELECT 1 FROM schema_version WHERE version = $1", migration.version
+                        "SELECT 1 FROM schema_version WHERE version = $1",
+                        migration.version,
+                        timeout=long,
                     )
                     if done is None:
                         for statement in migration.postgresql:
-                            await conn.execute(statement)
+                            await conn.execute(statement, timeout=long)
                         await conn.execute(
                             "INSERT INTO schema_version (version, applied_at) VALUES ($1, $2)",
                             migration.version,
                             time.time(),
+                            timeout=long,
                         )
                         applied.append(migration.version)
         return applied
@@ -495,14 +598,27 @@ class PostgresDatabase:
     async def close(self) -> None:
         if self._pool is not None:
             pool, self._pool = self._pool, None
-            await pool.close()
+            try:
+                async with asyncio.timeout(self._timeouts.statement):
+                    await pool.close()
+            except TimeoutError:
+                pool.terminate()  # a connection on a dead route never answers the goodbye
 
 
-async def open_database(url: str | None, sqlite_path: Path) -> Database:
+def _connection_suspect(exc: BaseException) -> bool:
+    """True unless the server itself answered with an error (the connection is then fine)."""
+    return not isinstance(exc, asyncpg.PostgresError) or isinstance(
+        exc, asyncpg.PostgresConnectionError
+    )
+
+
+async def open_database(
+    url: str | None, sqlite_path: Path, timeouts: DbTimeouts | None = None
+) -> Database:
     """Open SQLite at `sqlite_path` when `url` is empty, else PostgreSQL; migrate it; return it."""
     db: SqliteDatabase | PostgresDatabase
     if not url:
-        db = SqliteDatabase(sqlite_path)
+        db = SqliteDatabase(sqlite_path, timeouts)
     else:
         scheme = urlsplit(url).scheme
         if scheme not in ("postgresql", "postgres"):
@@ -511,7 +627,7 @@ async def open_database(url: str | None, sqlite_path: Path) -> Database:
                 f"unsupported database URL scheme {scheme!r}: use postgresql://... for"
                 " PostgreSQL, or leave the URL empty for the embedded SQLite file"
             )
-        db = PostgresDatabase(url)
+        db = PostgresDatabase(url, timeouts=timeouts)
     try:
         await db.open()
         await db.migrate(MIGRATIONS)

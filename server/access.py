@@ -10,18 +10,21 @@ counted row per address, reason and minute (`AuditLog.count`), with bounded fiel
 
 from __future__ import annotations
 
+import logging
 import re
 
 import jwt
 
 from rooms.audit import AuditLog, AuditRecord, token_digest
-from rooms.errors import AuthenticationFailed, NotPermitted
+from rooms.errors import AuthenticationFailed, NotDurable, NotPermitted
 from rooms.ids import VISIT_ID_PATTERN
 from rooms.policy import Action, authorize
 from rooms.principal import Principal
 from rooms.visit import Visit
 from server.auth import MAX_TOKEN_BYTES, TokenVerifier
 from server.ratelimit import AuthFailureLimiter, rate_key
+
+logger = logging.getLogger(__name__)
 
 MAX_AUDITED_ISSUER = 96
 VISIT_ID = re.compile(VISIT_ID_PATTERN)
@@ -81,10 +84,10 @@ class AccessControl:
         Raise AuthenticationFailed `rate-limited` (429), audited likewise, when the address is
         already past its limit."""
         if await self._limiter.blocked(client):
-            await self._audit.count(self._refusal(action, client, "rate-limited", principal))
+            await self._keep(self._refusal(action, client, "rate-limited", principal), counted=True)
             raise _rate_limited()
         await self._limiter.failure(client)
-        await self._audit.count(self._refusal(action, client, reason, principal))
+        await self._keep(self._refusal(action, client, reason, principal), counted=True)
 
     async def authorize(
         self,
@@ -131,7 +134,7 @@ class AccessControl:
         allowed: bool,
         reason: str | None = None,
     ) -> None:
-        await self._audit.record(
+        await self._keep(
             AuditRecord(
                 action=action.value,
                 result="allowed" if allowed else "refused",
@@ -158,7 +161,7 @@ class AccessControl:
         """Audit a malformed message from an authenticated session as a counted row. It is not
         counted against the address: others behind the same one (a care home's network) would
         pay for one participant's broken client."""
-        await self._audit.count(self._refusal(action, client, reason, principal, visit))
+        await self._keep(self._refusal(action, client, reason, principal, visit), counted=True)
 
     def _refusal(
         self,
@@ -186,7 +189,7 @@ class AccessControl:
     ) -> None:
         """A refused token: counted per address (its /64 for IPv6), reason and minute; of the
         token only the issuer it claims and a digest are kept."""
-        await self._audit.count(
+        await self._keep(
             AuditRecord(
                 action=action.value,
                 result="refused",
@@ -195,8 +198,20 @@ class AccessControl:
                 visit=audited_visit(visit),
                 client=rate_key(client),
                 token=token_digest(token),
-            )
+            ),
+            counted=True,
         )
+
+    async def _keep(self, record: AuditRecord, *, counted: bool = False) -> None:
+        """Durable when it returns (database or outbox). A decision neither could keep is
+        logged, and the access goes on: a visit must not fail on its paperwork."""
+        try:
+            if counted:
+                await self._audit.count(record)
+            else:
+                await self._audit.record(record)
+        except NotDurable:
+            logger.error("audit record lost (database and outbox failed): %s", record.action)
 
 
 def _rate_limited() -> AuthenticationFailed:

@@ -12,16 +12,16 @@ import jinja2
 from aiohttp import web
 
 from media.sfu import Sfu
-from rooms.audit import AuditRetention, SqlAuditLog
+from rooms.audit import AuditRetention
 from rooms.audit_repeats import CoalescingAuditLog
 from rooms.booking_archive import SqlVisitArchive
 from rooms.cluster import ClusterState, MemoryClusterState, NodeId
+from rooms.durable import DurableAuditLog, DurableEventLog, DurableOutcomeStore, DurableWriter
 from rooms.durable_store import DurableVisitStore
-from rooms.eventlog import SqlEventLog
 from rooms.janitor import EmptyVisitJanitor
+from rooms.outbox import FileOutbox
 from rooms.outcomes import OutcomeRecorder
 from rooms.quality_log import (
-    OutcomeStore,
     QualityBatcher,
     QualityRecord,
     SqlQualityLog,
@@ -29,7 +29,7 @@ from rooms.quality_log import (
 )
 from rooms.redis_cluster import RedisClusterState
 from rooms.retention import EvaluationRetention
-from rooms.sql import open_database
+from rooms.sql import DbTimeouts, open_database
 from rooms.store import DEFAULT_PREFIX, open_redis, open_visit_store
 from server import appkeys
 from server.access import AccessControl
@@ -77,7 +77,7 @@ def create_app(
     )
     app.cleanup_ctx.append(_redis)
     app.cleanup_ctx.append(_database)
-    app.cleanup_ctx.append(_events)
+    app.cleanup_ctx.append(_durable)
     app.cleanup_ctx.append(_audit)
     app.cleanup_ctx.append(_access)
     app.cleanup_ctx.append(_evaluation)
@@ -105,20 +105,45 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
     settings = app[appkeys.SETTINGS]
-    db = await open_database(settings.database_url or None, settings.database_path)
+    timeouts = DbTimeouts(settings.database_connect_timeout, settings.database_timeout)
+    db = await open_database(settings.database_url or None, settings.database_path, timeouts)
     app[appkeys.DATABASE] = db
     yield
     await db.close()
 
 
-async def _events(app: web.Application) -> AsyncIterator[None]:
-    app[appkeys.EVENTS] = SqlEventLog(app[appkeys.DATABASE])
+async def _durable(app: web.Application) -> AsyncIterator[None]:
+    """The outbox that keeps records while the database is down, replayed by its own task."""
+    outbox = FileOutbox(app[appkeys.SETTINGS].outbox_path)
+    await outbox.open()
+    writer = DurableWriter(app[appkeys.DATABASE], outbox)
+    app[appkeys.DURABLE] = writer
+    # Every record kind registers here, before the replay left over from the last run.
+    app[appkeys.EVENTS] = DurableEventLog(app[appkeys.DATABASE], writer)
+    app[appkeys.AUDIT] = DurableAuditLog(app[appkeys.DATABASE], writer)
+    outcome_store = DurableOutcomeStore(app[appkeys.DATABASE], writer)
+    app[appkeys.OUTCOMES] = OutcomeRecorder(
+        app[appkeys.SETTINGS].outcomes,
+        outcome_store,
+        SurveyStore(app[appkeys.DATABASE]),
+        app[appkeys.EVENTS],
+    )
+    if outbox.pending:
+        try:
+            await writer.replay()
+        except Exception as exc:
+            logger.warning("outbox: %d record(s) left to replay (%s)", outbox.pending, exc)
+    writer.start()
     yield
+    await writer.stop()
+    await outbox.close()
 
 
 async def _audit(app: web.Application) -> AsyncIterator[None]:
     settings = app[appkeys.SETTINGS]
-    audit = CoalescingAuditLog(SqlAuditLog(app[appkeys.DATABASE]))
+    durable_audit = app[appkeys.AUDIT]
+    assert isinstance(durable_audit, DurableAuditLog)
+    audit = CoalescingAuditLog(durable_audit)
     retention = AuditRetention(audit, retention_seconds=settings.audit_days * 86400)
     app[appkeys.AUDIT] = audit
     audit.start()
@@ -176,9 +201,6 @@ async def _store(app: web.Application) -> AsyncIterator[None]:
 async def _evaluation(app: web.Application) -> AsyncIterator[None]:
     """Outcomes, the citizen's answers, and quality samples written in batches."""
     db = app[appkeys.DATABASE]
-    app[appkeys.OUTCOMES] = OutcomeRecorder(
-        app[appkeys.SETTINGS].outcomes, OutcomeStore(db), SurveyStore(db), app[appkeys.EVENTS]
-    )
     app[appkeys.PSEUDONYMS] = await asyncio.to_thread(
         load_pseudonymizer, app[appkeys.SETTINGS].data_dir
     )

@@ -7,6 +7,7 @@ from redis.asyncio import Redis
 from media.sfu import Sfu
 from rooms.audit import AuditLog
 from rooms.booking_archive import VisitArchive
+from rooms.durable import DurableWriter
 from rooms.eventlog import EventLog
 from rooms.exports import Pseudonymizer
 from rooms.janitor import EmptyVisitJanitor
@@ -27,6 +28,7 @@ from signaling.services import SignalingServices
 
 SETTINGS = web.AppKey("settings", Settings)
 DATABASE = web.AppKey("database", Database)
+DURABLE = web.AppKey("durable", DurableWriter)
 AUDIT = web.AppKey("audit", AuditLog)
 ACCESS = web.AppKey("access", AccessControl)
 REVOCATIONS = web.AppKey("revocations", RevocationList)

@@ -97,6 +97,24 @@ SETTINGS: tuple[Setting, ...] = (
         "PostgreSQL URL for metadata and the audit log"
         " (postgresql://...); empty keeps them in SQLite in the data folder",
     ),
+    Setting(
+        "database-timeout",
+        "5",
+        "seconds one database statement may take (SQLite also waits this long for a lock);"
+        " a slower one fails, and events and outcomes then go to the outbox",
+    ),
+    Setting(
+        "database-connect-timeout",
+        "5",
+        "seconds connecting to PostgreSQL (or waiting for a pooled connection) may take",
+    ),
+    Setting(
+        "outbox-dir",
+        "",
+        "folder of the local outbox that keeps events and outcomes while the database is down"
+        " (default DATA_DIR/outbox); with SQLite, put it on another filesystem than the"
+        " data folder, so that a full disk does not take both",
+    ),
     Setting("trust-file", "", "JSON file naming the trusted token issuers (see README)"),
     Setting("dev-issuers", "false", "allow HS256 development issuers in the trust file"),
     Setting(
@@ -183,6 +201,9 @@ class Settings:
     empty_timeout: float = 1800.0
     redis_url: str = ""
     database_url: str = ""
+    database_timeout: float = 5.0
+    database_connect_timeout: float = 5.0
+    outbox_dir: Path | None = None
     trust_file: Path | None = None
     dev_issuers: bool = False
     audit_days: float = 183.0
@@ -205,6 +226,10 @@ class Settings:
     @property
     def database_path(self) -> Path:
         return self.data_dir / "metadata.sqlite3"
+
+    @property
+    def outbox_path(self) -> Path:
+        return self.outbox_dir or self.data_dir / "outbox"
 
     @property
     def key_path(self) -> Path:
@@ -259,6 +284,9 @@ class Settings:
                 empty_timeout=float(raw["empty-timeout"]),
                 redis_url=raw["redis-url"],
                 database_url=raw["database-url"],
+                database_timeout=_positive(raw["database-timeout"]),
+                database_connect_timeout=_positive(raw["database-connect-timeout"]),
+                outbox_dir=Path(raw["outbox-dir"]) if raw["outbox-dir"] else None,
                 trust_file=Path(raw["trust-file"]) if raw["trust-file"] else None,
                 dev_issuers=_flag(raw["dev-issuers"]),
                 audit_days=float(raw["audit-days"]),

@@ -3,6 +3,7 @@
 from rooms.errors import (
     AuthenticationFailed,
     InvalidTransition,
+    NotDurable,
     NotPermitted,
     RoomsError,
     SeatNotFound,
@@ -28,6 +29,7 @@ STATUS_BY_ERROR: dict[type[RoomsError], int] = {
     VisitFull: 409,
     StoreUnavailable: 503,
     StoreConflict: 503,
+    NotDurable: 503,
 }
 
 

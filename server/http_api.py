@@ -14,6 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
+from rooms.durable import DATABASE_DOWN
 from rooms.errors import InvalidTransition, NotPermitted, RoomsError, VisitNotFound
 from rooms.eventlog import EventKind, VisitEvent
 from rooms.ids import VISIT_ID_PATTERN, VisitId
@@ -108,6 +109,14 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return _error(exc.code, exc.message, 409, current=exc.current)
     except RoomsError as exc:
         return _error(getattr(exc, "code", "error"), exc.message, status_for(exc))
+    except DATABASE_DOWN as exc:
+        if request.transport is None or request.transport.is_closing():
+            raise  # the client went away: nothing to answer
+        # Reads have no outbox: say so, precisely and at once (every call is bounded).
+        logger.warning(
+            "%s %s: database unavailable (%s)", request.method, request.path, type(exc).__name__
+        )
+        return _error("database-unavailable", "the database is not answering; try again", 503)
     except web.HTTPException as exc:
         if request.path.startswith("/api/") and exc.status >= 400:
             allow = exc.headers.get("Allow")
@@ -781,9 +790,12 @@ async def read_audit(request: web.Request) -> web.Response:
 async def health(request: web.Request) -> web.Response:
     hubs = request.app[appkeys.HUBS].hubs
     node = request.app[appkeys.NODE]
+    reasons = request.app[appkeys.DURABLE].reasons()
+    status = "draining" if node.draining else "degraded" if reasons else "ok"
     return web.json_response(
         {
-            "status": "draining" if node.draining else "ok",
+            "status": status,
+            "reasons": reasons,
             "node": node.id,
             "visits": len(hubs),
             "participants": sum(h.connected() for h in hubs.values()),

@@ -336,7 +336,13 @@ def _schemas() -> dict[str, Schema]:
             "type": "object",
             "required": ["status", "visits", "participants", "media"],
             "properties": {
-                "status": {"type": "string", "enum": ["ok", "draining"]},
+                "status": {"type": "string", "enum": ["ok", "degraded", "draining"]},
+                "reasons": {
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "description": "why the status is degraded: database-unreachable,"
+                    " outbox-pending: N (records kept locally, not yet in the database)",
+                },
                 "node": {"type": "string"},
                 "visits": {"type": "integer", "minimum": 0},
                 "participants": {"type": "integer", "minimum": 0},

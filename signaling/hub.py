@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from media.quality import QualityMeter
 from media.room import SfuRoom
 from media.tasks import OwnedTasks
+from rooms.errors import NotDurable
 from rooms.eventlog import EventKind, VisitEvent
 from rooms.ids import ParticipantId, VisitId
 from rooms.policy import is_host_role
@@ -486,17 +487,24 @@ class VisitHub:
                 session.send(message)
 
     async def _record(self, kind: EventKind, seat: Seat | None = None, **data: object) -> None:
-        await self._services.events.append(
-            VisitEvent(
-                visit=self.visit_id,
-                kind=kind,
-                participant=seat.participant if seat else None,
-                role=seat.role.value if seat else None,
-                sector=seat.sector.value if seat else None,
-                org=self._org,
-                data=dict(data),
+        """Durable when it returns (database or outbox); a record neither could keep is logged
+        and the call goes on: the people in it matter more than the record."""
+        try:
+            await self._services.events.append(
+                VisitEvent(
+                    visit=self.visit_id,
+                    kind=kind,
+                    participant=seat.participant if seat else None,
+                    role=seat.role.value if seat else None,
+                    sector=seat.sector.value if seat else None,
+                    org=self._org,
+                    data=dict(data),
+                )
             )
-        )
+        except NotDurable:
+            logger.error(
+                "visit %s: event %s lost (database and outbox failed)", self.visit_id, kind
+            )
 
     # --- RoomObserver -----------------------------------------------------------------------
 

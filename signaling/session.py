@@ -9,7 +9,13 @@ import traceback
 from typing import TYPE_CHECKING, Any
 
 from media.errors import NegotiationFailed
-from rooms.errors import AuthenticationFailed, EntryRefused, NotPermitted, VisitNotFound
+from rooms.errors import (
+    AuthenticationFailed,
+    EntryRefused,
+    NotDurable,
+    NotPermitted,
+    VisitNotFound,
+)
 from rooms.ids import ParticipantId
 from rooms.outcomes import OutcomeRejected
 from rooms.policy import Action, check_entry, is_host_role
@@ -501,7 +507,12 @@ class Session:
                     )
                 except OutcomeRejected as exc:
                     raise ProtocolError(exc.code, exc.message) from None
-                # Acknowledged only once it is committed: it survives a crash from here on.
+                except NotDurable:
+                    raise ProtocolError(
+                        "outcome-not-saved", "the outcome could not be saved; send it again"
+                    ) from None
+                # Acknowledged only once it is durable (committed, or fsync'd to the outbox):
+                # it survives a crash from here on.
                 self.send(
                     {
                         "type": "outcome-recorded",

@@ -5,6 +5,10 @@ window.SCREENVISIT_TEXTS = {
     title: "Videobesøg",
     outcomeTitle: "Hvordan endte besøget?",
     outcomeNote: "Note (kun til dig, kommer ikke med i evalueringen)",
+    outcomeSaving: "Gemmer udfaldet …",
+    outcomeSaved: "Udfaldet er gemt.",
+    outcomeNotSaved: "Udfaldet er ikke gemt endnu. Vi prøver igen om lidt …",
+    outcomeRetrying: "Prøver at gemme udfaldet igen …",
     back: "Tilbage",
     outcomes: {
       "handled-remotely": "Klaret over video",
@@ -152,6 +156,10 @@ window.SCREENVISIT_TEXTS = {
     title: "Video visit",
     outcomeTitle: "How did the visit end?",
     outcomeNote: "Note (for you only, never part of the evaluation)",
+    outcomeSaving: "Saving the outcome …",
+    outcomeSaved: "The outcome is saved.",
+    outcomeNotSaved: "The outcome is not saved yet. Trying again shortly …",
+    outcomeRetrying: "Trying again to save the outcome …",
     back: "Back",
     outcomes: {
       "handled-remotely": "Handled by video",

@@ -9,6 +9,8 @@
   const joinedKey = `screenvisit-joined-${visitId}`;
   const token = location.hash.slice(1);
   const RECONNECT_DELAYS_MS = [500, 1000, 2000, 4000, 8000];
+  // The server acknowledges an outcome once it is durable; past this, try again.
+  const OUTCOME_ACK_MS = 15000;
 
   const state = {
     lang: pickLanguage(),
@@ -32,6 +34,9 @@
     fatal: false,
     shutdown: null, // the status text key while the server is shutting down
     reconnects: 0,
+    // The host's outcome until the server has acknowledged it as saved:
+    // {outcome, note, ref, attempts, saved, timer, status}.
+    outcome: null,
     // Measured in the page, read by operators' diagnostics and by the browser tests.
     metrics: { firstRemoteFrameMs: null, firstFrameByParticipant: {}, arrivalsNotified: 0 },
   };
@@ -64,6 +69,7 @@
     render();
     renderEndState();
     if (state.deviceNotice && !state.pc) setStatus(state.deviceNotice);
+    if (state.outcome) outcomeStatus(state.outcome.status);
   }
 
   function setStatus(key, vars) {
@@ -335,10 +341,14 @@
       case "server-shutdown":
         state.shutdown = msg.moving ? "shutdownMoving" : "shutdownEnding";
         return setStatus(state.shutdown);
+      case "outcome-recorded":
+        return outcomeSaved(msg);
       case "visit-ended":
         state.fatal = true;
         sessionStorage.removeItem(joinedKey);
         closePeer();
+        if ($("outcome-dialog").open) $("outcome-dialog").close();
+        $("outcome-saved").hidden = !(state.outcome && state.outcome.saved);
         showView("ended");
         return offerSurvey();
       case "video-unsupported": {
@@ -349,6 +359,7 @@
       case "error":
         // Informational: the call goes on over the candidates the server accepted.
         if (msg.code === "ice-candidate-refused") return console.info(msg.message);
+        if (state.outcome && msg.ref === state.outcome.ref) return outcomeRefused(msg);
         if (state.pending && msg.ref === state.pending.ref) state.pending.reject(new Error(msg.message));
         if (msg.fatal && msg.code === "visit-closed") {
           state.fatal = true;
@@ -398,6 +409,10 @@
     enterCall(msg);
     if (assistingNurse && !msg.reconnect) send({ type: "assisting", on: $("assisting").checked });
     renderWaiting();
+    // Back after a dropped socket with the outcome not yet acknowledged: send it again now;
+    // acknowledged, but the visit not ended (the socket dropped before "end" went out): end it.
+    if (state.outcome && !state.outcome.saved) sendOutcome();
+    else if (state.outcome && state.outcome.saved) send({ type: "end" });
   }
 
   function enterCall(msg) {
@@ -762,6 +777,65 @@
     $("outcome-dialog").showModal();
   }
 
+  // The outcome is "saved" only once the server says it is durable (committed, or fsync'd to its
+  // outbox); until then the page says so and sends it again. The visit ends only after that.
+  function outcomeStatus(key) {
+    const el = $("outcome-status");
+    if (state.outcome) state.outcome.status = key;
+    el.dataset.state = key || "";
+    el.textContent = key ? t(key) : "";
+  }
+
+  function submitOutcome(event) {
+    event.preventDefault(); // the dialog stays open until the outcome is saved
+    const chosen = document.querySelector("#outcome-form input[name=outcome]:checked");
+    if (!chosen || (state.outcome && !state.outcome.saved)) return;
+    const note = $("outcome-note").value.trim();
+    state.outcome = { outcome: chosen.value, note, ref: `outcome-${Date.now()}`, attempts: 0, saved: false };
+    $("outcome-submit").disabled = true;
+    $("outcome-cancel").disabled = true;
+    sendOutcome();
+  }
+
+  function sendOutcome() {
+    const o = state.outcome;
+    if (!o || o.saved) return;
+    clearTimeout(o.timer);
+    o.attempts += 1;
+    outcomeStatus(o.attempts > 1 ? "outcomeRetrying" : "outcomeSaving");
+    send({ type: "outcome", outcome: o.outcome, ...(o.note ? { note: o.note } : {}), id: o.ref });
+    o.timer = setTimeout(outcomeNotSaved, OUTCOME_ACK_MS);
+  }
+
+  function outcomeNotSaved() {
+    const o = state.outcome;
+    if (!o || o.saved) return;
+    clearTimeout(o.timer);
+    outcomeStatus("outcomeNotSaved");
+    const delay = RECONNECT_DELAYS_MS[Math.min(o.attempts - 1, RECONNECT_DELAYS_MS.length - 1)];
+    o.timer = setTimeout(sendOutcome, delay);
+  }
+
+  function outcomeSaved(msg) {
+    const o = state.outcome;
+    if (!o || msg.ref !== o.ref || o.saved) return;
+    clearTimeout(o.timer);
+    o.saved = true;
+    outcomeStatus("outcomeSaved");
+    send({ type: "end" });
+  }
+
+  function outcomeRefused(msg) {
+    if (msg.code === "outcome-not-saved") return outcomeNotSaved();
+    // Refused for good (not the host, an unknown code): say why, and let them choose again.
+    clearTimeout(state.outcome.timer);
+    state.outcome = null;
+    outcomeStatus("");
+    $("outcome-submit").disabled = false;
+    $("outcome-cancel").disabled = false;
+    return showError(msg.code, msg.message);
+  }
+
   function offerSurvey() {
     if (!state.me || state.me.role !== "citizen" || state.surveyShown) return;
     state.surveyShown = true;
@@ -815,11 +889,10 @@
   $("admit-all").addEventListener("click", () => send({ type: "admit-all" }));
   $("end").addEventListener("click", askOutcome);
   $("outcome-cancel").addEventListener("click", () => $("outcome-dialog").close());
-  $("outcome-form").addEventListener("submit", () => {
-    const chosen = document.querySelector("#outcome-form input[name=outcome]:checked");
-    const note = $("outcome-note").value.trim();
-    if (chosen) send({ type: "outcome", outcome: chosen.value, ...(note ? { note } : {}) });
-    send({ type: "end" });
+  $("outcome-form").addEventListener("submit", submitOutcome);
+  $("outcome-dialog").addEventListener("cancel", (event) => {
+    // Escape must not hide an outcome that is still being saved.
+    if (state.outcome && !state.outcome.saved) event.preventDefault();
   });
   $("survey").addEventListener("submit", sendSurvey);
   $("phone").addEventListener("click", () => send({ type: "fallback-phone" }));
