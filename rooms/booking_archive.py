@@ -74,7 +74,7 @@ def recorded_form(visit: Visit) -> Visit:
 
 
 class SqlVisitArchive:
-    """The `bookings` table of a `Database` (migration 5); whoever opened the database closes it."""
+    """The `bookings` table of a `Database` (migration 6); whoever opened the database closes it."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
