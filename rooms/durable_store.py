@@ -6,7 +6,10 @@ recorded with the visit's revision raised by one, so the record never goes back 
 copy. A read the cache cannot answer (a node restarted, or Redis came back empty) rebuilds the
 visit in the cache from the record. So a booking the API acknowledged outlives its live state.
 
-A new visit the record cannot take is never cached. A change the record cannot take raises
+A new visit the record cannot take is never cached. With a `DurableWriter`, a change the
+database cannot take right now (it is down or slow) goes to the writer's fsynced outbox and
+reaches the record once the database is back, so a call's admissions and host actions go on
+during an outage. A change neither can keep (or, without a writer, the database cannot) raises
 `RecordUnavailable` (so nobody is told it was saved) though the cache already holds it: the
 next recorded change of that visit carries it into the record too.
 """
@@ -19,13 +22,20 @@ import logging
 import time
 from collections.abc import Callable
 
-from rooms.booking_archive import VisitArchive
-from rooms.errors import VisitNotFound
+from rooms.booking_archive import RecordUnavailable, VisitArchive
+from rooms.durable import DurableWriter
+from rooms.errors import NotDurable, VisitNotFound
 from rooms.ids import VisitId
 from rooms.store import DEFAULT_ENDED_TTL_SECONDS, StoreUnavailable, VisitStore
 from rooms.visit import Visit
 
 logger = logging.getLogger(__name__)
+
+
+def register_booking_writes(writer: DurableWriter, archive: VisitArchive) -> None:
+    """How `writer` records a changed booking (before it replays what a last run left in its
+    outbox). Idempotent: the record only ever takes a higher revision."""
+    writer.register("booking", lambda raw: archive.put(Visit.from_dict(raw)))
 
 
 class DurableVisitStore:
@@ -39,10 +49,14 @@ class DurableVisitStore:
         *,
         ended_ttl_seconds: float = DEFAULT_ENDED_TTL_SECONDS,
         clock: Callable[[], float] = time.time,
+        writer: DurableWriter | None = None,
     ) -> None:
-        """`ended_ttl_seconds`: how long a finished visit is listed (as Redis keeps it)."""
+        """`ended_ttl_seconds`: how long a finished visit is listed (as Redis keeps it);
+        `writer`: where changes go while the database cannot take them (register its booking
+        writes with `register_booking_writes`)."""
         self.cache = cache
         self.archive = archive
+        self._writer = writer
         self._ended_ttl_seconds = ended_ttl_seconds
         self._clock = clock
 
@@ -76,7 +90,13 @@ class DurableVisitStore:
         except VisitNotFound:
             await self._restore(visit_id)
             visit = await self.cache.update(visit_id, recorded_change)
-        await self.archive.put(visit)
+        if self._writer is None:
+            await self.archive.put(visit)
+            return visit
+        try:
+            await self._writer.write("booking", visit.to_dict())
+        except NotDurable:
+            raise RecordUnavailable("the booking record is unavailable") from None
         return visit
 
     async def list_by_org(self, org: str) -> list[Visit]:

@@ -17,7 +17,7 @@ from rooms.audit_repeats import CoalescingAuditLog
 from rooms.booking_archive import SqlVisitArchive
 from rooms.cluster import ClusterState, MemoryClusterState, NodeId
 from rooms.durable import DurableAuditLog, DurableEventLog, DurableOutcomeStore, DurableWriter
-from rooms.durable_store import DurableVisitStore
+from rooms.durable_store import DurableVisitStore, register_booking_writes
 from rooms.janitor import EmptyVisitJanitor
 from rooms.outbox import FileOutbox
 from rooms.outcomes import OutcomeRecorder
@@ -121,6 +121,9 @@ async def _durable(app: web.Application) -> AsyncIterator[None]:
     # Every record kind registers here, before the replay left over from the last run.
     app[appkeys.EVENTS] = DurableEventLog(app[appkeys.DATABASE], writer)
     app[appkeys.AUDIT] = DurableAuditLog(app[appkeys.DATABASE], writer)
+    archive = SqlVisitArchive(app[appkeys.DATABASE])
+    app[appkeys.BOOKINGS] = archive
+    register_booking_writes(writer, archive)
     outcome_store = DurableOutcomeStore(app[appkeys.DATABASE], writer)
     app[appkeys.OUTCOMES] = OutcomeRecorder(
         app[appkeys.SETTINGS].outcomes,
@@ -190,9 +193,7 @@ async def _store(app: web.Application) -> AsyncIterator[None]:
     cache = await open_visit_store(
         app[appkeys.SETTINGS].redis_url or None, client=app.get(appkeys.REDIS)
     )
-    archive = SqlVisitArchive(app[appkeys.DATABASE])
-    store = DurableVisitStore(cache, archive)
-    app[appkeys.BOOKINGS] = archive
+    store = DurableVisitStore(cache, app[appkeys.BOOKINGS], writer=app[appkeys.DURABLE])
     app[appkeys.STORE] = store
     yield
     await store.close()

@@ -214,7 +214,10 @@ async def test_the_evaluators_page_draws_the_report(
     context = await browser.new_context()
     page = await context.new_page()
     await page.goto(f"{server.base_url}/evaluation#{evaluator}")
-    await page.wait_for_function("window.screenvisitReport.loaded", timeout=15_000)
+    # A locator, not wait_for_function: the page's CSP refuses the eval its polling needs, and
+    # the report (built in a worker process) may take longer than the first check.
+    await page.locator("#chart-weeks svg rect").first.wait_for(timeout=30_000)
+    assert await page.evaluate("window.screenvisitReport.loaded")
     assert "2 Besøg / Visits" in (await page.locator("#figures").text_content() or "")
     assert await page.locator("#chart-weeks svg rect").count() == 1
     await page.screenshot(path=str(tmp_path / "evaluation.png"), full_page=True)
