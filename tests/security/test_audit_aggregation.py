@@ -68,7 +68,10 @@ async def test_every_stored_field_is_bounded(database: Database) -> None:  # noq
     stored = await audit.query()
     assert len(stored) == 2
     for row in stored:
-        text = [v for v in dataclasses.asdict(row).values() if isinstance(v, str)]
+        # `uid` is the server's own fixed-size id (for replays from the outbox), not input.
+        fields = dataclasses.asdict(row)
+        del fields["uid"]
+        text = [v for v in fields.values() if isinstance(v, str)]
         assert sum(len(v.encode()) for v in text) <= MAX_ROW_TEXT_BYTES <= 640, row
 
 
