@@ -134,20 +134,8 @@ class AccessControl:
         allowed: bool,
         reason: str | None = None,
     ) -> None:
-        await self._keep(
-            AuditRecord(
-                action=action.value,
-                result="allowed" if allowed else "refused",
-                reason=reason,
-                subject=principal.subject if principal else None,
-                issuer=principal.issuer if principal else None,
-                sector=principal.sector.value if principal else None,
-                org=principal.org if principal else None,
-                role=principal.role.value if principal else None,
-                visit=audited_visit(visit),
-                client=client,
-            )
-        )
+        result = "allowed" if allowed else "refused"
+        await self._keep(_decision(action, result, reason, principal, visit, client))
 
     async def note_malformed(
         self,
@@ -171,18 +159,7 @@ class AccessControl:
         principal: Principal | None,
         visit: str | None = None,
     ) -> AuditRecord:
-        return AuditRecord(
-            action=action.value,
-            result="refused",
-            reason=reason,
-            subject=principal.subject if principal else None,
-            issuer=principal.issuer if principal else None,
-            sector=principal.sector.value if principal else None,
-            org=principal.org if principal else None,
-            role=principal.role.value if principal else None,
-            visit=audited_visit(visit),
-            client=rate_key(client),
-        )
+        return _decision(action, "refused", reason, principal, visit, rate_key(client))
 
     async def _refused_token(
         self, token: str, action: Action, visit: str | None, client: str | None, reason: str
@@ -217,4 +194,27 @@ class AccessControl:
 def _rate_limited() -> AuthenticationFailed:
     return AuthenticationFailed(
         "rate-limited", "too many failed attempts from this address; wait a minute", 429
+    )
+
+
+def _decision(
+    action: Action,
+    result: str,
+    reason: str | None,
+    principal: Principal | None,
+    visit: str | None,
+    client: str | None,
+) -> AuditRecord:
+    """The audit record of one decision about `principal` (None before authentication)."""
+    return AuditRecord(
+        action=action.value,
+        result=result,
+        reason=reason,
+        subject=principal.subject if principal else None,
+        issuer=principal.issuer if principal else None,
+        sector=principal.sector.value if principal else None,
+        org=principal.org if principal else None,
+        role=principal.role.value if principal else None,
+        visit=audited_visit(visit),
+        client=client,
     )
