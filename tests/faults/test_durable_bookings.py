@@ -18,7 +18,6 @@ import json
 import secrets
 import signal
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -37,30 +36,19 @@ from tests.e2e.test_multinode import (
     PrivateRedis,
     light,
     on_node,
+    postgres_url,
+    redis_server,
     seeing_each_other,
     start_node,
     until,
 )
-from tests.sqlbackends import backend_for
-from tests.support.servers import RunningServer, free_port, start_server
+from tests.support.servers import RunningServer, start_server
+
+# The two nodes' private Redis and shared PostgreSQL, as in the multi-node tests.
+__all__ = ["postgres_url", "redis_server"]
 
 #: Bookings made before each fault.
 BOOKINGS = 6
-
-
-@pytest.fixture
-async def redis_server() -> AsyncIterator[PrivateRedis]:
-    server = PrivateRedis(free_port())
-    await server.start()
-    yield server
-    await server.stop()
-
-
-@pytest.fixture
-async def postgres_url(tmp_path: Path) -> AsyncIterator[str]:
-    async with backend_for("postgresql", tmp_path) as location:
-        assert location.url is not None
-        yield location.url
 
 
 def staff_token(server: RunningServer) -> str:
