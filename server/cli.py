@@ -13,17 +13,15 @@ import ipaddress
 import json
 import logging
 import os
-import secrets
 import signal
 import sys
-import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import aiohttp
 from aiohttp import web
+from tqdm import tqdm
 
 from rooms.audit import AuditRecord, SqlAuditLog
 from rooms.eventlog import SqlEventLog
@@ -33,11 +31,18 @@ from rooms.sql import open_database
 from rooms.visit import VisitKind
 from server import appkeys, httpserver
 from server.app import create_app, drain_before_stop
-from server.auth import TokenIssuer
-from server.config import SETTINGS, Settings, SettingsError
+from server.cli_common import (
+    add_setting_flags,
+    call_server,
+    port_flag,
+    settings_from,
+    time_flag,
+)
+from server.cli_tokens import add_mint_command
+from server.cli_visits import add_visit_commands
+from server.config import Settings
 from server.keys import load_or_create_signing_key
 from server.reports import EXPORTS, Filters, gather, load_pseudonymizer, render_export
-from server.timeparse import parse_when
 from server.trust import TrustConfigError
 from server.visits import book_visit, invite_links, links_by_role
 from server.workers import run_workers, without_workers_flag
@@ -51,24 +56,6 @@ from signaling.loadtest import (
 )
 
 logger = logging.getLogger("screenvisit")
-
-
-def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
-    for setting in SETTINGS:
-        parser.add_argument(
-            setting.flag,
-            dest=setting.name.replace("-", "_"),
-            default=None,
-            help=f"{setting.help} (env {setting.env}, default {setting.default!r})",
-        )
-
-
-def _settings(args: argparse.Namespace) -> Settings:
-    overrides = {s.name: getattr(args, s.name.replace("-", "_"), None) for s in SETTINGS}
-    try:
-        return Settings.load(overrides=overrides)
-    except SettingsError as exc:
-        raise SystemExit(f"screenvisit: bad setting: {exc}") from None
 
 
 def _is_loopback(host: str) -> bool:
@@ -117,7 +104,7 @@ def _prepare_shared_files(settings: Settings) -> None:
 
 
 def serve(args: argparse.Namespace) -> int:
-    settings = _settings(args)
+    settings = settings_from(args)
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -132,7 +119,7 @@ def serve(args: argparse.Namespace) -> int:
     app = create_app(settings, stop_process=lambda: os.kill(os.getpid(), signal.SIGTERM))
     announcement = [
         f"screenvisit is listening on {settings.base_url}",
-        f"Create a visit:  screenvisit visit create --json{_port_flag(settings)}",
+        f"Create a visit:  screenvisit visit create --json{port_flag(settings)}",
     ]
     demo = args.demo if args.demo is not None else _is_loopback(settings.host)
     if demo:
@@ -170,44 +157,6 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _port_flag(settings: Settings) -> str:
-    """` --port N` when the settings name another port than the default, so that a hint can be
-    pasted as it is."""
-    return "" if settings.port == Settings().port else f" --port {settings.port}"
-
-
-# --- visit create -----------------------------------------------------------------------------
-
-
-async def _call_server(
-    settings: Settings, role: Role, sector: Sector, path: str, body: dict[str, Any]
-) -> dict[str, Any]:
-    """POST to the running server as `role`, with a five-minute token signed by its own key."""
-    key = await asyncio.to_thread(load_or_create_signing_key, settings.key_path)
-    issuer = TokenIssuer(settings.issuer, settings.audience, key)
-    token = issuer.sign(
-        sub="cli-" + secrets.token_urlsafe(6),
-        role=role,
-        sector=sector,
-        lifetime=300,
-        org=settings.org,
-    )
-    url = f"http://{settings.host}:{settings.port}{path}"
-    async with aiohttp.ClientSession() as http:
-        try:
-            async with http.post(url, json=body, headers={"Authorization": f"Bearer {token}"}) as r:
-                data: dict[str, Any] = await r.json()
-                if r.status >= 400:
-                    error = data.get("error", {})
-                    raise SystemExit(f"screenvisit: {error.get('code')}: {error.get('message')}")
-                return data
-        except aiohttp.ClientConnectionError:
-            raise SystemExit(
-                f"screenvisit: no server at {url}; start one with"
-                f" `screenvisit serve{_port_flag(settings)}`"
-            ) from None
-
-
 async def _create_visit(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
     host_role = Role.SPECIALIST if args.specialist else Role.GP
     host_sector = Sector.REGION if args.specialist else Sector.GENERAL_PRACTICE
@@ -221,11 +170,11 @@ async def _create_visit(settings: Settings, args: argparse.Namespace) -> dict[st
     body: dict[str, Any] = {"kind": args.kind, "participants": participants}
     if args.no_waiting_room:
         body["waiting_room"] = False
-    return await _call_server(settings, host_role, host_sector, "/api/visits", body)
+    return await call_server(settings, host_role, host_sector, "/api/visits", body)
 
 
 def visit_create(args: argparse.Namespace) -> int:
-    settings = _settings(args)
+    settings = settings_from(args)
     data = asyncio.run(_create_visit(settings, args))
     if args.json:
         print(json.dumps({"visit": data["visit"], "links": data["links"]}))
@@ -240,8 +189,8 @@ def visit_create(args: argparse.Namespace) -> int:
 
 
 def drain(args: argparse.Namespace) -> int:
-    settings = _settings(args)
-    data = asyncio.run(_call_server(settings, Role.ADMIN, Sector.REGION, "/api/admin/drain", {}))
+    settings = settings_from(args)
+    data = asyncio.run(call_server(settings, Role.ADMIN, Sector.REGION, "/api/admin/drain", {}))
     print(f"node {data['node']} is draining ({data['visits']} visit(s) on it)")
     return 0
 
@@ -250,12 +199,12 @@ def drain(args: argparse.Namespace) -> int:
 
 
 def token_revoke(args: argparse.Namespace) -> int:
-    settings = _settings(args)
+    settings = settings_from(args)
     body: dict[str, Any] = {"jti": args.jti}
     if args.expires_at is not None:
         body["expires_at"] = args.expires_at
     data = asyncio.run(
-        _call_server(settings, Role.ADMIN, Sector.REGION, "/api/admin/revocations", body)
+        call_server(settings, Role.ADMIN, Sector.REGION, "/api/admin/revocations", body)
     )
     print(f"revoked {data['jti']}; closed {data['closed_sessions']} live session(s)")
     return 0
@@ -289,7 +238,7 @@ async def _read_audit(settings: Settings, args: argparse.Namespace) -> list[Audi
 
 
 def audit(args: argparse.Namespace) -> int:
-    settings = _settings(args)
+    settings = settings_from(args)
     records = asyncio.run(_read_audit(settings, args))
     if args.json:
         print(json.dumps([dataclasses.asdict(r) for r in records]))
@@ -319,7 +268,20 @@ async def _export(settings: Settings, args: argparse.Namespace) -> str:
             kind=args.kind,
             sector=args.sector,
         )
-        summaries = await gather(db, SqlEventLog(db), args.org or settings.org, filters)
+        with tqdm(
+            total=None,
+            unit=" visits",
+            desc="export",
+            file=sys.stderr,
+            disable=not (args.progress if args.progress is not None else sys.stderr.isatty()),
+            leave=False,
+        ) as bar:
+
+            def advance(done: int, total: int) -> None:
+                bar.total = total
+                bar.update(done - bar.n)
+
+            summaries = await gather(db, SqlEventLog(db), settings.org, filters, advance)
         await SqlAuditLog(db).record(
             AuditRecord(
                 action="read-evaluation",
@@ -328,7 +290,7 @@ async def _export(settings: Settings, args: argparse.Namespace) -> str:
                 subject=f"local-operator:{getpass.getuser()}",
                 issuer=None,
                 sector=None,
-                org=args.org or settings.org,
+                org=settings.org,
                 role="evaluator",
                 visit=None,
                 client="local",
@@ -339,21 +301,10 @@ async def _export(settings: Settings, args: argparse.Namespace) -> str:
         await db.close()
 
 
-def _when(flag: str, text: str | None) -> float | None:
-    """`text` through `server.timeparse.parse_when`, from now; a bad one ends the command with
-    one line naming the flag and the forms (no usage dump, no traceback)."""
-    if not text:
-        return None
-    try:
-        return parse_when(text, time.time())
-    except ValueError as exc:
-        raise SystemExit(f"screenvisit: {flag}: {exc}") from None
-
-
 def report_export(args: argparse.Namespace) -> int:
-    settings = _settings(args)
-    args.since_time = _when("--since", args.since)
-    args.until_time = _when("--until", args.until)
+    settings = settings_from(args)
+    args.since_time = time_flag("--since", args.since)
+    args.until_time = time_flag("--until", args.until)
     text = asyncio.run(_export(settings, args))
     if args.out:
         Path(args.out).write_text(text)
@@ -386,6 +337,9 @@ def bot(args: argparse.Namespace) -> int:
         print(json.dumps(out) if args.json else f"screenvisit bot: {exc.code}: {exc.message}")
         return 2
     data = report.to_dict()
+    code, verdict = _bot_verdict(data, args.seconds)
+    if verdict:
+        data["verdict"] = verdict
     if args.json:
         print(json.dumps(data))
     else:
@@ -397,7 +351,29 @@ def bot(args: argparse.Namespace) -> int:
                 f"audio {remote['audio_frames']:5d} frames, first frame after "
                 f"{remote['first_frame_seconds']} s"
             )
-    return 0
+    if verdict:
+        print(f"screenvisit bot: {verdict}", file=sys.stderr)
+    return code
+
+
+#: `screenvisit bot`'s exit codes beyond 0 (it took part) and 2 (the first join failed).
+BOT_NEVER_ADMITTED = 3
+BOT_REFUSED = 4
+
+
+def _bot_verdict(report: dict[str, Any], seconds: float) -> tuple[int, str | None]:
+    """Exit code and a one-line verdict when the bot did not take part as asked: refused (a
+    fatal error: declined, removed, revoked) or left waiting until its time was up."""
+    refusals = [e for e in report["errors"] if e.get("fatal")]
+    if refusals:
+        first = refusals[0]
+        return BOT_REFUSED, f"refused: {first['code']}: {first['message']}"
+    if report["waited_seconds"] is None:
+        return (
+            BOT_NEVER_ADMITTED,
+            f"waited {seconds:g} s in the waiting room and was never let in",
+        )
+    return 0, None
 
 
 async def _run_bot_until_signal(link: str, options: BotOptions) -> Any:
@@ -422,11 +398,11 @@ def loadtest(args: argparse.Namespace) -> int:
         # As `visit create` does: a five-minute GP token signed with this server's own key.
         parts = urlsplit(args.url)
         settings = dataclasses.replace(
-            _settings(args), host=parts.hostname or "127.0.0.1", port=parts.port or 80
+            settings_from(args), host=parts.hostname or "127.0.0.1", port=parts.port or 80
         )
 
         async def create(body: dict[str, Any]) -> dict[str, Any]:
-            return await _call_server(
+            return await call_server(
                 settings, Role.GP, Sector.GENERAL_PRACTICE, "/api/visits", body
             )
 
@@ -447,7 +423,6 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     p_serve = commands.add_parser("serve", help="run the server")
-    _add_setting_flags(p_serve)
     p_serve.add_argument(
         "--demo",
         dest="demo",
@@ -463,6 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
         " SCREENVISIT_REDIS_URL",
     )
     p_serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
+    add_setting_flags(p_serve)
     p_serve.set_defaults(func=serve)
 
     p_drain = commands.add_parser(
@@ -470,13 +446,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="drain the node at --host/--port: no new visits; it stops once its visits end, or"
         " hands them to other nodes after the drain timeout",
     )
-    _add_setting_flags(p_drain)
+    add_setting_flags(p_drain)
     p_drain.set_defaults(func=drain)
 
     p_visit = commands.add_parser("visit", help="manage visits")
     visit_commands = p_visit.add_subparsers(dest="visit_command", required=True)
     p_create = visit_commands.add_parser("create", help="book a visit and print its links")
-    _add_setting_flags(p_create)
     p_create.add_argument("--json", action="store_true", help="print JSON")
     p_create.add_argument("--kind", default="consultation", choices=[k.value for k in VisitKind])
     host = p_create.add_mutually_exclusive_group()
@@ -506,12 +481,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="everyone enters directly (default: non-hosts wait to be let in)",
     )
+    add_setting_flags(p_create)
     p_create.set_defaults(func=visit_create)
+    add_visit_commands(visit_commands)
 
     p_token = commands.add_parser("token", help="manage tokens")
     token_commands = p_token.add_subparsers(dest="token_command", required=True)
     p_revoke = token_commands.add_parser("revoke", help="revoke a token now, by its jti")
-    _add_setting_flags(p_revoke)
     p_revoke.add_argument("jti", help="the token's id (its `jti` claim)")
     p_revoke.add_argument(
         "--expires-at",
@@ -519,15 +495,17 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="Unix time after which the token is dead anyway (default: 14 days)",
     )
+    add_setting_flags(p_revoke)
     p_revoke.set_defaults(func=token_revoke)
+    add_mint_command(token_commands)
 
     p_audit = commands.add_parser("audit", help="read the audit log")
-    _add_setting_flags(p_audit)
     p_audit.add_argument("--visit", help="only this visit")
     p_audit.add_argument("--subject", help="only this token subject")
     p_audit.add_argument("--since", type=float, help="only after this Unix time")
     p_audit.add_argument("--limit", type=int, default=1000)
     p_audit.add_argument("--json", action="store_true", help="print JSON")
+    add_setting_flags(p_audit)
     p_audit.set_defaults(func=audit)
 
     p_report = commands.add_parser("report", help="evaluation data")
@@ -535,7 +513,6 @@ def build_parser() -> argparse.ArgumentParser:
     p_export = report_commands.add_parser(
         "export", help="export pseudonymous per-visit evaluation data"
     )
-    _add_setting_flags(p_export)
     p_export.add_argument("--format", choices=sorted(EXPORTS), default="csv")
     p_export.add_argument(
         "--since", help="visits from then: an ISO date or time, or a period back from now (7d)"
@@ -546,6 +523,13 @@ def build_parser() -> argparse.ArgumentParser:
     p_export.add_argument("--kind", choices=[k.value for k in VisitKind])
     p_export.add_argument("--sector", choices=[s.value for s in Sector])
     p_export.add_argument("--out", help="write to this file instead of standard output")
+    p_export.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="show a progress bar on standard error (default: when it is a terminal)",
+    )
+    add_setting_flags(p_export)
     p_export.set_defaults(func=report_export)
 
     p_bot = commands.add_parser("bot", help="join a visit as a headless participant")
@@ -591,7 +575,6 @@ def build_parser() -> argparse.ArgumentParser:
     p_load = commands.add_parser(
         "loadtest", help="run N three-way visits of light bots against a server"
     )
-    _add_setting_flags(p_load)
     p_load.add_argument("--url", required=True, help="the server, e.g. http://127.0.0.1:8080")
     p_load.add_argument("--rooms", type=int, default=1, help="visits, three bots each")
     p_load.add_argument("--seconds", type=float, default=10.0, help="how long the bots stay")
@@ -601,6 +584,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_load.add_argument("--width", type=int, default=640)
     p_load.add_argument("--height", type=int, default=480)
     p_load.add_argument("--json", action="store_true", help="print JSON")
+    add_setting_flags(p_load)
     p_load.set_defaults(func=loadtest)
     return parser
 

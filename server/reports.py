@@ -19,6 +19,7 @@ from rooms.evaluation import Report, VisitSummary, aggregate, filter_summaries
 from rooms.eventlog import EventLog, SqlEventLog
 from rooms.exports import (
     Pseudonymizer,
+    Records,
     fhir_json,
     participants_csv,
     read_records,
@@ -64,28 +65,45 @@ class Filters:
     sector: str | None = None
 
 
-async def gather(db: Database, events: EventLog, org: str, filters: Filters) -> list[VisitSummary]:
-    """Summaries of `org`'s visits that pass `filters`.
+#: Visits read and summarized per step: bounds the memory a long history takes, and paces a
+#: progress bar.
+BATCH = 1000
+
+
+async def gather(
+    db: Database,
+    events: EventLog,
+    org: str,
+    filters: Filters,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[VisitSummary]:
+    """Summaries of `org`'s visits that pass `filters`; `progress(done, total)` after each batch.
 
     The period narrows the visits in SQL (`visits_in_period`); the reading is async I/O on the
     loop, the summarizing (CPU, milliseconds per visit) runs in a worker thread, so a report over
     a long history never stalls the calls this server carries."""
     visits = await events.visits_in_period(org, filters.since, filters.until)
-    records = await read_records(
-        visits, events, SqlQualityLog(db), OutcomeStore(db), SurveyStore(db)
-    )
-
-    def summarize_and_filter() -> list[VisitSummary]:
-        return filter_summaries(
-            summarize_records(records),
-            filters.since,
-            filters.until,
-            filters.kind,
-            filters.sector,
-            org,
+    summaries: list[VisitSummary] = []
+    for start in range(0, len(visits), BATCH):
+        batch = visits[start : start + BATCH]
+        records = await read_records(
+            batch, events, SqlQualityLog(db), OutcomeStore(db), SurveyStore(db)
         )
 
-    return await asyncio.to_thread(summarize_and_filter)
+        def summarize_and_filter(records: Records = records) -> list[VisitSummary]:
+            return filter_summaries(
+                summarize_records(records),
+                filters.since,
+                filters.until,
+                filters.kind,
+                filters.sector,
+                org,
+            )
+
+        summaries += await asyncio.to_thread(summarize_and_filter)
+        if progress is not None:
+            progress(start + len(batch), len(visits))
+    return summaries
 
 
 async def report(db: Database, events: EventLog, org: str, filters: Filters) -> tuple[int, Report]:

@@ -347,7 +347,11 @@ class Bot:
             await ws.close()
             if reply is not None and reply.get("type") == "error":
                 self.report.errors.append(
-                    {"code": reply.get("code"), "message": reply.get("message")}
+                    {
+                        "code": reply.get("code"),
+                        "message": reply.get("message"),
+                        "fatal": bool(reply.get("fatal")),
+                    }
                 )
                 if reply.get("fatal"):
                     return None
@@ -450,7 +454,13 @@ class Bot:
                 )
             return
         if kind == "error":
-            self.report.errors.append({"code": data.get("code"), "message": data.get("message")})
+            self.report.errors.append(
+                {
+                    "code": data.get("code"),
+                    "message": data.get("message"),
+                    "fatal": bool(data.get("fatal")),
+                }
+            )
             if data.get("fatal"):
                 self._final = True
             if str(data.get("ref", "")).startswith("offer-"):

@@ -20,7 +20,7 @@ from rooms.ids import ParticipantId
 from rooms.outcomes import OutcomeRejected
 from rooms.policy import Action, check_entry, is_host_role
 from rooms.principal import Principal
-from rooms.visit import Seat
+from rooms.visit import Seat, VisitState
 from signaling.channel import ClientChannel, WebSocketChannel
 from signaling.errors import (
     CLOSE_FATAL,
@@ -382,7 +382,8 @@ class Session:
         except NotPermitted as exc:
             raise FatalError(exc.code, exc.message) from None
         if not visit.is_live:
-            raise FatalError("visit-closed", f"this visit has {visit.state.value}")
+            ended = "was cancelled" if visit.state is VisitState.CANCELLED else "has ended"
+            raise FatalError("visit-closed", f"this visit {ended}")
         try:
             check_entry(
                 visit,

@@ -198,7 +198,7 @@ async def test_a_revoked_token_ends_the_bot_without_reconnecting(server: Running
         report = await asyncio.wait_for(bot, timeout=SECONDS + 20)
         elapsed = time.monotonic() - started
 
-    assert report["exit_code"] == 0, report
+    assert report["exit_code"] == 4, report  # refused: the CLI says so and exits non-zero
     assert "token-revoked" in [e["code"] for e in report["errors"]], report
     assert report["reconnects"] == 0 and report["recoveries"] == [], report
     assert elapsed < SECONDS / 2, report
