@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 import pytest
 import pytest_asyncio
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Browser, Page, ViewportSize, async_playwright
 
 from rooms.roles import Role, Sector
 from server.auth import TokenIssuer
@@ -28,7 +28,10 @@ from tests.support.servers import RunningServer, start_server
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="module")]
 
 AXE = Path(__file__).parents[1] / "a11y" / "node_modules" / "axe-core" / "axe.min.js"
-VIEWPORTS = {"phone": {"width": 390, "height": 844}, "laptop": {"width": 1280, "height": 800}}
+VIEWPORTS: dict[str, ViewportSize] = {
+    "phone": {"width": 390, "height": 844},
+    "laptop": {"width": 1280, "height": 800},
+}
 
 #: The WCAG 2.0 and 2.1 A and AA rules; each violation as rule, impact and the first elements.
 RUN_AXE = """async () => {
