@@ -36,6 +36,7 @@ from server.app import create_app, drain_before_stop
 from server.auth import TokenIssuer
 from server.config import SETTINGS, Settings, SettingsError
 from server.keys import load_or_create_signing_key
+from server.logs import configure_logging
 from server.reports import EXPORTS, Filters, gather, load_pseudonymizer, render_export
 from server.timeparse import parse_when
 from server.trust import TrustConfigError
@@ -118,9 +119,7 @@ def _prepare_shared_files(settings: Settings) -> None:
 
 def serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings.log_level, settings.log_format)
     if args.workers > 1:
         if not settings.redis_url:
             raise SystemExit(

@@ -662,10 +662,23 @@
     const seen = () => {
       const ms = performance.now();
       state.metrics.firstFrameByParticipant[participant] ??= ms;
-      if (state.metrics.firstRemoteFrameMs === null) state.metrics.firstRemoteFrameMs = ms;
+      if (state.metrics.firstRemoteFrameMs === null) {
+        state.metrics.firstRemoteFrameMs = ms;
+        reportJoinTime(ms / 1000);
+      }
     };
     if (video.requestVideoFrameCallback) video.requestVideoFrameCallback(seen);
     else video.addEventListener("loadeddata", seen, { once: true });
+  }
+
+  function reportJoinTime(seconds) {
+    // Link opened (navigation start) -> first remote frame, for the operators' metrics.
+    fetch(`/api/visits/${encodeURIComponent(visitId)}/join-time`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Authorization: `Bearer ${token}` },
+      body: JSON.stringify({ seconds: Math.min(seconds, 3600) }),
+      keepalive: true,
+    }).catch(() => {});
   }
 
   function attach(element, track) {
