@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -378,8 +379,9 @@ def _webhook_secret(secret: str, urls: str) -> str:
         return secret
     if not secret.startswith("whsec_"):
         raise SettingsError("webhook-url needs webhook-secret, a whsec_... value")
+    body = secret[len("whsec_") :]
     try:
-        if not base64.b64decode(secret[len("whsec_") :] + "==", validate=True):
+        if not re.fullmatch(r"[A-Za-z0-9+/]+={0,2}", body) or not base64.b64decode(body + "=="):
             raise ValueError
     except ValueError:
         raise SettingsError("webhook-secret is not whsec_ followed by base64") from None
