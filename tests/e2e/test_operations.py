@@ -42,9 +42,7 @@ def parse(text: str) -> Samples:
 
 def value(samples: Samples, name: str, **labels: str) -> float:
     """The sum of `name`'s samples whose labels include `labels`."""
-    return sum(
-        v for (n, ls), v in samples.items() if n == name and set(labels.items()) <= set(ls)
-    )
+    return sum(v for (n, ls), v in samples.items() if n == name and set(labels.items()) <= set(ls))
 
 
 @dataclass
@@ -189,9 +187,7 @@ async def test_metrics_after_the_call_keep_the_totals(scenario: Scenario) -> Non
     # Counters never go back when the peers that counted are gone.
     for name in ("screenvisit_forwarded_packets_total", "screenvisit_forwarded_bytes_total"):
         assert value(after, name) >= value(during, name) > 0
-    assert value(after, "screenvisit_webhook_deliveries_total") == len(
-        scenario.receiver.messages
-    )
+    assert value(after, "screenvisit_webhook_deliveries_total") == len(scenario.receiver.messages)
 
 
 async def test_webhooks_are_signed_complete_and_delivered_once(scenario: Scenario) -> None:
