@@ -185,9 +185,10 @@ class WebhookDeliverer:
                 await self._send_due()
                 wait = await self._until_next()
             except Exception as exc:
-                # The database is down or slow: the outbox holds what is new; try again soon.
+                # The database is down or slow (and maybe the outbox too): try again soon.
                 logger.warning("webhooks: delivery round failed (%s)", type(exc).__name__)
-                wait = POLL_SECONDS
+                await asyncio.sleep(POLL_SECONDS)
+                continue
             if wait > 0 and not self._incoming:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(wait):
