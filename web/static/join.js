@@ -38,7 +38,7 @@
     // {outcome, note, ref, attempts, saved, timer, status}.
     outcome: null,
     // Measured in the page, read by operators' diagnostics and by the browser tests.
-    metrics: { firstRemoteFrameMs: null, firstFrameByParticipant: {}, arrivalsNotified: 0 },
+    metrics: { firstRemoteFrameMs: null, firstFrameByParticipant: {}, arrivalsNotified: 0, joinTimeReported: null },
   };
   window.screenvisit = state;
 
@@ -678,7 +678,9 @@
       headers: { "Content-Type": "application/json", Authorization: `Bearer ${token}` },
       body: JSON.stringify({ seconds: Math.min(seconds, 3600) }),
       keepalive: true,
-    }).catch(() => {});
+    })
+      .then((response) => (state.metrics.joinTimeReported = response.status))
+      .catch(() => {});
   }
 
   function attach(element, track) {
