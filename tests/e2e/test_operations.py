@@ -141,7 +141,14 @@ async def scenario(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Sc
                 assert r.status == 201, await r.text()
             await receiver.wait_for("visit.ended")
             await receiver.wait_for("outcome.recorded")
-            after = await scrape(http, metrics_url)
+            # The receiver holds a message a moment before the server hears its answer.
+            after = await scrape_until(
+                http,
+                metrics_url,
+                lambda s: (
+                    value(s, "screenvisit_webhook_deliveries_total") >= len(receiver.messages)
+                ),
+            )
         assert await server.stop() == 0
         log = server.log.read_text().splitlines()
         yield Scenario(
