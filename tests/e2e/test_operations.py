@@ -64,7 +64,7 @@ async def scrape(http: aiohttp.ClientSession, url: str) -> Samples:
 
 
 async def scrape_until(
-    http: aiohttp.ClientSession, url: str, ready: Any, timeout: float = 20.0
+    http: aiohttp.ClientSession, url: str, ready: Any, timeout: float = 45.0
 ) -> Samples:
     """Scrape until `ready(samples)`: the condition, not a fixed wait, ends it."""
     async with asyncio.timeout(timeout):
@@ -119,7 +119,7 @@ async def scenario(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Sc
 
             extra = {"citizen": (), "nurse": (), "gp": ("--admit-all",)}
             bots = asyncio.gather(
-                *(run_bot(visit["links"][role], 6, *extra[role]) for role in ROLES)
+                *(run_bot(visit["links"][role], 8, *extra[role]) for role in ROLES)
             )
             citizen = {"Authorization": f"Bearer {token_of(visit['links']['citizen'])}"}
             join_time = f"{server.base_url}/api/visits/{visit['visit']}/join-time"

@@ -56,6 +56,6 @@ class WebhookReceiver:
     def of_type(self, kind: str) -> list[dict[str, Any]]:
         return [m for m in self.messages.values() if m["type"] == kind]
 
-    async def wait_for(self, kind: str, count: int = 1, timeout: float = 15.0) -> None:
+    async def wait_for(self, kind: str, count: int = 1, timeout: float = 45.0) -> None:
         async with asyncio.timeout(timeout), self._arrived:
             await self._arrived.wait_for(lambda: len(self.of_type(kind)) >= count)
