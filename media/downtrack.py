@@ -101,6 +101,7 @@ class DownTrack(MediaStreamTrack):
 
     def request_keyframe(self) -> None:
         """Called when the subscriber sends PLI or FIR for this track."""
+        self._counters.keyframe_requests_received += 1
         if self._publication is not None:
             self._publication.request_keyframe()
 

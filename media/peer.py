@@ -42,7 +42,7 @@ from media.errors import NegotiationFailed
 from media.ice import drop_checks_from_refused_sources, restrict_host_candidates
 from media.relay import RelayDownTrack, RelayUpTrack
 from media.remb import watch_remb
-from media.rtpwriter import RtpWriter
+from media.rtpwriter import SENDER_OCTET_COUNT, SENDER_PACKET_COUNT, RtpWriter
 from media.tasks import OwnedTasks
 from media.uptrack import UpTrack
 
@@ -312,7 +312,7 @@ class MediaPeer:
             )
             transceiver.sender.replaceTrack(track)
         else:
-            writer = RtpWriter(transceiver.sender)
+            writer = RtpWriter(transceiver.sender, self._counters)
             track = DownTrack(
                 transceiver.kind,
                 writer,
@@ -361,9 +361,22 @@ class MediaPeer:
             )
         return out
 
+    def sent(self) -> tuple[int, int]:
+        """RTP packets and payload bytes sent to this participant so far (aiortc's sender
+        counters, which media.rtpwriter keeps up to date when forwarding)."""
+        packets = octets = 0
+        for slot in self.slots:
+            reported = vars(slot.transceiver.sender)
+            packets += reported.get(SENDER_PACKET_COUNT, 0)
+            octets += reported.get(SENDER_OCTET_COUNT, 0)
+        return packets, octets
+
     async def close(self) -> None:
         """Close once; shielded, because an interrupted close leaves decoder threads behind."""
         if self._closing is None:
+            packets, octets = self.sent()
+            self._counters.packets_forwarded_closed += packets
+            self._counters.bytes_forwarded_closed += octets
             for slot in self.slots:
                 slot.track.stop()
             for up in self.up.values():

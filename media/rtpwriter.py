@@ -32,6 +32,7 @@ from aiortc.rtcrtpparameters import RTCRtpSendParameters
 from aiortc.rtcrtpsender import RTCRtpSender
 from aiortc.rtp import HeaderExtensions, HeaderExtensionsMap
 
+from media.counters import MediaCounters
 from media.frames import MediaPacket
 from media.srtp import FastSrtp, fast_srtp
 
@@ -74,8 +75,9 @@ def ntp_at(unix_time: float) -> int:
 class RtpWriter:
     """Sends one down slot's packets through `sender`'s transport, as `sender` would have."""
 
-    def __init__(self, sender: RTCRtpSender) -> None:
+    def __init__(self, sender: RTCRtpSender, counters: MediaCounters | None = None) -> None:
         self._sender = sender
+        self._counters = counters if counters is not None else MediaCounters()
         #: aiortc's sender state: its reported counters are updated here per packet.
         self._reported = vars(sender)
         self._payload_type: int | None = None
@@ -226,6 +228,7 @@ class RtpWriter:
             payload = _OSN.pack(sequence) + payload
             sequence = self._rtx_sequence
             self._rtx_sequence = (self._rtx_sequence + 1) & 0xFFFF
+        self._counters.retransmissions += 1
         self._send(
             connection,
             marker | payload_type,

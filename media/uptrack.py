@@ -159,6 +159,7 @@ class UpTrack:
             sink(packet)
 
     def _send_nack(self, media_ssrc: int, lost: list[int]) -> None:
+        self._counters.nacks_sent += 1
         self._tasks.spawn(self._receiver._send_rtcp_nack(media_ssrc, lost))
 
     def cap_bitrate(self, bitrate: int) -> None:

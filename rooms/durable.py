@@ -223,15 +223,28 @@ class DurableWriter:
 
 
 class DurableEventLog(SqlEventLog):
-    """The event log, through a `DurableWriter`; reads go to the database."""
+    """The event log, through a `DurableWriter`; reads go to the database.
+
+    Listeners (`subscribe`) hear each event once it is durable, in the caller's stack: they
+    must be quick and must not block (queue the work, as webhooks do, or write a log line)."""
 
     def __init__(self, db: Database, writer: DurableWriter) -> None:
         super().__init__(db)
         self._writer = writer
+        self._listeners: list[Callable[[VisitEvent], None]] = []
         writer.register("event", lambda raw: SqlEventLog.append(self, VisitEvent.from_json(raw)))
+
+    def subscribe(self, listener: Callable[[VisitEvent], None]) -> None:
+        self._listeners.append(listener)
 
     async def append(self, event: VisitEvent) -> None:
         await self._writer.write("event", event.to_json())
+        for listener in self._listeners:
+            try:
+                listener(event)
+            except Exception:
+                # A listener's bug must not fail the lifecycle step that was already recorded.
+                logger.exception("event listener failed on %s", event.kind.value)
 
 
 class DurableAuditLog(SqlAuditLog):

@@ -331,6 +331,52 @@ MIGRATIONS: Sequence[Migration] = (
             "CREATE UNIQUE INDEX audit_uid ON audit (uid)",
         ),
     ),
+    Migration(
+        8,
+        # Webhook deliveries (rooms/webhook_queue.py): one row per message and endpoint, the
+        # message id unique per endpoint so that a message queued twice is delivered once;
+        # `due` is when the next attempt may start (a claim pushes it on by a lease).
+        sqlite=(
+            """
+            CREATE TABLE webhook_deliveries (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                message TEXT NOT NULL,
+                url TEXT NOT NULL,
+                type TEXT NOT NULL,
+                body TEXT NOT NULL,
+                created_at REAL NOT NULL,
+                due REAL NOT NULL,
+                attempts INTEGER NOT NULL DEFAULT 0,
+                state TEXT NOT NULL DEFAULT 'pending'
+                    CHECK (state IN ('pending', 'delivered', 'failed')),
+                finished_at REAL,
+                last_error TEXT
+            )
+            """,
+            "CREATE UNIQUE INDEX webhook_message ON webhook_deliveries (message, url)",
+            "CREATE INDEX webhook_due ON webhook_deliveries (state, due)",
+        ),
+        postgresql=(
+            """
+            CREATE TABLE webhook_deliveries (
+                id BIGSERIAL PRIMARY KEY,
+                message TEXT NOT NULL,
+                url TEXT NOT NULL,
+                type TEXT NOT NULL,
+                body TEXT NOT NULL,
+                created_at DOUBLE PRECISION NOT NULL,
+                due DOUBLE PRECISION NOT NULL,
+                attempts INTEGER NOT NULL DEFAULT 0,
+                state TEXT NOT NULL DEFAULT 'pending'
+                    CHECK (state IN ('pending', 'delivered', 'failed')),
+                finished_at DOUBLE PRECISION,
+                last_error TEXT
+            )
+            """,
+            "CREATE UNIQUE INDEX webhook_message ON webhook_deliveries (message, url)",
+            "CREATE INDEX webhook_due ON webhook_deliveries (state, due)",
+        ),
+    ),
 )
 
 SCHEMA_VERSION_SQLITE = (

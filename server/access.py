@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections import Counter
 
 import jwt
 
@@ -56,6 +57,8 @@ class AccessControl:
         self.verifier = verifier
         self._audit = audit
         self._limiter = limiter
+        #: Refusals by reason since start (read by the metrics at scrape time).
+        self.refusals: Counter[str] = Counter()
 
     async def authenticate(
         self, token: str, *, action: Action, client: str | None, visit: str | None = None
@@ -182,6 +185,8 @@ class AccessControl:
     async def _keep(self, record: AuditRecord, *, counted: bool = False) -> None:
         """Durable when it returns (database or outbox). A decision neither could keep is
         logged, and the access goes on: a visit must not fail on its paperwork."""
+        if record.result == "refused":
+            self.refusals[record.reason or "unknown"] += 1
         try:
             if counted:
                 await self._audit.count(record)

@@ -40,11 +40,14 @@ from server.headers import add_security_headers
 from server.http_api import error_middleware, setup_api_routes
 from server.httpserver import ConnectionLimiter, body_timeout_middleware
 from server.keys import load_or_create_signing_key
+from server.logs import lifecycle_logs_ctx
+from server.metrics import setup_metrics
 from server.pages import setup_page_routes
 from server.ratelimit import AuthFailureLimiter, FailureLimiter, RedisFailureLimiter
 from server.reports import ReportWorkers, Source, load_pseudonymizer
 from server.revocation import RevocationList, SqlRevocationStore
 from server.trust import TrustConfigError, load_trust_file
+from server.webhooks import register_webhook_writes, webhooks_ctx
 from signaling.bus import Bus, LocalBus, Message, RedisBus
 from signaling.hub import HubRegistry
 from signaling.node import ClusterNode
@@ -78,6 +81,8 @@ def create_app(
     app.cleanup_ctx.append(_redis)
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_durable)
+    app.cleanup_ctx.append(webhooks_ctx)
+    app.cleanup_ctx.append(lifecycle_logs_ctx)
     app.cleanup_ctx.append(_audit)
     app.cleanup_ctx.append(_access)
     app.cleanup_ctx.append(_evaluation)
@@ -86,6 +91,7 @@ def create_app(
     app.cleanup_ctx.append(_sfu)
     app.cleanup_ctx.append(_signaling)
     setup_api_routes(app)
+    setup_metrics(app)
     setup_page_routes(app)
     app.router.add_static("/static", str(resources.files("web") / "static"))
     return app
@@ -124,6 +130,7 @@ async def _durable(app: web.Application) -> AsyncIterator[None]:
     archive = SqlVisitArchive(app[appkeys.DATABASE])
     app[appkeys.BOOKINGS] = archive
     register_booking_writes(writer, archive)
+    register_webhook_writes(writer, app[appkeys.DATABASE])
     outcome_store = DurableOutcomeStore(app[appkeys.DATABASE], writer)
     app[appkeys.OUTCOMES] = OutcomeRecorder(
         app[appkeys.SETTINGS].outcomes,

@@ -20,8 +20,10 @@ from server.auth import TokenIssuer, TokenVerifier
 from server.config import Settings
 from server.drain import Drainer
 from server.httpserver import ConnectionLimiter
+from server.metrics import Metrics
 from server.reports import ReportWorkers
 from server.revocation import RevocationList
+from server.webhooks import WebhookDeliverer
 from signaling.hub import HubRegistry
 from signaling.node import ClusterNode
 from signaling.services import SignalingServices
@@ -50,3 +52,5 @@ REDIS = web.AppKey("redis", Redis)
 NODE = web.AppKey("node", ClusterNode)
 DRAINER = web.AppKey("drainer", Drainer)
 CONNECTIONS = web.AppKey("connections", ConnectionLimiter)
+WEBHOOKS = web.AppKey("webhooks", WebhookDeliverer)
+METRICS = web.AppKey("metrics", Metrics)

@@ -42,6 +42,7 @@ from server.cli_tokens import add_mint_command
 from server.cli_visits import add_visit_commands
 from server.config import Settings
 from server.keys import load_or_create_signing_key
+from server.logs import configure_logging
 from server.reports import EXPORTS, Filters, gather, load_pseudonymizer, render_export
 from server.trust import TrustConfigError
 from server.visits import book_visit, invite_links, links_by_role
@@ -105,9 +106,7 @@ def _prepare_shared_files(settings: Settings) -> None:
 
 def serve(args: argparse.Namespace) -> int:
     settings = settings_from(args)
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings.log_level, settings.log_format)
     if args.workers > 1:
         if not settings.redis_url:
             raise SystemExit(

@@ -5,8 +5,10 @@ SETTINGS below is the one table; README's settings table is generated from the s
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import re
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -175,6 +177,35 @@ SETTINGS: tuple[Setting, ...] = (
         "forward: encoded frames go to subscribers untouched; relay: aiortc's MediaRelay"
         " decodes each publisher and re-encodes for every subscriber (a baseline, far more CPU)",
     ),
+    Setting(
+        "metrics-port",
+        "",
+        "port of the Prometheus /metrics endpoint (each `serve --workers` worker adds its"
+        " number); empty serves none",
+    ),
+    Setting("metrics-host", "127.0.0.1", "address the /metrics endpoint listens on"),
+    Setting("log-format", "console", "json (one JSON object a line) or console"),
+    Setting(
+        "webhook-url",
+        "",
+        "comma-separated endpoints that receive signed lifecycle webhooks; empty sends none",
+    ),
+    Setting(
+        "webhook-secret",
+        "",
+        "the webhooks' signing secret, whsec_ and base64 (needed with a webhook URL)",
+    ),
+    Setting(
+        "webhook-first-retry",
+        "5",
+        "seconds before a failed webhook is sent again; each retry waits twice as long"
+        " (at most an hour), for 24 hours",
+    ),
+    Setting(
+        "worker",
+        "0",
+        "this process's number under `serve --workers` (set by the supervisor): a metrics label",
+    ),
 )
 
 
@@ -218,6 +249,13 @@ class Settings:
     http_header_timeout: float = 10.0
     http_body_timeout: float = 20.0
     http_connections_per_address: int = 100
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
+    log_format: str = "console"
+    webhook_urls: tuple[str, ...] = ()
+    webhook_secret: str = field(default="", repr=False)
+    webhook_first_retry: float = 5.0
+    worker: int = 0
 
     @property
     def base_url(self) -> str:
@@ -301,6 +339,13 @@ class Settings:
                 http_header_timeout=_positive(raw["http-header-timeout"]),
                 http_body_timeout=_positive(raw["http-body-timeout"]),
                 http_connections_per_address=int(_positive(raw["http-connections-per-address"])),
+                metrics_port=int(raw["metrics-port"]) if raw["metrics-port"] else None,
+                metrics_host=raw["metrics-host"],
+                log_format=_log_format(raw["log-format"]),
+                webhook_urls=_list(raw["webhook-url"]),
+                webhook_secret=_webhook_secret(raw["webhook-secret"], raw["webhook-url"]),
+                webhook_first_retry=_positive(raw["webhook-first-retry"]),
+                worker=int(raw["worker"]),
             )
         except (ValueError, TypeError, KeyError) as exc:
             raise SettingsError(str(exc)) from exc
@@ -319,6 +364,28 @@ def _networks(text: str) -> tuple[str, ...] | None:
     if not networks:
         return None
     return tuple(str(network) for network in parse_networks(networks))
+
+
+def _log_format(text: str) -> str:
+    value = text.strip().lower()
+    if value not in ("json", "console"):
+        raise SettingsError(f"log-format must be json or console, not {text!r}")
+    return value
+
+
+def _webhook_secret(secret: str, urls: str) -> str:
+    """The secret as given, checked: never echoed in an error."""
+    if not _list(urls):
+        return secret
+    if not secret.startswith("whsec_"):
+        raise SettingsError("webhook-url needs webhook-secret, a whsec_... value")
+    body = secret[len("whsec_") :]
+    try:
+        if not re.fullmatch(r"[A-Za-z0-9+/]+={0,2}", body) or not base64.b64decode(body + "=="):
+            raise ValueError
+    except ValueError:
+        raise SettingsError("webhook-secret is not whsec_ followed by base64") from None
+    return secret
 
 
 def _positive(text: str) -> float:

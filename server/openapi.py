@@ -653,6 +653,32 @@ def _paths() -> dict[str, Schema]:
                 },
             },
         },
+        "/api/visits/{visit}/join-time": {
+            "parameters": visit_param,
+            "post": {
+                "operationId": "reportJoinTime",
+                "summary": "The join page's seconds from opening its link to the first remote"
+                " video frame (the screenvisit_join_seconds metric)",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["seconds"],
+                                "properties": {
+                                    "seconds": {"type": "number", "minimum": 0, "maximum": 3600}
+                                },
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "204": {"description": "Noted"},
+                    **_errors(400, 401, 403, 404, 429),
+                },
+            },
+        },
         "/api/evaluation/report": {
             "get": {
                 "operationId": "evaluationReport",

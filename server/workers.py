@@ -47,7 +47,11 @@ def run_workers(argv: Sequence[str], count: int, node_base: str) -> int:
     stopping = False
 
     def spawn(index: int) -> None:
-        env = {**os.environ, "SCREENVISIT_NODE_ID": f"{node_base}-w{index}"}
+        env = {
+            **os.environ,
+            "SCREENVISIT_NODE_ID": f"{node_base}-w{index}",
+            "SCREENVISIT_WORKER": str(index),
+        }
         children[index] = subprocess.Popen(
             worker_command(argv, index),
             env=env,

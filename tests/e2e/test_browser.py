@@ -118,6 +118,11 @@ async def test_three_browsers_see_and_hear_each_other_leave_and_reload(
     }
     print("page load to first remote frame (ms):", first_frames)
     assert all(ms is not None and ms > 0 for ms in first_frames.values())
+    # Each page reported it for the operators' screenvisit_join_seconds, and it was taken.
+    for page in pages.values():
+        await page.wait_for_function(
+            "window.screenvisit.metrics.joinTimeReported === 204", timeout=15_000
+        )
 
     # A reload gets the nurse's seat and media back, with no second press on Deltag: the
     # others keep her tile (briefly "genopretter forbindelse") and its video resumes.

@@ -38,7 +38,7 @@
     // {outcome, note, ref, attempts, saved, timer, status}.
     outcome: null,
     // Measured in the page, read by operators' diagnostics and by the browser tests.
-    metrics: { firstRemoteFrameMs: null, firstFrameByParticipant: {}, arrivalsNotified: 0 },
+    metrics: { firstRemoteFrameMs: null, firstFrameByParticipant: {}, arrivalsNotified: 0, joinTimeReported: null },
   };
   window.screenvisit = state;
 
@@ -662,10 +662,25 @@
     const seen = () => {
       const ms = performance.now();
       state.metrics.firstFrameByParticipant[participant] ??= ms;
-      if (state.metrics.firstRemoteFrameMs === null) state.metrics.firstRemoteFrameMs = ms;
+      if (state.metrics.firstRemoteFrameMs === null) {
+        state.metrics.firstRemoteFrameMs = ms;
+        reportJoinTime(ms / 1000);
+      }
     };
     if (video.requestVideoFrameCallback) video.requestVideoFrameCallback(seen);
     else video.addEventListener("loadeddata", seen, { once: true });
+  }
+
+  function reportJoinTime(seconds) {
+    // Link opened (navigation start) -> first remote frame, for the operators' metrics.
+    fetch(`/api/visits/${encodeURIComponent(visitId)}/join-time`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Authorization: `Bearer ${token}` },
+      body: JSON.stringify({ seconds: Math.min(seconds, 3600) }),
+      keepalive: true,
+    })
+      .then((response) => (state.metrics.joinTimeReported = response.status))
+      .catch(() => {});
   }
 
   function attach(element, track) {
