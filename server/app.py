@@ -35,11 +35,14 @@ from server import appkeys
 from server.access import AccessControl
 from server.auth import TokenIssuer, TokenVerifier
 from server.config import Settings
+from server.console import setup_console_routes
+from server.console_feed import ConsoleChanges, NotifyingEventLog
 from server.drain import Drainer
 from server.headers import add_security_headers
 from server.http_api import error_middleware, setup_api_routes
 from server.httpserver import ConnectionLimiter, body_timeout_middleware
 from server.keys import load_or_create_signing_key
+from server.oidc import OidcSignIn
 from server.pages import setup_page_routes
 from server.ratelimit import AuthFailureLimiter, FailureLimiter, RedisFailureLimiter
 from server.reports import ReportWorkers, Source, load_pseudonymizer
@@ -71,6 +74,8 @@ def create_app(
     app[appkeys.CONNECTIONS] = limiter
     app.on_response_prepare.append(limiter.release_upgraded)
     app[appkeys.DRAINER] = Drainer(stop_process)
+    app[appkeys.CONSOLE] = ConsoleChanges()
+    app.on_shutdown.append(app[appkeys.CONSOLE].close)
     app[appkeys.TEMPLATES] = jinja2.Environment(
         loader=jinja2.PackageLoader("web", "templates"),
         autoescape=jinja2.select_autoescape(["html"]),
@@ -87,6 +92,7 @@ def create_app(
     app.cleanup_ctx.append(_signaling)
     setup_api_routes(app)
     setup_page_routes(app)
+    setup_console_routes(app)
     app.router.add_static("/static", str(resources.files("web") / "static"))
     return app
 
@@ -119,7 +125,10 @@ async def _durable(app: web.Application) -> AsyncIterator[None]:
     writer = DurableWriter(app[appkeys.DATABASE], outbox)
     app[appkeys.DURABLE] = writer
     # Every record kind registers here, before the replay left over from the last run.
-    app[appkeys.EVENTS] = DurableEventLog(app[appkeys.DATABASE], writer)
+    # Wrapped so that an appended event wakes the organisation's open consoles.
+    app[appkeys.EVENTS] = NotifyingEventLog(
+        DurableEventLog(app[appkeys.DATABASE], writer), app[appkeys.CONSOLE]
+    )
     app[appkeys.AUDIT] = DurableAuditLog(app[appkeys.DATABASE], writer)
     archive = SqlVisitArchive(app[appkeys.DATABASE])
     app[appkeys.BOOKINGS] = archive
@@ -185,7 +194,9 @@ async def _access(app: web.Application) -> AsyncIterator[None]:
             app[appkeys.REDIS], settings.auth_failures_per_minute, DEFAULT_PREFIX
         )
     app[appkeys.ACCESS] = AccessControl(verifier, app[appkeys.AUDIT], limiter)
+    app[appkeys.OIDC] = OidcSignIn(trusted)
     yield
+    await app[appkeys.OIDC].close()
 
 
 async def _store(app: web.Application) -> AsyncIterator[None]:

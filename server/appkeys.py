@@ -18,8 +18,10 @@ from rooms.store import VisitStore
 from server.access import AccessControl
 from server.auth import TokenIssuer, TokenVerifier
 from server.config import Settings
+from server.console_feed import ConsoleChanges
 from server.drain import Drainer
 from server.httpserver import ConnectionLimiter
+from server.oidc import OidcSignIn
 from server.reports import ReportWorkers
 from server.revocation import RevocationList
 from signaling.hub import HubRegistry
@@ -50,3 +52,5 @@ REDIS = web.AppKey("redis", Redis)
 NODE = web.AppKey("node", ClusterNode)
 DRAINER = web.AppKey("drainer", Drainer)
 CONNECTIONS = web.AppKey("connections", ConnectionLimiter)
+CONSOLE = web.AppKey("console", ConsoleChanges)
+OIDC = web.AppKey("oidc", OidcSignIn)
