@@ -28,13 +28,14 @@ from aiohttp import web
 from rooms.audit import AuditRecord, SqlAuditLog
 from rooms.eventlog import SqlEventLog
 from rooms.principal import Principal
-from rooms.roles import Role, Sector
+from rooms.roles import DEFAULT_SECTOR, Role, Sector
 from rooms.sql import open_database
 from rooms.visit import VisitKind
 from server import appkeys, httpserver
 from server.app import create_app, drain_before_stop
 from server.auth import TokenIssuer
 from server.config import SETTINGS, Settings, SettingsError
+from server.console_session import CONSOLE_ROLES, console_url, sign_link
 from server.keys import load_or_create_signing_key
 from server.reports import EXPORTS, Filters, gather, load_pseudonymizer, render_export
 from server.timeparse import parse_when
@@ -99,6 +100,7 @@ def _demo_visit(announcement: list[str]) -> Any:
         announcement.append(f"Demo visit {visit.id}; open each link in its own browser window:")
         for role, url in links_by_role(invite_links(app, visit)).items():
             announcement.append(f"  {role:8s} {url}")
+        announcement.append(f"Staff console (one-time sign-in link, 10 min): {console_url(app)}")
         yield
 
     return hook
@@ -233,6 +235,26 @@ def visit_create(args: argparse.Namespace) -> int:
         print(f"Visit {data['visit']}:")
         for role, url in data["links"].items():
             print(f"  {role:12s} {url}")
+    return 0
+
+
+# --- console-link -------------------------------------------------------------------------------
+
+
+def console_link(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    role = Role(args.role)
+    if role not in CONSOLE_ROLES:
+        raise SystemExit(
+            f"screenvisit: --role is one of {', '.join(sorted(r.value for r in CONSOLE_ROLES))}"
+        )
+    key = load_or_create_signing_key(settings.key_path)
+    issuer = TokenIssuer(settings.issuer, settings.audience, key)
+    sector = Sector(args.sector) if args.sector else DEFAULT_SECTOR[role]
+    token = sign_link(
+        issuer, role=role, org=args.org or settings.org, name=args.name, sector=sector
+    )
+    print(f"{settings.base_url}/console#{token}")
     return 0
 
 
@@ -507,6 +529,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="everyone enters directly (default: non-hosts wait to be let in)",
     )
     p_create.set_defaults(func=visit_create)
+
+    p_console = commands.add_parser(
+        "console-link", help="print a one-time sign-in link to the staff console (10 minutes)"
+    )
+    _add_setting_flags(p_console)
+    p_console.add_argument("--role", required=True, choices=sorted(r.value for r in CONSOLE_ROLES))
+    p_console.add_argument("--name", default=None, help="the staff member's name, as shown")
+    p_console.add_argument("--sector", choices=[s.value for s in Sector], default=None)
+    p_console.set_defaults(func=console_link)
 
     p_token = commands.add_parser("token", help="manage tokens")
     token_commands = p_token.add_subparsers(dest="token_command", required=True)

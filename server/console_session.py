@@ -23,7 +23,7 @@ from aiohttp import web
 from rooms.errors import AuthenticationFailed
 from rooms.policy import Action
 from rooms.principal import Principal
-from rooms.roles import CLINICIAN_ROLES, Role
+from rooms.roles import CLINICIAN_ROLES, DEFAULT_SECTOR, Role, Sector
 from rooms.sql import Database
 from server import appkeys
 from server.auth import TokenIssuer
@@ -131,7 +131,9 @@ async def require_console(request: web.Request, action: Action) -> tuple[Princip
 # --- one-time sign-in links -------------------------------------------------------------------
 
 
-def sign_link(issuer: TokenIssuer, *, role: Role, org: str, name: str | None, sector: Any) -> str:
+def sign_link(
+    issuer: TokenIssuer, *, role: Role, org: str, name: str | None, sector: Sector
+) -> str:
     """A token for a one-time console sign-in link (`screenvisit console-link`)."""
     linker = TokenIssuer(issuer.iss, issuer.audience + LINK_AUDIENCE_SUFFIX, issuer.key)
     return linker.sign(
@@ -142,6 +144,15 @@ def sign_link(issuer: TokenIssuer, *, role: Role, org: str, name: str | None, se
         org=org,
         name=name,
     )
+
+
+def console_url(app: web.Application, role: Role = Role.GP) -> str:
+    """A one-time sign-in link for the demo organisation (printed by `screenvisit serve`)."""
+    settings = app[appkeys.SETTINGS]
+    token = sign_link(
+        app[appkeys.ISSUER], role=role, org=settings.org, name=None, sector=DEFAULT_SECTOR[role]
+    )
+    return f"{settings.base_url}/console#{token}"
 
 
 async def use_link(request: web.Request, token: str) -> Principal:
