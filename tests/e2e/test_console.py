@@ -17,6 +17,7 @@ import pytest
 import pytest_asyncio
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 
+from signaling.errors import CLOSE_VISIT_ENDED
 from tests.e2e.test_browser import CHROMIUM, CHROMIUM_PRESENT, FLAGS
 from tests.support.oidc_provider import OidcProvider, start_provider, write_trust_file
 from tests.support.servers import RunningServer, cli, start_server
@@ -162,7 +163,7 @@ async def test_a_nurse_signs_in_books_copies_sees_the_citizen_wait_and_cancels(
             timeout=10_000
         )
         closing = await _until_closed(ws)
-        assert "visit-cancelled" in json.dumps(closing)
+        assert closing == [{"type": "visit-ended"}, CLOSE_VISIT_ENDED]
     assert await page.evaluate("() => window.notReloaded === true")
     await context.close()
 

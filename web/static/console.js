@@ -433,6 +433,7 @@
       waiting_room: form.waiting_room.checked,
     });
     state.links.set(data.visit, new Map(data.participants.map((p) => [p.participant, p.url])));
+    resetParticipants(); // names do not linger in the form
     say(t("booked"));
   }
 
