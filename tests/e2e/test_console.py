@@ -14,6 +14,7 @@ from typing import Any
 
 import aiohttp
 import icalendar
+import jwt
 import pytest
 import pytest_asyncio
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright
@@ -55,6 +56,28 @@ async def console_server(
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def console_link_task(
+    console_server: RunningServer,
+) -> AsyncIterator[asyncio.Task[tuple[int, str, str]]]:
+    """`screenvisit console-link`, started as soon as the server is up: the CLI's start-up
+    runs while the first test drives the browser."""
+    task = asyncio.create_task(
+        cli(
+            console_server,
+            "console-link",
+            "--role",
+            "gp",
+            "--org",
+            "kommune-101",
+            "--name",
+            "Dr. Holm",
+        )
+    )
+    yield task
+    await task
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def browser() -> AsyncIterator[Browser]:
     if not CHROMIUM_PRESENT:
         pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (.ci/run does)")
@@ -87,6 +110,7 @@ async def csrf_of(page: Page) -> str:
     return value
 
 
+@pytest.mark.usefixtures("console_link_task")
 async def test_a_nurse_signs_in_books_copies_sees_the_citizen_wait_and_cancels(
     browser: Browser, console_server: RunningServer, provider: OidcProvider
 ) -> None:
@@ -188,11 +212,11 @@ async def _until_closed(ws: aiohttp.ClientWebSocketResponse) -> list[Any]:
 
 
 async def test_a_console_link_signs_in_once(
-    browser: Browser, console_server: RunningServer
+    browser: Browser,
+    console_server: RunningServer,
+    console_link_task: asyncio.Task[tuple[int, str, str]],
 ) -> None:
-    code, out, err = await cli(
-        console_server, "console-link", "--role", "gp", "--org", "kommune-101", "--name", "Dr. Holm"
-    )
+    code, out, err = await console_link_task
     assert code == 0, err
     link = out.strip()
     assert link.startswith(console_server.base_url + "/console#")
@@ -255,6 +279,17 @@ async def test_staff_of_another_organisation_see_nothing_and_csrf_is_required(
         .filter(has_text=CITIZEN_NAME)
         .wait_for(timeout=10_000)
     )
+    # Join as host in one click: the nurse's own seat link opens the call page.
+    joining = await nurse.new_page()
+    await joining.goto(console_server.base_url + "/console")
+    host_card = joining.locator(f"li.visit[data-visit='{visit}']")
+    await host_card.get_by_role("button", name="Deltag som vært").click()
+    await joining.wait_for_url(f"{console_server.base_url}/v/{visit}#*")
+    seat = jwt.decode(joining.url.split("#", 1)[1], options={"verify_signature": False})
+    assert seat["role"] == "nurse" and seat["visit"] == visit
+    await joining.locator("#join").and_(joining.locator(":enabled")).wait_for(timeout=15_000)
+    await joining.close()
+
     # Signing out ends the session: the cookie's token is revoked.
     cookie = next(c for c in await nurse.cookies() if c["name"] == "sv_console")
     assert cookie["httpOnly"] and cookie["sameSite"] == "Lax"
@@ -268,3 +303,21 @@ async def test_staff_of_another_organisation_see_nothing_and_csrf_is_required(
         assert (await r.json())["error"]["code"] == "token-revoked"
     await nurse.close()
     await other.close()
+
+
+async def test_the_identity_provider_cannot_sign_in_staff_of_an_organisation_outside_its_orgs(
+    browser: Browser, console_server: RunningServer, provider: OidcProvider
+) -> None:
+    provider.user = {**NURSE, "org": "praksis-7"}
+    context = await browser.new_context()
+    page = await context.new_page()
+    await page.goto(console_server.base_url + "/console")
+    await page.get_by_role("link", name=provider.iss).click()
+    await page.locator("#signin-error").filter(has_text="ikke logge ind for din").wait_for()
+    assert await page.locator("body[data-signed-in=no]").count() == 1
+    assert "sv_console" not in {c["name"] for c in await context.cookies()}
+    await context.close()
+    # Nothing personal reached the server's log in this module.
+    log = await asyncio.to_thread(console_server.log.read_text)
+    for name in (CITIZEN_NAME, "Nina", "Dr. Holm", "Other Nurse"):
+        assert name not in log
