@@ -316,6 +316,12 @@ async def test_the_identity_provider_cannot_sign_in_staff_of_an_organisation_out
     await page.locator("#signin-error").filter(has_text="ikke logge ind for din").wait_for()
     assert await page.locator("body[data-signed-in=no]").count() == 1
     assert "sv_console" not in {c["name"] for c in await context.cookies()}
+    await page.set_viewport_size({"width": 1280, "height": 800})
+    await page.screenshot(path=str(SHOTS / "signin-1280x800.png"))
+    await page.get_by_role("button", name="English").click()
+    await page.set_viewport_size({"width": 390, "height": 844})
+    await page.locator("#signin-error").filter(has_text="may not sign in").wait_for()
+    await page.screenshot(path=str(SHOTS / "signin-en-390x844.png"))
     await context.close()
     # Nothing personal reached the server's log in this module.
     log = await asyncio.to_thread(console_server.log.read_text)
