@@ -201,3 +201,11 @@ async def test_the_page_offers_sign_in_without_a_session_and_the_console_with_on
     evaluator = Principal("e-1", "idp", Role.EVALUATOR, Sector.REGION, "kommune-1")
     r = await client.get("/console", headers=_cookie(client, evaluator)[0])
     assert 'href="/evaluation#' in await r.text()
+
+
+async def test_a_callback_without_this_browsers_sign_in_is_refused(client: Client) -> None:
+    r = await client.get("/console/callback?code=c&state=s", allow_redirects=False)
+    assert r.status == 303
+    assert r.headers["Location"] == "/console?signin_error=signin-state-mismatch"
+    r = await client.get("/console/login?iss=https://nowhere.test", allow_redirects=False)
+    assert r.status == 400 and (await r.json())["error"]["code"] == "unknown-issuer"

@@ -193,6 +193,7 @@ async def test_a_nurse_signs_in_books_copies_sees_the_citizen_wait_and_cancels(
         closing = await _until_closed(ws)
         assert closing == [{"type": "visit-ended"}, CLOSE_VISIT_ENDED]
     assert await page.evaluate("() => window.notReloaded === true")
+    assert provider.refused == []
     await context.close()
 
 
@@ -289,6 +290,15 @@ async def test_staff_of_another_organisation_see_nothing_and_csrf_is_required(
     assert seat["role"] == "nurse" and seat["visit"] == visit
     await joining.locator("#join").and_(joining.locator(":enabled")).wait_for(timeout=15_000)
     await joining.close()
+
+    # Reschedule from the card: to tomorrow, where the live view then lists it.
+    card = page.locator(f"li.visit[data-visit='{visit}']")
+    tomorrow = time.strftime("%Y-%m-%dT10:30", time.localtime(time.time() + 86400))
+    await card.get_by_label("Nyt tidspunkt").fill(tomorrow)
+    await card.get_by_role("button", name="Flyt").click()
+    await page.locator("#status").filter(has_text="Besøget er flyttet.").wait_for()
+    await page.locator(f"#visits-upcoming li.visit[data-visit='{visit}']").wait_for(timeout=10_000)
+    assert "10.30" in await page.locator(f"li.visit[data-visit='{visit}'] h4").inner_text()
 
     # Signing out ends the session: the cookie's token is revoked.
     cookie = next(c for c in await nurse.cookies() if c["name"] == "sv_console")
