@@ -214,10 +214,12 @@
     return visit.planned_start * 1000 <= end.getTime();
   }
 
-  function button(text, onClick, extraClass) {
+  function button(text, onClick, extraClass, about) {
     const el = document.createElement("button");
     el.type = "button";
     el.textContent = text;
+    // Many buttons share a text; screen readers hear which seat or visit each one is for.
+    if (about) el.setAttribute("aria-label", `${text}: ${about}`);
     if (extraClass) el.className = extraClass;
     el.addEventListener("click", onClick);
     return el;
@@ -268,7 +270,7 @@
     }
     const tools = document.createElement("div");
     tools.className = "visit-tools";
-    tools.append(button(t("joinHost"), () => run(() => joinAsHost(visit)), "primary-small join-host"));
+    tools.append(button(t("joinHost"), () => run(() => joinAsHost(visit)), "primary-small join-host", when(visit)));
     if (visit.state !== "in-progress") {
       const moveId = `move-${visit.id}`;
       const moveLabel = document.createElement("label");
@@ -281,8 +283,8 @@
       tools.append(
         moveLabel,
         move,
-        button(t("reschedule"), () => run(() => reschedule(visit, move.value)), "reschedule"),
-        button(t("cancel"), () => run(() => cancel(visit)), "danger cancel"),
+        button(t("reschedule"), () => run(() => reschedule(visit, move.value)), "reschedule", when(visit)),
+        button(t("cancel"), () => run(() => cancel(visit)), "danger cancel", when(visit)),
       );
     }
     item.append(tools);
@@ -307,8 +309,8 @@
       const tools = document.createElement("span");
       tools.className = "seat-tools";
       tools.append(
-        button(t("copy"), () => run(() => copyLink(visit, seat)), "small copy"),
-        button(t("qr"), () => run(() => showQr(visit, seat)), "small qr"),
+        button(t("copy"), () => run(() => copyLink(visit, seat)), "small copy", label(seat)),
+        button(t("qr"), () => run(() => showQr(visit, seat)), "small qr", label(seat)),
       );
       if (visit.planned_start !== null) {
         const ics = document.createElement("a");
@@ -316,6 +318,7 @@
         ics.href = `/console/visits/${encodeURIComponent(visit.id)}/invite.ics?participant=${encodeURIComponent(seat.participant)}`;
         ics.download = `videobesog-${visit.id}.ics`;
         ics.textContent = t("ics");
+        ics.setAttribute("aria-label", `${t("ics")}: ${label(seat)}`);
         tools.append(ics);
       }
       row.append(tools);
