@@ -209,3 +209,18 @@ async def test_a_callback_without_this_browsers_sign_in_is_refused(client: Clien
     assert r.headers["Location"] == "/console?signin_error=signin-state-mismatch"
     r = await client.get("/console/login?iss=https://nowhere.test", allow_redirects=False)
     assert r.status == 400 and (await r.json())["error"]["code"] == "unknown-issuer"
+
+
+async def test_serve_prints_a_sign_in_link_for_the_demo_organisation(client: Client) -> None:
+    from server.cli import _demo_visit
+
+    announcement: list[str] = []
+    hook = _demo_visit(announcement)(client.app)
+    await hook.__anext__()
+    line = next(line for line in announcement if line.startswith("Staff console"))
+    token = line.split("/console#", 1)[1]
+    r = await client.post("/console/session", json={"token": token})
+    assert r.status == 200 and (await r.json())["role"] == "gp"
+    r = await client.get("/api/visits", headers={"Cookie": f"{COOKIE}={r.cookies[COOKIE].value}"})
+    assert len((await r.json())["visits"]) == 1  # the demo visit, in the demo organisation
+    await hook.aclose()
