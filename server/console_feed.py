@@ -77,7 +77,7 @@ class ConsoleChanges:
 
 
 class NotifyingEventLog:
-    """An event log that tells the consoles after each append; everything else is delegated."""
+    """An event log that tells the consoles after each append; reads go to the inner log."""
 
     def __init__(self, inner: EventLog, changes: ConsoleChanges) -> None:
         self._inner = inner
@@ -87,8 +87,21 @@ class NotifyingEventLog:
         await self._inner.append(event)
         self._changes.notify(event.org)
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
+    async def for_visit(self, visit: VisitId) -> list[VisitEvent]:
+        return await self._inner.for_visit(visit)
+
+    async def visits_created(
+        self, since: float | None = None, until: float | None = None, org: str | None = None
+    ) -> list[VisitId]:
+        return await self._inner.visits_created(since, until, org)
+
+    async def visits_in_period(
+        self, org: str, since: float | None = None, until: float | None = None
+    ) -> list[VisitId]:
+        return await self._inner.visits_in_period(org, since, until)
+
+    async def for_visits(self, visits: list[VisitId]) -> dict[VisitId, list[VisitEvent]]:
+        return await self._inner.for_visits(visits)
 
 
 def _shown(visit: Visit, now: float) -> bool:
