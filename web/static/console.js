@@ -127,6 +127,8 @@
     });
     source.addEventListener("error", () => {
       $("live").textContent = t("offline");
+      // A refused stream (the session expired or was revoked) is not retried by the browser.
+      if (source.readyState === EventSource.CLOSED) fail("not-signed-in");
     });
   }
 
