@@ -377,6 +377,16 @@ MIGRATIONS: Sequence[Migration] = (
             "CREATE INDEX webhook_due ON webhook_deliveries (state, due)",
         ),
     ),
+    Migration(
+        10,
+        # One-time console sign-in links (`screenvisit console-link`): the first use inserts
+        # the link's jti; any later use finds it taken. Rows are deleted once the link expired.
+        sqlite=("CREATE TABLE console_link_uses (jti TEXT PRIMARY KEY, expires_at REAL NOT NULL)",),
+        postgresql=(
+            "CREATE TABLE console_link_uses"
+            " (jti TEXT PRIMARY KEY, expires_at DOUBLE PRECISION NOT NULL)",
+        ),
+    ),
 )
 
 SCHEMA_VERSION_SQLITE = (

@@ -35,6 +35,8 @@ from server import appkeys
 from server.access import AccessControl
 from server.auth import TokenIssuer, TokenVerifier
 from server.config import Settings
+from server.console import setup_console_routes
+from server.console_feed import ConsoleChanges
 from server.drain import Drainer
 from server.headers import add_security_headers
 from server.http_api import error_middleware, setup_api_routes
@@ -42,6 +44,7 @@ from server.httpserver import ConnectionLimiter, body_timeout_middleware
 from server.keys import load_or_create_signing_key
 from server.logs import lifecycle_logs_ctx
 from server.metrics import setup_metrics
+from server.oidc import OidcSignIn
 from server.pages import setup_page_routes
 from server.ratelimit import AuthFailureLimiter, FailureLimiter, RedisFailureLimiter
 from server.reports import ReportWorkers, Source, load_pseudonymizer
@@ -74,6 +77,8 @@ def create_app(
     app[appkeys.CONNECTIONS] = limiter
     app.on_response_prepare.append(limiter.release_upgraded)
     app[appkeys.DRAINER] = Drainer(stop_process)
+    app[appkeys.CONSOLE] = ConsoleChanges()
+    app.on_shutdown.append(app[appkeys.CONSOLE].close)
     app[appkeys.TEMPLATES] = jinja2.Environment(
         loader=jinja2.PackageLoader("web", "templates"),
         autoescape=jinja2.select_autoescape(["html"]),
@@ -93,6 +98,7 @@ def create_app(
     setup_api_routes(app)
     setup_metrics(app)
     setup_page_routes(app)
+    setup_console_routes(app)
     app.router.add_static("/static", str(resources.files("web") / "static"))
     return app
 
@@ -125,7 +131,11 @@ async def _durable(app: web.Application) -> AsyncIterator[None]:
     writer = DurableWriter(app[appkeys.DATABASE], outbox)
     app[appkeys.DURABLE] = writer
     # Every record kind registers here, before the replay left over from the last run.
-    app[appkeys.EVENTS] = DurableEventLog(app[appkeys.DATABASE], writer)
+    events = DurableEventLog(app[appkeys.DATABASE], writer)
+    # An appended event wakes the organisation's open consoles.
+    changes = app[appkeys.CONSOLE]
+    events.subscribe(lambda event: changes.notify(event.org))
+    app[appkeys.EVENTS] = events
     app[appkeys.AUDIT] = DurableAuditLog(app[appkeys.DATABASE], writer)
     archive = SqlVisitArchive(app[appkeys.DATABASE])
     app[appkeys.BOOKINGS] = archive
@@ -192,7 +202,9 @@ async def _access(app: web.Application) -> AsyncIterator[None]:
             app[appkeys.REDIS], settings.auth_failures_per_minute, DEFAULT_PREFIX
         )
     app[appkeys.ACCESS] = AccessControl(verifier, app[appkeys.AUDIT], limiter)
+    app[appkeys.OIDC] = OidcSignIn(trusted)
     yield
+    await app[appkeys.OIDC].close()
 
 
 async def _store(app: web.Application) -> AsyncIterator[None]:

@@ -18,9 +18,11 @@ from rooms.store import VisitStore
 from server.access import AccessControl
 from server.auth import TokenIssuer, TokenVerifier
 from server.config import Settings
+from server.console_feed import ConsoleChanges
 from server.drain import Drainer
 from server.httpserver import ConnectionLimiter
 from server.metrics import Metrics
+from server.oidc import OidcSignIn
 from server.reports import ReportWorkers
 from server.revocation import RevocationList
 from server.webhooks import WebhookDeliverer
@@ -54,3 +56,5 @@ DRAINER = web.AppKey("drainer", Drainer)
 CONNECTIONS = web.AppKey("connections", ConnectionLimiter)
 WEBHOOKS = web.AppKey("webhooks", WebhookDeliverer)
 METRICS = web.AppKey("metrics", Metrics)
+CONSOLE = web.AppKey("console", ConsoleChanges)
+OIDC = web.AppKey("oidc", OidcSignIn)

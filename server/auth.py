@@ -79,7 +79,7 @@ class TokenVerifier:
         if key is None:
             raise AuthenticationFailed("token-unknown-key", "the token's signing key is not known")
         claims = self._verify(token, key, alg, issuer)
-        return self._principal(issuer, claims)
+        return self.principal(issuer, claims)
 
     def _verify(self, token: str, key: Any, alg: str, issuer: TrustedIssuer) -> dict[str, Any]:
         try:
@@ -119,7 +119,9 @@ class TokenVerifier:
             raise AuthenticationFailed("token-revoked", "this token has been revoked")
         return claims
 
-    def _principal(self, issuer: TrustedIssuer, claims: dict[str, Any]) -> Principal:
+    def principal(self, issuer: TrustedIssuer, claims: dict[str, Any]) -> Principal:
+        """The principal of verified `claims` from `issuer`, within what the issuer may vouch
+        for (also for an OpenID Connect ID token, which may carry no jti)."""
         try:
             sector = Sector(str(claims.get("sector")))
             role = Role(str(claims.get("role")))
@@ -175,7 +177,7 @@ class TokenVerifier:
             visit=VisitId(visit) if isinstance(visit, str) else None,
             participant=ParticipantId(subject) if isinstance(visit, str) else None,
             name=name if isinstance(name, str) else None,
-            token_id=str(claims["jti"]),
+            token_id=str(claims["jti"]) if "jti" in claims else None,
             expires_at=float(claims["exp"]),
         )
 
@@ -213,6 +215,7 @@ class TokenIssuer:
         visit: str | None = None,
         org: str | None = None,
         name: str | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> str:
         now = int(time.time())
         claims: dict[str, Any] = {
@@ -229,6 +232,7 @@ class TokenIssuer:
         for claim, value in (("visit", visit), ("org", org), ("name", name)):
             if value is not None:
                 claims[claim] = value
+        claims.update(extra or {})
         assert isinstance(self.key.private_key, ec.EllipticCurvePrivateKey)
         return jwt.encode(
             claims, self.key.private_key, algorithm="ES256", headers={"kid": self.key.kid}

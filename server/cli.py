@@ -26,11 +26,12 @@ from tqdm import tqdm
 from rooms.audit import AuditRecord, SqlAuditLog
 from rooms.eventlog import SqlEventLog
 from rooms.principal import Principal
-from rooms.roles import Role, Sector
+from rooms.roles import DEFAULT_SECTOR, Role, Sector
 from rooms.sql import open_database
 from rooms.visit import VisitKind
 from server import appkeys, httpserver
 from server.app import create_app, drain_before_stop
+from server.auth import TokenIssuer
 from server.cli_common import (
     add_setting_flags,
     call_server,
@@ -41,6 +42,7 @@ from server.cli_common import (
 from server.cli_tokens import add_mint_command
 from server.cli_visits import add_visit_commands
 from server.config import Settings
+from server.console_session import CONSOLE_ROLES, console_url, sign_link
 from server.keys import load_or_create_signing_key
 from server.logs import configure_logging
 from server.reports import EXPORTS, Filters, gather, load_pseudonymizer, render_export
@@ -87,6 +89,7 @@ def _demo_visit(announcement: list[str]) -> Any:
         announcement.append(f"Demo visit {visit.id}; open each link in its own browser window:")
         for role, url in links_by_role(invite_links(app, visit)).items():
             announcement.append(f"  {role:8s} {url}")
+        announcement.append(f"Staff console (one-time sign-in link, 10 min): {console_url(app)}")
         yield
 
     return hook
@@ -181,6 +184,24 @@ def visit_create(args: argparse.Namespace) -> int:
         print(f"Visit {data['visit']}:")
         for role, url in data["links"].items():
             print(f"  {role:12s} {url}")
+    return 0
+
+
+# --- console-link -------------------------------------------------------------------------------
+
+
+def console_link(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    role = Role(args.role)
+    if role not in CONSOLE_ROLES:
+        raise SystemExit(
+            f"screenvisit: --role is one of {', '.join(sorted(r.value for r in CONSOLE_ROLES))}"
+        )
+    key = load_or_create_signing_key(settings.key_path)
+    issuer = TokenIssuer(settings.issuer, settings.audience, key)
+    sector = Sector(args.sector) if args.sector else DEFAULT_SECTOR[role]
+    token = sign_link(issuer, role=role, org=settings.org, name=args.name, sector=sector)
+    print(f"{settings.base_url}/console#{token}")
     return 0
 
 
@@ -483,6 +504,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_setting_flags(p_create)
     p_create.set_defaults(func=visit_create)
     add_visit_commands(visit_commands)
+
+    p_console = commands.add_parser(
+        "console-link", help="print a one-time sign-in link to the staff console (10 minutes)"
+    )
+    p_console.add_argument("--role", required=True, choices=sorted(r.value for r in CONSOLE_ROLES))
+    p_console.add_argument("--name", default=None, help="the staff member's name, as shown")
+    p_console.add_argument("--sector", choices=[s.value for s in Sector], default=None)
+    add_setting_flags(p_console)
+    p_console.set_defaults(func=console_link)
 
     p_token = commands.add_parser("token", help="manage tokens")
     token_commands = p_token.add_subparsers(dest="token_command", required=True)

@@ -35,6 +35,7 @@ from rooms.visit import (
 )
 from server import appkeys
 from server.clientaddr import client_address
+from server.console_session import console_principal
 from server.errors import ApiError, status_for
 from server.openapi import openapi_document
 from server.reports import EXPORTS, Filters, ReportUnavailable
@@ -137,6 +138,9 @@ async def principal_for(
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
+        via_console = await console_principal(request, action, visit_id)
+        if via_console is not None:
+            return via_console
         await access.refuse_request(action, client_of(request), "token-missing")
         raise ApiError("token-missing", "send 'Authorization: Bearer <token>'", 401)
     return await access.authenticate(

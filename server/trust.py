@@ -19,6 +19,12 @@ JWKS file is re-read on the next use, and a URL's key set is re-fetched when old
 `max_key_age_seconds`. A key removed from the set stops working as soon as the set is reloaded.
 HS256 is accepted only from an issuer marked `"development": true` while development issuers are
 switched on (SCREENVISIT_DEV_ISSUERS), and never alongside asymmetric algorithms.
+
+An issuer that staff sign in to the console with (OpenID Connect, authorization code with PKCE)
+declares it: `"oidc": {"discovery_url": "https://idp.example/.well-known/openid-configuration",
+"client_id": "screenvisit-console", "client_secret": "..."}` (the secret only for a confidential
+client; optional `"scope"`, default "openid profile"). Its ID tokens are checked against the keys
+its discovery document names (`jwks_uri`); the issuer then needs no jwks source of its own.
 """
 
 from __future__ import annotations
@@ -142,6 +148,16 @@ def parse_jwks(jwks: dict[str, Any]) -> dict[str, Any]:
     return keys
 
 
+@dataclass(frozen=True)
+class OidcClient:
+    """How this server signs staff in at an issuer: its discovery document and our client."""
+
+    discovery_url: str
+    client_id: str
+    client_secret: str | None = None
+    scope: str = "openid profile"
+
+
 @dataclass
 class TrustedIssuer:
     iss: str
@@ -154,6 +170,8 @@ class TrustedIssuer:
     #: Whether this issuer may mint seat tokens (a `visit` claim), for visits of its `orgs`.
     seat_tokens: bool = False
     max_lifetime: dict[Role, int] = field(default_factory=lambda: dict(DEFAULT_MAX_LIFETIME))
+    #: Set when staff sign in to the console at this issuer (OpenID Connect).
+    oidc: OidcClient | None = None
 
     def speaks_for(self, org: str) -> bool:
         return any(fnmatch.fnmatchcase(org, pattern) for pattern in self.orgs)
@@ -187,6 +205,27 @@ def _orgs(raw: object, iss: str) -> tuple[str, ...]:
     return tuple(raw)
 
 
+def _oidc(raw: object, iss: str) -> OidcClient | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise TrustConfigError(f"issuer {iss}: 'oidc' must be an object")
+    unknown = set(raw) - {"discovery_url", "client_id", "client_secret", "scope"}
+    if unknown:
+        raise TrustConfigError(f"issuer {iss}: unknown 'oidc' field(s) {sorted(unknown)}")
+    url, client_id = raw.get("discovery_url"), raw.get("client_id")
+    if not isinstance(url, str) or not url.startswith(("https://", "http://")):
+        raise TrustConfigError(f"issuer {iss}: 'oidc.discovery_url' must be an http(s) URL")
+    if not isinstance(client_id, str) or not client_id:
+        raise TrustConfigError(f"issuer {iss}: 'oidc.client_id' is required")
+    secret, scope = raw.get("client_secret"), raw.get("scope", "openid profile")
+    if secret is not None and not isinstance(secret, str):
+        raise TrustConfigError(f"issuer {iss}: 'oidc.client_secret' must be a string")
+    if not isinstance(scope, str) or "openid" not in scope.split():
+        raise TrustConfigError(f"issuer {iss}: 'oidc.scope' must include openid")
+    return OidcClient(url, client_id, secret, scope)
+
+
 def load_trust_file(path: Path, *, allow_development: bool) -> TrustConfig:
     """Parse and validate the trust file. Blocking: call at start-up."""
     try:
@@ -216,7 +255,10 @@ def load_trust_file(path: Path, *, allow_development: bool) -> TrustConfig:
                 )
             if algorithms & ASYMMETRIC_ALGORITHMS:
                 raise TrustConfigError(f"issuer {iss}: HS256 cannot be mixed with other algorithms")
+        oidc = _oidc(entry.get("oidc"), iss)
         sources = [k for k in ("jwks", "jwks_file", "jwks_url") if entry.get(k)]
+        if oidc is not None and not sources:
+            sources, entry = ["jwks"], {**entry, "jwks": {"keys": []}}
         if len(sources) != 1:
             raise TrustConfigError(f"issuer {iss}: give exactly one of jwks, jwks_file, jwks_url")
         jwks_file = entry.get("jwks_file")
@@ -243,6 +285,7 @@ def load_trust_file(path: Path, *, allow_development: bool) -> TrustConfig:
                 orgs=_orgs(entry.get("orgs"), iss),
                 seat_tokens=seat_tokens,
                 max_lifetime=max_lifetime,
+                oidc=oidc,
             )
         )
     audience = data.get("audience", "screenvisit")
