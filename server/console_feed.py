@@ -2,10 +2,10 @@
 
 Live state is read from where it already is: the bookings from the visit store, and who waits or
 is in the call from the event log (participant waiting, admitted, joined, left, ...), which every
-node writes. Nothing in the signaling layer is touched: `ConsoleChanges.notify` listens to the
-durable event log on this node, so that an append wakes the organisation's open consoles at once; events
-written on another node, and booking changes that write no event, are picked up by a re-read
-every `POLL_SECONDS`. A snapshot is sent only when it differs from the last one sent.
+node writes. Nothing in the signaling layer is touched: `ConsoleChanges.notify` listens to
+the durable event log on this node, so that an append wakes the organisation's open consoles at
+once; events written on another node, and booking changes that write no event, are picked up by
+a re-read every `POLL_SECONDS`. A snapshot is sent only when it differs from the last one sent.
 
 Names are part of a snapshot: the stream is only for signed-in staff of that organisation.
 """
