@@ -331,6 +331,35 @@ MIGRATIONS: Sequence[Migration] = (
             "CREATE UNIQUE INDEX audit_uid ON audit (uid)",
         ),
     ),
+    Migration(
+        9,
+        # The EHR's reference to each seat's person (rooms/actor_refs.py: "Patient/123",
+        # "Practitioner/abc"), from a FHIR Appointment; deleted when the visit is over.
+        sqlite=(
+            """
+            CREATE TABLE actor_refs (
+                visit TEXT NOT NULL,
+                participant TEXT NOT NULL,
+                org TEXT NOT NULL,
+                reference TEXT NOT NULL,
+                PRIMARY KEY (visit, participant)
+            )
+            """,
+            "CREATE INDEX actor_refs_reference ON actor_refs (org, reference)",
+        ),
+        postgresql=(
+            """
+            CREATE TABLE actor_refs (
+                visit TEXT NOT NULL,
+                participant TEXT NOT NULL,
+                org TEXT NOT NULL,
+                reference TEXT NOT NULL,
+                PRIMARY KEY (visit, participant)
+            )
+            """,
+            "CREATE INDEX actor_refs_reference ON actor_refs (org, reference)",
+        ),
+    ),
 )
 
 SCHEMA_VERSION_SQLITE = (

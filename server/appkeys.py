@@ -5,6 +5,7 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from media.sfu import Sfu
+from rooms.actor_refs import SqlActorRefs
 from rooms.audit import AuditLog
 from rooms.booking_archive import VisitArchive
 from rooms.durable import DurableWriter
@@ -50,3 +51,5 @@ REDIS = web.AppKey("redis", Redis)
 NODE = web.AppKey("node", ClusterNode)
 DRAINER = web.AppKey("drainer", Drainer)
 CONNECTIONS = web.AppKey("connections", ConnectionLimiter)
+#: Kept by the FHIR sub-application (server/fhir.py).
+ACTOR_REFS = web.AppKey("actor-refs", SqlActorRefs)

@@ -384,11 +384,10 @@ class Session:
         if not visit.is_live:
             raise FatalError("visit-closed", f"this visit has {visit.state.value}")
         try:
+            now = time.time()
+            self._services.link_window.check_entry(visit, now)
             check_entry(
-                visit,
-                principal.participant,
-                now=time.time(),
-                knock_pause=self._services.knock_pause,
+                visit, principal.participant, now=now, knock_pause=self._services.knock_pause
             )
         except EntryRefused as exc:
             await access.record(
