@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -239,7 +240,8 @@ def link_lifetime(app: web.Application, visit: Visit, role: Role, now: float) ->
     closes = link_window(app).closes_at(visit)
     if closes is None or closes - now <= default:
         return default
-    return max(default, min(closes - now, DEFAULT_MAX_LIFETIME[role]))
+    # One second more: the issuer counts from the whole second before `now`.
+    return max(default, min(math.ceil(closes - now) + 1, DEFAULT_MAX_LIFETIME[role]))
 
 
 def ensure_live(visit: Visit) -> None:
