@@ -171,9 +171,10 @@
       if (response.status === 429) showError(code, body.error && body.error.message);
       return true;
     }
-    if (body.state === "ended") return showEndState("ended"), false;
     if (body.state === "cancelled") return showEndState("cancelled"), false;
+    // Past its window a visit is over, whether it took place or nobody came.
     if (body.window === "after") return showEndState("over"), false;
+    if (body.state === "ended") return showEndState("ended"), false;
     if (body.window === "before") return waitForOpening(body), false;
     return true;
   }
