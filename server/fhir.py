@@ -52,7 +52,9 @@ from server.fhir_mapping import (
     invalid,
     parse_appointment,
     render_appointment,
+    resource_id,
     version_of,
+    visit_id_of,
 )
 from server.visits import (
     BookingChange,
@@ -203,7 +205,7 @@ async def _visit(
 ) -> tuple[Principal, Visit]:
     """The principal (authenticated now unless given) authorized for `action` on the visit of
     the route; audited either way."""
-    visit_id = request.match_info["id"]
+    visit_id = visit_id_of(request.match_info["id"])
     well_formed = VISIT_ID.fullmatch(visit_id) is not None
     if principal is None:
         principal = await _principal(request, action, visit_id if well_formed else None)
@@ -221,7 +223,7 @@ async def _visit(
             allowed=False,
             reason="visit-not-found",
         )
-        raise FhirError(404, "not-found", f"no Appointment {visit_id}") from None
+        raise FhirError(404, "not-found", "no such Appointment") from None
     await access.authorize(principal, action, visit, client=_client(request))
     return principal, visit
 
@@ -251,7 +253,7 @@ def _headers(request: web.Request, visit: Visit) -> dict[str, str]:
     base = request.config_dict[appkeys.SETTINGS].base_url
     version = version_of(visit)
     return {
-        "Location": f"{base}/fhir/Appointment/{visit.id}/_history/{version}",
+        "Location": f"{base}/fhir/Appointment/{resource_id(visit.id)}/_history/{version}",
         "ETag": f'W/"{version}"',
         "Cache-Control": "no-store",
     }
@@ -462,7 +464,7 @@ async def search_appointments(request: web.Request) -> web.Response:
     base = request.config_dict[appkeys.SETTINGS].base_url
     entries = [
         {
-            "fullUrl": f"{base}/fhir/Appointment/{v.id}",
+            "fullUrl": f"{base}/fhir/Appointment/{resource_id(v.id)}",
             "resource": await _resource(request, principal, v, refs.get(v.id, {})),
             "search": {"mode": "match"},
         }

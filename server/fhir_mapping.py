@@ -16,7 +16,7 @@ from typing import Any
 import pydantic
 from fhir.resources.R4B.appointment import Appointment
 
-from rooms.ids import ParticipantId
+from rooms.ids import ParticipantId, VisitId
 from rooms.link_window import LinkWindow
 from rooms.roles import PARTICIPANT_ROLES, Role
 from rooms.visit import (
@@ -287,6 +287,16 @@ def _last_updated(seconds: float) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def resource_id(visit: VisitId) -> str:
+    """The Appointment's id: the visit's, with `_` (which a FHIR id may not hold) as `.` (which
+    a visit id never holds)."""
+    return visit.replace("_", ".")
+
+
+def visit_id_of(resource: str) -> str:
+    return resource.replace(".", "_")
+
+
 def version_of(visit: Visit) -> str:
     """The resource's versionId: every stored change of the visit makes a new version."""
     return str(visit.revision + 1)
@@ -303,7 +313,7 @@ def render_appointment(
     finished = visit.state in (VisitState.ENDED, VisitState.CANCELLED)
     resource: dict[str, Any] = {
         "resourceType": "Appointment",
-        "id": visit.id,
+        "id": resource_id(visit.id),
         "meta": {"versionId": version_of(visit), "lastUpdated": _last_updated(visit.updated_at)},
         "extension": [
             {"url": EXT_KIND, "valueCode": visit.kind.value},

@@ -11,6 +11,7 @@ import json
 import sqlite3
 from collections.abc import AsyncIterator
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import aiohttp
 import pytest
@@ -163,8 +164,10 @@ def assert_outcome(status: int, body: dict[str, Any], expected: int) -> dict[str
 
 
 async def book(ehr: Ehr, start: datetime.datetime | None = None) -> dict[str, Any]:
+    request = appointment(start or soon())
+    Appointment.model_validate(request)
     status, body, headers = await ehr.call(
-        "POST", "/fhir/Appointment", ehr.ids.specialist(), appointment(start or soon())
+        "POST", "/fhir/Appointment", ehr.ids.specialist(), request
     )
     assert status == 201, body
     Appointment.model_validate(body)
@@ -228,9 +231,8 @@ async def test_a_booking_is_recorded_and_its_links_open_the_visit(ehr: Ehr) -> N
 async def test_search_by_day_actor_and_status(ehr: Ehr) -> None:
     body = await book(ehr)
     other_day = await book(ehr, soon() + datetime.timedelta(days=3))
-    day = datetime.datetime.fromisoformat(body["start"]).astimezone(
-        datetime.timezone(datetime.timedelta(hours=1))
-    )
+    # A day in a search is a day in Denmark.
+    day = datetime.datetime.fromisoformat(body["start"]).astimezone(ZoneInfo("Europe/Copenhagen"))
     token = ehr.ids.specialist()
     status, bundle, _ = await ehr.call(
         "GET", f"/fhir/Appointment?date={day.date().isoformat()}", token
