@@ -29,6 +29,7 @@ from server.fhir_mapping import (
     EXT_MEETING_URL,
     EXT_WAITING_ROOM,
     ROLE_SYSTEM,
+    visit_id_of,
 )
 from tests.support.identity import Identities, make_identities
 from tests.support.servers import RunningServer, start_server
@@ -205,8 +206,12 @@ async def test_a_booking_is_recorded_and_its_links_open_the_visit(ehr: Ehr) -> N
     # Recorded in SQL before the 201: the booking and the EHR's references.
     db = sqlite3.connect(ehr.server.data_dir / "metadata.sqlite3")
     try:
-        (state,) = db.execute("SELECT state FROM bookings WHERE visit = ?", (body["id"],))
-        refs = db.execute("SELECT reference FROM actor_refs WHERE visit = ?", (body["id"],))
+        (state,) = db.execute(
+            "SELECT state FROM bookings WHERE visit = ?", (visit_id_of(body["id"]),)
+        )
+        refs = db.execute(
+            "SELECT reference FROM actor_refs WHERE visit = ?", (visit_id_of(body["id"]),)
+        )
         assert state == ("scheduled",)
         assert sorted(r[0] for r in refs) == [
             "Patient/pt-1042",
@@ -402,7 +407,7 @@ async def test_another_organisation_is_refused_and_audited(ehr: Ehr) -> None:
     async with (
         aiohttp.ClientSession() as http,
         http.get(
-            f"{ehr.server.base_url}/api/audit?visit={body['id']}",
+            f"{ehr.server.base_url}/api/audit?visit={visit_id_of(body['id'])}",
             headers={"Authorization": f"Bearer {ehr.ids.admin()}"},
         ) as r,
     ):
