@@ -100,12 +100,13 @@ async def test_before_its_window_the_page_says_when_and_opens_by_itself(
     await page.context.close()
 
 
-async def test_a_day_ahead_the_page_names_the_day_too(
+async def test_another_day_another_language_and_after_the_window(
     web_server: TestServer, browser: Browser
 ) -> None:
+    """One browser for the other texts: a day ahead the page names the day; English says the
+    opening time too; after the window the visit is over (Danish and English)."""
     start = time.time() + 2 * 86400
-    link = await link_at(web_server, start)
-    page = await open_page(browser, link, LAPTOP)
+    page = await open_page(browser, await link_at(web_server, start), LAPTOP)
     what = page.locator("#end-what")
     await what.wait_for(state="visible")
     text = await what.text_content()
@@ -114,10 +115,15 @@ async def test_a_day_ahead_the_page_names_the_day_too(
     await shoot(page, "opens-another-day-1280x800.png")
     await page.context.close()
 
+    start = time.time() + 3600
+    link = await link_at(web_server, start)
+    page = await open_page(browser, link.replace("#", "?lang=en#"), PHONE)
+    what = page.locator("#end-what")
+    await what.wait_for(state="visible")
+    assert await what.text_content() == f"The visit opens at {clock(start - 15 * 60)}."
+    await shoot(page, "opens-at-en-390x844.png")
+    await page.context.close()
 
-async def test_after_its_window_the_page_says_the_visit_is_over(
-    web_server: TestServer, browser: Browser
-) -> None:
     link = await link_at(web_server, time.time() - 3 * 3600)
     for viewport, lang, title in (
         (PHONE, "da", "Besøget er slut"),
@@ -130,14 +136,3 @@ async def test_after_its_window_the_page_says_the_visit_is_over(
         assert await heading.text_content() == title
         await shoot(page, f"over-{lang}-{viewport['width']}x{viewport['height']}.png")
         await page.context.close()
-
-
-async def test_english_says_the_opening_time_too(web_server: TestServer, browser: Browser) -> None:
-    start = time.time() + 3600
-    link = await link_at(web_server, start)
-    page = await open_page(browser, link.replace("#", "?lang=en#"), PHONE)
-    what = page.locator("#end-what")
-    await what.wait_for(state="visible")
-    assert await what.text_content() == f"The visit opens at {clock(start - 15 * 60)}."
-    await shoot(page, "opens-at-en-390x844.png")
-    await page.context.close()
