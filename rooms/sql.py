@@ -378,6 +378,35 @@ MIGRATIONS: Sequence[Migration] = (
         ),
     ),
     Migration(
+        9,
+        # The EHR's reference to each seat's person (rooms/actor_refs.py: "Patient/123",
+        # "Practitioner/abc"), from a FHIR Appointment; deleted when the visit is over.
+        sqlite=(
+            """
+            CREATE TABLE actor_refs (
+                visit TEXT NOT NULL,
+                participant TEXT NOT NULL,
+                org TEXT NOT NULL,
+                reference TEXT NOT NULL,
+                PRIMARY KEY (visit, participant)
+            )
+            """,
+            "CREATE INDEX actor_refs_reference ON actor_refs (org, reference)",
+        ),
+        postgresql=(
+            """
+            CREATE TABLE actor_refs (
+                visit TEXT NOT NULL,
+                participant TEXT NOT NULL,
+                org TEXT NOT NULL,
+                reference TEXT NOT NULL,
+                PRIMARY KEY (visit, participant)
+            )
+            """,
+            "CREATE INDEX actor_refs_reference ON actor_refs (org, reference)",
+        ),
+    ),
+    Migration(
         10,
         # One-time console sign-in links (`screenvisit console-link`): the first use inserts
         # the link's jti; any later use finds it taken. Rows are deleted once the link expired.

@@ -38,6 +38,7 @@ from server.config import Settings
 from server.console import setup_console_routes
 from server.console_feed import ConsoleChanges
 from server.drain import Drainer
+from server.fhir import setup_fhir
 from server.headers import add_security_headers
 from server.http_api import error_middleware, setup_api_routes
 from server.httpserver import ConnectionLimiter, body_timeout_middleware
@@ -97,6 +98,7 @@ def create_app(
     app.cleanup_ctx.append(_signaling)
     setup_api_routes(app)
     setup_metrics(app)
+    setup_fhir(app)
     setup_page_routes(app)
     setup_console_routes(app)
     app.router.add_static("/static", str(resources.files("web") / "static"))
@@ -283,6 +285,7 @@ async def _signaling(app: web.Application) -> AsyncIterator[None]:
         reconnect_grace=settings.reconnect_grace,
         departure_timeout=settings.departure_timeout,
         knock_pause=settings.knock_pause,
+        link_window=settings.link_window(),
         quality_interval=settings.quality_interval,
         outcomes=app[appkeys.OUTCOMES],
         quality_sink=lambda visit, participant, role, sector, sample: app[appkeys.QUALITY].add(

@@ -5,6 +5,7 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from media.sfu import Sfu
+from rooms.actor_refs import SqlActorRefs
 from rooms.audit import AuditLog
 from rooms.booking_archive import VisitArchive
 from rooms.durable import DurableWriter
@@ -58,3 +59,5 @@ WEBHOOKS = web.AppKey("webhooks", WebhookDeliverer)
 METRICS = web.AppKey("metrics", Metrics)
 CONSOLE = web.AppKey("console", ConsoleChanges)
 OIDC = web.AppKey("oidc", OidcSignIn)
+#: Kept by the FHIR sub-application (server/fhir.py).
+ACTOR_REFS = web.AppKey("actor-refs", SqlActorRefs)

@@ -17,6 +17,7 @@ from typing import Any
 
 from media.candidates import parse_networks
 from media.config import IceServer, MediaConfig, MediaMode, parse_media_mode
+from rooms.link_window import LinkWindow
 from rooms.outcomes import DEFAULT_OUTCOMES
 
 
@@ -64,6 +65,18 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("audience", "screenvisit", "the `aud` every token must carry"),
     Setting("org", "demo", "organisation id used by `visit create` for the visit's host"),
     Setting("link-hours", "12", "how long an invite link stays valid, in hours"),
+    Setting(
+        "link-opens-minutes",
+        "15",
+        "minutes before a planned start from which its links open the visit (the join page"
+        " says when it opens, and opens it by itself then)",
+    ),
+    Setting(
+        "link-grace-minutes",
+        "30",
+        "minutes after a planned end until which its links still open the visit (a call in"
+        " progress is never cut off)",
+    ),
     Setting("log-level", "info", "debug, info, warning or error"),
     Setting(
         "reconnect-grace",
@@ -223,6 +236,8 @@ class Settings:
     audience: str = "screenvisit"
     org: str = "demo"
     link_hours: float = 12.0
+    link_opens_minutes: float = 15.0
+    link_grace_minutes: float = 30.0
     log_level: str = "info"
     reconnect_grace: float = 60.0
     departure_timeout: float = 120.0
@@ -282,6 +297,9 @@ class Settings:
         """Where this node receives media: the announced address, or the first ICE host."""
         return self.announce_address or (self.ice_hosts[0] if self.ice_hosts else self.host)
 
+    def link_window(self) -> LinkWindow:
+        return LinkWindow(self.link_opens_minutes * 60, self.link_grace_minutes * 60)
+
     def media(self) -> MediaConfig:
         hosts = (self.announce_address,) if self.announce_address else self.ice_hosts
         return MediaConfig(
@@ -313,6 +331,8 @@ class Settings:
                 audience=raw["audience"],
                 org=raw["org"],
                 link_hours=float(raw["link-hours"]),
+                link_opens_minutes=_not_negative(raw["link-opens-minutes"]),
+                link_grace_minutes=_not_negative(raw["link-grace-minutes"]),
                 log_level=raw["log-level"],
                 reconnect_grace=float(raw["reconnect-grace"]),
                 departure_timeout=float(raw["departure-timeout"]),
@@ -392,6 +412,13 @@ def _positive(text: str) -> float:
     value = float(text)
     if not value > 0:
         raise SettingsError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _not_negative(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise SettingsError(f"expected a number of at least 0, got {text!r}")
     return value
 
 

@@ -16,7 +16,6 @@ from aiohttp import web
 
 from rooms.durable import DATABASE_DOWN
 from rooms.errors import InvalidTransition, NotPermitted, RoomsError, VisitNotFound
-from rooms.eventlog import EventKind, VisitEvent
 from rooms.ids import VISIT_ID_PATTERN, VisitId
 from rooms.outcomes import SURVEY_QUESTIONS, OutcomeRejected
 from rooms.policy import Action
@@ -50,8 +49,10 @@ from server.visits import (
     FieldError,
     Keep,
     book_visit,
+    cancel_booking,
     ensure_live,
     invite_links,
+    link_status,
     links_by_role,
     record_invited,
     update_visit,
@@ -506,20 +507,7 @@ async def patch_visit(request: web.Request) -> web.Response:
 async def cancel_visit(request: web.Request) -> web.Response:
     """Cancel a scheduled or open visit; anyone already connected is told and disconnected."""
     principal, visit = await _visit_for(request, Action.END_VISIT)
-    cancelled = await update_visit(request.app, visit.id, Visit.cancel)
-    if await _on_owner(request, visit.id, "close-visit", reason="visit-cancelled") is None:
-        hub = request.app[appkeys.HUBS].hubs.get(visit.id)
-        if hub is not None:
-            await hub.close_for_cancel("visit-cancelled")
-    await request.app[appkeys.EVENTS].append(
-        VisitEvent(
-            visit=cancelled.id,
-            kind=EventKind.VISIT_CANCELLED,
-            role=principal.role.value,
-            sector=principal.sector.value,
-            org=cancelled.org,
-        )
-    )
+    cancelled = await cancel_booking(request.app, principal, visit.id)
     return web.json_response({"visit": cancelled.id, "state": cancelled.state.value})
 
 
@@ -610,11 +598,6 @@ async def answer_survey(request: web.Request) -> web.Response:
     )
 
 
-#: A planned visit's link opens the call this long before the planned start; earlier, the join
-#: page says when to come back (and opens the call by itself at that time).
-OPENS_BEFORE_START = 15 * 60
-
-
 async def check_link(request: web.Request) -> web.Response:
     """What the join page needs before any device prompt: is this a valid link to a seat in
     this visit, and what state is the visit in. No seat is taken and nobody is told; refused
@@ -641,16 +624,13 @@ async def check_link(request: web.Request) -> web.Response:
         raise ApiError(*refusal)
     principal, visit = await _visit_for(request, Action.CHECK_LINK, principal)
     assert principal.participant is not None
-    planned = visit.planned_start
     return web.json_response(
         {
             "visit": visit.id,
             "state": visit.state.value,
             "kind": visit.kind.value,
             "role": visit.seats[principal.participant].role.value,
-            "planned_start": planned,
-            "opens_at": None if planned is None else planned - OPENS_BEFORE_START,
-            "now": time.time(),
+            **link_status(request.app, visit, time.time()),
         },
         headers={"Cache-Control": "no-store"},
     )

@@ -608,6 +608,8 @@ def _paths() -> dict[str, Schema]:
                                 "role": {"type": "string"},
                                 "planned_start": {"type": "number", "nullable": True},
                                 "opens_at": {"type": "number", "nullable": True},
+                                "closes_at": {"type": "number", "nullable": True},
+                                "window": {"type": "string", "enum": ["before", "open", "after"]},
                                 "now": {"type": "number"},
                             },
                         },

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from rooms.cluster import NoNodeAvailable
 from rooms.errors import InvalidTransition
 from rooms.eventlog import EventKind, VisitEvent
 from rooms.ids import VisitId, new_visit_id
+from rooms.link_window import LinkWindow
 from rooms.principal import Principal
 from rooms.roles import Role, Sector
 from rooms.visit import (
@@ -25,6 +27,8 @@ from rooms.visit import (
 )
 from server import appkeys
 from server.errors import ApiError
+from server.trust import DEFAULT_MAX_LIFETIME
+from signaling.node import NodeCallFailed
 
 SeatRequest = tuple[Role, str | None, Sector | None]
 
@@ -185,6 +189,61 @@ async def update_visit(
     return visit
 
 
+async def cancel_booking(app: web.Application, principal: Principal, visit_id: VisitId) -> Visit:
+    """Cancel a scheduled or open visit (the caller has authorized `principal` for END_VISIT):
+    every link is refused from now on, and anyone connected is told and disconnected, on
+    whichever node holds the visit."""
+    cancelled = await update_visit(app, visit_id, Visit.cancel)
+    try:
+        elsewhere = await app[appkeys.NODE].on_owner(
+            visit_id, "close-visit", {"reason": "visit-cancelled"}
+        )
+    except NodeCallFailed as exc:
+        raise ApiError(exc.code, exc.message, 503) from None
+    if elsewhere is None:
+        hub = app[appkeys.HUBS].hubs.get(visit_id)
+        if hub is not None:
+            await hub.close_for_cancel("visit-cancelled")
+    await app[appkeys.EVENTS].append(
+        VisitEvent(
+            visit=cancelled.id,
+            kind=EventKind.VISIT_CANCELLED,
+            role=principal.role.value,
+            sector=principal.sector.value,
+            org=cancelled.org,
+        )
+    )
+    return cancelled
+
+
+def link_window(app: web.Application) -> LinkWindow:
+    return app[appkeys.SETTINGS].link_window()
+
+
+def link_status(app: web.Application, visit: Visit, now: float) -> dict[str, object]:
+    """What the join page needs to know of a link's opening hours: when it opens and closes
+    (None for a visit planned for no time) and where `now` is in that window."""
+    window = link_window(app)
+    return {
+        "planned_start": visit.planned_start,
+        "opens_at": window.opens_at(visit),
+        "closes_at": window.closes_at(visit),
+        "window": window.phase(visit, now).value,
+        "now": now,
+    }
+
+
+def link_lifetime(app: web.Application, visit: Visit, role: Role, now: float) -> float:
+    """Seconds an invite link lives: the configured hours, or longer, up to the role's longest
+    token lifetime, so that a citizen's link booked days ahead still works in its window."""
+    default = app[appkeys.SETTINGS].link_hours * 3600
+    closes = link_window(app).closes_at(visit)
+    if closes is None or closes - now <= default:
+        return default
+    # One second more: the issuer counts from the whole second before `now`.
+    return max(default, min(math.ceil(closes - now) + 1, DEFAULT_MAX_LIFETIME[role]))
+
+
 def ensure_live(visit: Visit) -> None:
     """Raise InvalidTransition, naming the state, unless people can still join the visit."""
     if not visit.is_live:
@@ -197,12 +256,13 @@ def invite_links(app: web.Application, visit: Visit) -> list[dict[str, str]]:
     settings = app[appkeys.SETTINGS]
     issuer = app[appkeys.ISSUER]
     links = []
+    now = time.time()
     for seat in visit.seats.values():
         token = issuer.sign(
             sub=seat.participant,
             role=seat.role,
             sector=seat.sector,
-            lifetime=settings.link_hours * 3600,
+            lifetime=link_lifetime(app, visit, seat.role, now),
             visit=visit.id,
             org=visit.org,
             name=seat.name,

@@ -10,6 +10,7 @@ from media.sfu import Sfu
 from rooms.cluster import LOCAL_NODE, ClusterState, MemoryClusterState, NodeId
 from rooms.eventlog import EventLog
 from rooms.ids import VisitId
+from rooms.link_window import LinkWindow
 from rooms.outcomes import OutcomeRecorder
 from rooms.policy import Action
 from rooms.principal import Principal
@@ -96,6 +97,8 @@ class SignalingServices:
     limits: MessageLimits = field(default_factory=MessageLimits)
     #: Seconds a declined guest waits before knocking again.
     knock_pause: float = 60.0
+    #: When a planned visit's links open and close (rooms.link_window).
+    link_window: LinkWindow = field(default_factory=LinkWindow)
     #: Seconds a participant whose connection dropped keeps seat and media, without admission.
     reconnect_grace: float = 60.0
     #: Seconds after everyone has left before the visit ends by itself.

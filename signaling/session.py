@@ -385,11 +385,10 @@ class Session:
             ended = "was cancelled" if visit.state is VisitState.CANCELLED else "has ended"
             raise FatalError("visit-closed", f"this visit {ended}")
         try:
+            now = time.time()
+            self._services.link_window.check_entry(visit, now)
             check_entry(
-                visit,
-                principal.participant,
-                now=time.time(),
-                knock_pause=self._services.knock_pause,
+                visit, principal.participant, now=now, knock_pause=self._services.knock_pause
             )
         except EntryRefused as exc:
             await access.record(

@@ -241,7 +241,7 @@ async def test_cancelled_and_not_yet_open_visits_say_so_on_load(
     page = await new_page(browser, REFUSE, "none")
     await page.goto(link)
     text = await end_state(page, "Besøget er ikke åbnet endnu")
-    assert "Besøget begynder" in text and "{time}" not in text
+    assert "Besøget åbner " in text and " kl. " in text and "{time}" not in text
     assert await page.evaluate("window.deviceRequests") == 0
 
 

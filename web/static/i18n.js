@@ -95,8 +95,14 @@ window.SCREENVISIT_TEXTS = {
       },
       notYetOpen: {
         title: "Besøget er ikke åbnet endnu",
-        what: "Besøget begynder {time}.",
-        next: "Lad siden stå åben: den åbner selv besøget et kvarter før. Du kan også komme tilbage til linket senere.",
+        what: "Besøget åbner kl. {time}.",
+        whatDay: "Besøget åbner {day} kl. {time}.",
+        next: "Lad siden stå åben: den åbner selv besøget, når tiden kommer. Du kan også komme tilbage til linket senere.",
+      },
+      over: {
+        title: "Besøget er slut",
+        what: "Tiden for dette videobesøg er gået.",
+        next: "Ring til din læge eller sygeplejerske, hvis I skal aftale en ny tid. Du kan lukke vinduet.",
       },
       expired: {
         title: "Linket virker ikke længere",
@@ -246,8 +252,14 @@ window.SCREENVISIT_TEXTS = {
       },
       notYetOpen: {
         title: "The visit has not opened yet",
-        what: "The visit starts {time}.",
-        next: "Leave this page open: it opens the visit by itself a quarter of an hour before. You can also come back to the link later.",
+        what: "The visit opens at {time}.",
+        whatDay: "The visit opens on {day} at {time}.",
+        next: "Leave this page open: it opens the visit by itself when the time comes. You can also come back to the link later.",
+      },
+      over: {
+        title: "The visit is over",
+        what: "The time for this video visit has passed.",
+        next: "Call your doctor or nurse if you need a new time. You can close this window.",
       },
       expired: {
         title: "This link no longer works",

@@ -95,6 +95,7 @@
     "server-shutdown": "shutdown",
     "session-replaced": "replaced",
     "token-expired": "expired",
+    "visit-over": "over",
   };
   // Codes that mean the link itself is no good (the others are shown in the lobby).
   const BAD_LINK = new Set([
@@ -136,7 +137,7 @@
     $("end-title").textContent = texts.title;
     // A bad link says which way it is bad (withdrawn, for another visit, ...) when known.
     const specific = name === "invalid" && SAYS_WHY.has(vars.code) && TEXTS[state.lang].errors[vars.code];
-    $("end-what").textContent = specific || t(`endStates.${name}.what`, vars);
+    $("end-what").textContent = specific || t(`endStates.${name}.${vars.whatKey || "what"}`, vars);
     $("end-next").textContent = t(`endStates.${name}.next`, vars);
     const action = $("end-action");
     action.hidden = !texts.action;
@@ -170,19 +171,45 @@
       if (response.status === 429) showError(code, body.error && body.error.message);
       return true;
     }
-    if (body.state === "ended") return showEndState("ended"), false;
     if (body.state === "cancelled") return showEndState("cancelled"), false;
-    if (body.opens_at && body.now < body.opens_at) {
-      const start = new Date(body.planned_start * 1000);
-      const time = start.toLocaleString(state.lang === "da" ? "da-DK" : "en-GB", {
-        weekday: "long", day: "numeric", month: "long", hour: "2-digit", minute: "2-digit",
-      });
-      showEndState("notYetOpen", { time });
-      // The page opens the visit by itself when the time comes.
-      setTimeout(() => location.reload(), Math.min((body.opens_at - body.now) * 1000 + 1000, 2 ** 31 - 1));
-      return false;
-    }
+    // Past its window a visit is over, whether it took place or nobody came.
+    if (body.window === "after") return showEndState("over"), false;
+    if (body.state === "ended") return showEndState("ended"), false;
+    if (body.window === "before") return waitForOpening(body), false;
     return true;
+  }
+
+  // The link opens the visit at `opens_at`: say when, and open it then, by itself, with one
+  // timer (no polling); the link is checked again then, in case the time was changed.
+  let openingTimer = null;
+  function waitForOpening(body) {
+    const opens = new Date(body.opens_at * 1000);
+    const two = (n) => String(n).padStart(2, "0");
+    const time = `${two(opens.getHours())}:${two(opens.getMinutes())}`;
+    const today = opens.toDateString() === new Date().toDateString();
+    const day = opens.toLocaleDateString(state.lang === "da" ? "da-DK" : "en-GB", {
+      weekday: "long", day: "numeric", month: "long",
+    });
+    showEndState("notYetOpen", { time, day, whatKey: today ? "what" : "whatDay" });
+    clearTimeout(openingTimer);
+    const due = Math.max(body.opens_at - body.now, 0) * 1000 + 250;
+    openingTimer = setTimeout(start, Math.min(due, 2 ** 31 - 1));
+  }
+
+  function start() {
+    return checkLink().then((open) => {
+      if (!open) return undefined;
+      if (state.endState) {
+        state.endState = null;
+        state.fatal = false;
+        showView("lobby");
+      }
+      return startPreview().then(() => {
+        $("join").disabled = false;
+        // A reload during a visit goes straight back in: the seat is the same link.
+        if (sessionStorage.getItem(joinedKey)) connect();
+      });
+    });
   }
 
   function send(message) {
@@ -361,7 +388,7 @@
         if (msg.code === "ice-candidate-refused") return console.info(msg.message);
         if (state.outcome && msg.ref === state.outcome.ref) return outcomeRefused(msg);
         if (state.pending && msg.ref === state.pending.ref) state.pending.reject(new Error(msg.message));
-        if (msg.fatal && msg.code === "visit-closed") {
+        if (msg.fatal && (msg.code === "visit-closed" || msg.code === "visit-not-open-yet")) {
           state.fatal = true;
           // Ended or cancelled since the page loaded: the link check says which.
           return checkLink().then((open) => {
@@ -925,12 +952,5 @@
     showEndState("invalid", { code: "no-token" });
     return;
   }
-  checkLink().then((open) => {
-    if (!open) return undefined;
-    return startPreview().then(() => {
-      $("join").disabled = false;
-      // A reload during a visit goes straight back in: the seat is the same link.
-      if (sessionStorage.getItem(joinedKey)) connect();
-    });
-  });
+  start();
 })();
