@@ -9,12 +9,12 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     RootModel,
     StrictBool,
     StrictFloat,
-    StrictInt,
     StrictStr,
     WithJsonSchema,
 )
@@ -68,6 +68,13 @@ def _unset(schema: dict[str, Any]) -> None:
     schema.pop("default", None)
 
 
+def _whole(value: object) -> object:
+    """An integer as JSON Schema means it (8 and 8.0 alike); a boolean or text is none."""
+    if isinstance(value, bool | str | bytes):
+        raise ValueError("must be a whole number")
+    return value
+
+
 def _takes_part(role: Role) -> Role:
     if role not in PARTICIPANT_ROLES:
         raise ValueError(f"{role.value} does not take part")
@@ -111,8 +118,10 @@ SeatRole = Annotated[
     AfterValidator(_takes_part),
     WithJsonSchema(SEAT_ROLE_SCHEMA),
 ]
-PlannedMinutes = Annotated[StrictInt, Field(ge=1, le=MAX_PLANNED_MINUTES)]
-MaxParticipants = Annotated[StrictInt, Field(ge=MIN_PARTICIPANTS, le=MAX_PARTICIPANTS)]
+PlannedMinutes = Annotated[int, Field(ge=1, le=MAX_PLANNED_MINUTES), BeforeValidator(_whole)]
+MaxParticipants = Annotated[
+    int, Field(ge=MIN_PARTICIPANTS, le=MAX_PARTICIPANTS), BeforeValidator(_whole)
+]
 
 
 # --- requests -----------------------------------------------------------------------------------
@@ -181,7 +190,7 @@ class OutcomeRequest(Request):
     note: Annotated[StrictStr, Field(max_length=MAX_NOTE_CHARS)] | None = None
 
 
-SurveyAnswer = Annotated[StrictInt, Field(ge=1, le=5)]
+SurveyAnswer = Annotated[int, Field(ge=1, le=5), BeforeValidator(_whole)]
 
 
 class SurveyRequest(Request):
@@ -384,6 +393,7 @@ class AuditRecordOut(Answer):
         description="How many decisions the record stands for: repeated refusals from one"
         " address with one reason in one minute share one record; `time` is the first.",
     )
+    uid: str = Field(description="Unique per record.")
 
 
 class AuditRecords(Answer):

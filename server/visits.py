@@ -36,10 +36,11 @@ MAX_NAME = 80
 
 
 class FieldError(ApiError):
-    """A 400 `invalid-field` that names the field it is about (also as `error.field`)."""
+    """An `invalid-field` that names the field it is about (also as `error.field`): 400, or
+    409 when the value is valid but the visit as it stands does not allow it."""
 
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__("invalid-field", message, 400)
+    def __init__(self, field: str, message: str, status: int = 400) -> None:
+        super().__init__("invalid-field", message, status)
         self.field = field
 
 
@@ -73,6 +74,7 @@ class BookingChange:
                     f"'kind' cannot become {self.kind.value}: the visit has no "
                     + " or ".join(role.value for role in missing)
                     + " seat",
+                    409,
                 )
         if self.max_participants is not None:
             visit.set_max_participants(self.max_participants)
