@@ -3,6 +3,7 @@ them and `server.openapi` writes the OpenAPI document from them."""
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Annotated, Any, Literal
 
@@ -55,17 +56,25 @@ PLAIN_TEXT = r"^[^\u0000-\u001f\u007f-\u009f]*$"
 SEAT_ROLE_SCHEMA = {"type": "string", "enum": sorted(r.value for r in PARTICIPANT_ROLES)}
 
 
-def _zoned(value: float | str) -> float:
-    return parse_when(value, time.time(), periods=False, zone_required=True)
+_ZONED = re.compile(ZONED_TIME)
+_FILTER = re.compile(TIME_FILTER)
 
 
-def _filter_time(value: str) -> float:
+def _body_time(value: object) -> object:
+    """A Unix time as it is, an ISO 8601 time with a timezone as a Unix time."""
+    if isinstance(value, str):
+        if not _ZONED.fullmatch(value):
+            raise ValueError("must be a Unix time or an ISO 8601 time with a timezone")
+        return parse_when(value, time.time(), periods=False, zone_required=True)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("must be a Unix time or an ISO 8601 time with a timezone")
+    return value
+
+
+def _filter_time(value: object) -> float:
+    if not isinstance(value, str) or not _FILTER.fullmatch(value):
+        raise ValueError("must be a Unix time, an ISO date or time, or a period (7d)")
     return parse_when(value, time.time())
-
-
-def _unset(schema: dict[str, Any]) -> None:
-    """A field that may be left out but not be null: its schema has no (null) default."""
-    schema.pop("default", None)
 
 
 def _whole(value: object) -> object:
@@ -98,20 +107,32 @@ class Answer(BaseModel):
 
 #: A time in a body: a Unix time, or an ISO 8601 time with a timezone; 2000 to 2100.
 BodyTime = Annotated[
-    Annotated[StrictFloat, Field(ge=EARLIEST_TIME, le=LATEST_TIME)]
-    | Annotated[StrictStr, Field(pattern=ZONED_TIME)],
-    AfterValidator(_zoned),
-    Field(description="Unix time (seconds), or an ISO 8601 time with a timezone; 2000 to 2100."),
-]
-#: A time filter in a query, as the CLI takes them too.
-FilterTime = Annotated[
-    StrictStr,
-    Field(
-        pattern=TIME_FILTER,
-        description="Unix time, an ISO date or time (UTC when it names no zone), or a period"
-        " back from now (30m, 12h, 7d, 2w).",
+    float,
+    Field(ge=EARLIEST_TIME, le=LATEST_TIME),
+    BeforeValidator(_body_time),
+    WithJsonSchema(
+        {
+            "description": "Unix time (seconds), or an ISO 8601 time with a timezone;"
+            " 2000 to 2100.",
+            "anyOf": [
+                {"type": "number", "minimum": EARLIEST_TIME, "maximum": LATEST_TIME},
+                {"type": "string", "pattern": ZONED_TIME},
+            ],
+        }
     ),
-    AfterValidator(_filter_time),
+]
+#: A time filter in a query, as the CLI takes them too (`server.timeparse`).
+FilterTime = Annotated[
+    float,
+    BeforeValidator(_filter_time),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": TIME_FILTER,
+            "description": "Unix time, an ISO date or time (UTC when it names no zone), or a"
+            " period back from now (30m, 12h, 7d, 2w).",
+        }
+    ),
 ]
 SeatRole = Annotated[
     Role,
@@ -175,14 +196,15 @@ class VisitCreate(Request):
 
 
 class VisitPatch(Request):
-    """The fields to change (at least one); only `planned_start` may be null (unplanned)."""
+    """The fields to change (at least one). A null `planned_start` unplans the visit; any
+    other null leaves its field as it is."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"minProperties": 1})
-    kind: VisitKind = Field(default=None, json_schema_extra=_unset)
+    kind: VisitKind | None = None
     planned_start: BodyTime | None = None
-    planned_minutes: PlannedMinutes = Field(default=None, json_schema_extra=_unset)
-    waiting_room: StrictBool = Field(default=None, json_schema_extra=_unset)
-    max_participants: MaxParticipants = Field(default=None, json_schema_extra=_unset)
+    planned_minutes: PlannedMinutes | None = None
+    waiting_room: StrictBool | None = None
+    max_participants: MaxParticipants | None = None
 
 
 class OutcomeRequest(Request):

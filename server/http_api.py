@@ -359,11 +359,11 @@ async def patch_visit(request: web.Request) -> web.Response:
         fields = ", ".join(VisitPatch.model_fields)
         raise ApiError("invalid-body", f"name at least one field to change: {fields}")
     change = BookingChange(
-        kind=patch.kind if "kind" in given else None,
+        kind=patch.kind,
         planned_start=patch.planned_start if "planned_start" in given else KEEP,
-        planned_minutes=patch.planned_minutes if "planned_minutes" in given else None,
-        waiting_room=patch.waiting_room if "waiting_room" in given else None,
-        max_participants=patch.max_participants if "max_participants" in given else None,
+        planned_minutes=patch.planned_minutes,
+        waiting_room=patch.waiting_room,
+        max_participants=patch.max_participants,
     )
     updated = await update_visit(request.app, visit.id, change.apply)
     request.app[appkeys.JANITOR].watch(updated)
@@ -892,7 +892,7 @@ OPERATIONS: tuple[Operation, ...] = (
 
 def setup_api_routes(app: web.Application) -> None:
     outcomes = app[appkeys.SETTINGS].outcomes
-    served = {
+    served: dict[Handler, Handler] = {
         openapi_json: _serve(openapi_document(OPERATIONS, outcomes)),
         asyncapi_json: _serve(asyncapi_document()),
     }

@@ -91,7 +91,7 @@ def _parameters(query: Schema) -> list[Schema]:
     return out
 
 
-def _operation(op: Operation, refs: dict[tuple[type[BaseModel], str], Schema]) -> Schema:
+def _operation(op: Operation, refs: dict[tuple[Any, str], Schema]) -> Schema:
     doc: Schema = {"operationId": op.operation_id, "summary": op.summary}
     if op.description:
         doc["description"] = op.description
@@ -150,7 +150,7 @@ def openapi_document(operations: Sequence[Operation], outcomes: Sequence[str]) -
     models = _models(operations)
     keys, defs = models_json_schema(models, ref_template=REF)
     schemas: dict[str, Schema] = defs.get("$defs", {})
-    refs: dict[tuple[type[BaseModel], str], Schema] = {
+    refs: dict[tuple[Any, str], Schema] = {
         (model, mode): ref for (model, mode), ref in keys.items()
     }
     for op in operations:

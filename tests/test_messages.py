@@ -13,8 +13,10 @@ from signaling.messages import (
 
 
 def test_valid_messages_parse_into_their_types() -> None:
-    assert parse_client_message('{"type": "join", "token": "t", "visit": "v"}') == Join(token="t", visit="v")
-    assert parse_client_message('{"type": "offer", "sdp": "x", "id": "o1"}') == Offer(sdp="x", id="o1")
+    join = Join(token="t", visit="v")
+    assert parse_client_message('{"type": "join", "token": "t", "visit": "v"}') == join
+    offer = Offer(sdp="x", id="o1")
+    assert parse_client_message('{"type": "offer", "sdp": "x", "id": "o1"}') == offer
     assert parse_client_message('{"type": "media-state", "audio": false, "video": true}') == (
         MediaState(audio=False, video=True)
     )
