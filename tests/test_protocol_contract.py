@@ -13,12 +13,16 @@ import jsonschema
 from aiohttp.test_utils import TestServer
 
 from signaling.asyncapi import asyncapi_document, message_schema
+from signaling.bot import BotOptions, run_bot
 from tests.support.identity import make_identities
-from tests.support.servers import run_bot, start_server
+from tests.support.servers import start_server
 from tests.support.wsproxy import RecordingProxy
 
 ROLES = ("citizen", "nurse", "gp")
-SECONDS = 4.0
+#: Small pictures for a short call: the messages are what is under test.
+OPTIONS = BotOptions(
+    seconds=3.0, ice_hosts=("127.0.0.1",), width=160, height=120, fps=15, admit_all=True
+)
 
 
 def _through(link: str, port: int) -> str:
@@ -38,11 +42,12 @@ async def test_a_three_way_call_keeps_to_the_asyncapi_document(tmp_path: Path) -
         visit = await server.create_visit()  # a citizen, a nurse and the gp, who hosts
         assert proxied.port is not None
         links = [_through(visit["links"][role], proxied.port) for role in ROLES]
-        reports = await asyncio.gather(*(run_bot(link, SECONDS, "--admit-all") for link in links))
+        reports = await asyncio.gather(*(run_bot(link, OPTIONS) for link in links))
     finally:
         await proxied.close()
         assert await server.stop() == 0
-    assert all(r["exit_code"] == 0 for r in reports), reports
+    assert not any(r.errors for r in reports), [r.errors for r in reports]
+    assert all(r.join_seconds is not None and len(r.remotes) == 2 for r in reports), reports
     document = asyncapi_document()
     seen: Counter[tuple[str, str]] = Counter()
     for direction, text in proxy.frames:
