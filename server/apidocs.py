@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from rooms.outcomes import DEFAULT_OUTCOMES
-from server.http_api import OPERATIONS
+from server.api_routes import OPERATIONS
 from server.openapi import openapi_document
 from signaling.asyncapi import asyncapi_document
 

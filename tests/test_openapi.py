@@ -19,10 +19,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from rooms.outcomes import DEFAULT_OUTCOMES
+from server.api_routes import OPERATIONS
 from server.apidocs import DOCS, documents, render
 from server.app import create_app
 from server.config import Settings
-from server.http_api import OPERATIONS
 from server.openapi import openapi_document
 from signaling.asyncapi import asyncapi_document
 from signaling.down import DOWN_MESSAGES
