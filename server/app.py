@@ -33,6 +33,7 @@ from rooms.sql import DbTimeouts, open_database
 from rooms.store import DEFAULT_PREFIX, open_redis, open_visit_store
 from server import appkeys
 from server.access import AccessControl
+from server.api_routes import setup_api_routes
 from server.auth import TokenIssuer, TokenVerifier
 from server.config import Settings
 from server.console import setup_console_routes
@@ -40,7 +41,7 @@ from server.console_feed import ConsoleChanges
 from server.drain import Drainer
 from server.fhir import setup_fhir
 from server.headers import add_security_headers
-from server.http_api import error_middleware, setup_api_routes
+from server.http_api import error_middleware
 from server.httpserver import ConnectionLimiter, body_timeout_middleware
 from server.keys import load_or_create_signing_key
 from server.logs import lifecycle_logs_ctx

@@ -235,7 +235,10 @@ async def _read_audit(settings: Settings, args: argparse.Namespace) -> list[Audi
     try:
         audit = SqlAuditLog(db)
         records = await audit.query(
-            visit=args.visit, subject=args.subject, since=args.since, limit=args.limit
+            visit=args.visit,
+            subject=args.subject,
+            since=time_flag("--since", args.since),
+            limit=args.limit,
         )
         # Reading the audit log is itself an access to be logged.
         await audit.record(
@@ -531,7 +534,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_audit = commands.add_parser("audit", help="read the audit log")
     p_audit.add_argument("--visit", help="only this visit")
     p_audit.add_argument("--subject", help="only this token subject")
-    p_audit.add_argument("--since", type=float, help="only after this Unix time")
+    p_audit.add_argument(
+        "--since", help="only after then: a Unix time, an ISO date or time, or a period (7d)"
+    )
     p_audit.add_argument("--limit", type=int, default=1000)
     p_audit.add_argument("--json", action="store_true", help="print JSON")
     add_setting_flags(p_audit)

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import datetime
 import logging
-import math
 import re
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
+from pydantic import BaseModel, ValidationError
 
 from rooms.durable import DATABASE_DOWN
 from rooms.errors import InvalidTransition, NotPermitted, RoomsError, VisitNotFound
@@ -20,34 +19,46 @@ from rooms.ids import VISIT_ID_PATTERN, VisitId
 from rooms.outcomes import SURVEY_QUESTIONS, OutcomeRejected
 from rooms.policy import Action
 from rooms.principal import Principal
-from rooms.roles import PARTICIPANT_ROLES, Role, Sector
-from rooms.visit import (
-    DEFAULT_MAX_PARTICIPANTS,
-    DEFAULT_PLANNED_MINUTES,
-    MAX_PARTICIPANTS,
-    MAX_PLANNED_MINUTES,
-    MIN_PARTICIPANTS,
-    Seat,
-    Visit,
-    VisitKind,
-    VisitState,
-)
+from rooms.visit import Seat, Visit, VisitState
 from server import appkeys
+from server.api_models import (
+    MAX_QUERY_TEXT,
+    AuditQuery,
+    AuditRecords,
+    Drain,
+    ErrorBody,
+    ErrorDetail,
+    EvaluationQuery,
+    EvaluationReport,
+    ExportQuery,
+    Health,
+    Link,
+    LinkCheck,
+    OutcomeRecorded,
+    OutcomeRequest,
+    ParticipantRequest,
+    Revocation,
+    RevocationRequest,
+    SurveyRecorded,
+    SurveyRequest,
+    VisitCreate,
+    VisitCreated,
+    VisitLinks,
+    VisitList,
+    VisitListQuery,
+    VisitOut,
+    VisitPatch,
+    VisitStateChange,
+)
 from server.clientaddr import client_address
 from server.console_session import console_principal
 from server.errors import ApiError, status_for
-from server.openapi import openapi_document
 from server.reports import EXPORTS, Filters, ReportUnavailable
-from server.timeparse import parse_when
 from server.trust import DEFAULT_MAX_LIFETIME
 from server.visits import (
-    EARLIEST_TIME,
     KEEP,
-    LATEST_TIME,
-    MAX_NAME,
     BookingChange,
     FieldError,
-    Keep,
     book_visit,
     cancel_booking,
     ensure_live,
@@ -65,22 +76,7 @@ from signaling.safejson import JsonRefused, load_json
 MAX_TOKEN_LIFETIME = max(DEFAULT_MAX_LIFETIME.values())
 
 VISIT_ID = re.compile(VISIT_ID_PATTERN)
-MAX_AUDIT_LIMIT = 10_000
-MAX_QUERY_TEXT = 200
-
-#: Fields of POST /api/visits. Nothing else is accepted: a visit holds no free text about the
-#: citizen (no title, reason or notes), so such a field is refused rather than dropped.
-CREATE_FIELDS = (
-    "kind",
-    "participants",
-    "planned_start",
-    "planned_minutes",
-    "waiting_room",
-    "max_participants",
-)
-#: Fields PATCH /api/visits/{visit} may change.
-BOOKING_FIELDS = ("kind", "planned_start", "planned_minutes", "waiting_room", "max_participants")
-PARTICIPANT_FIELDS = ("role", "name", "sector")
+M = TypeVar("M", bound=BaseModel)
 
 logger = logging.getLogger(__name__)
 
@@ -94,8 +90,12 @@ def _error(
     headers: dict[str, str] | None = None,
     **extra: Any,
 ) -> web.Response:
-    return web.json_response(
-        {"error": {"code": code, "message": message, **extra}}, status=status, headers=headers
+    body = ErrorBody(error=ErrorDetail(code=code, message=message, **extra))
+    return web.Response(
+        body=body.model_dump_json(exclude_none=True),
+        status=status,
+        content_type="application/json",
+        headers=headers,
     )
 
 
@@ -166,190 +166,62 @@ async def _json_body(request: web.Request, principal: Principal, action: Action)
 
 # --- validation ---------------------------------------------------------------------------------
 
-
-def _unix_time(value: object, earliest: float = EARLIEST_TIME) -> float | None:
-    """A number (Unix time) or an ISO 8601 string with a timezone, from `earliest` (default
-    2000) to 2100; None when `value` is neither."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        try:
-            seconds = float(value)
-        except OverflowError:
-            return None
-    elif isinstance(value, str) and len(value) <= 64:
-        try:
-            moment = datetime.datetime.fromisoformat(value)
-            if moment.tzinfo is None or moment.utcoffset() is None:
-                return None
-            seconds = moment.timestamp()
-        except (ValueError, OverflowError):
-            return None
-    else:
-        return None
-    if not math.isfinite(seconds) or not earliest <= seconds <= LATEST_TIME:
-        return None
-    return seconds
+#: Where pydantic's location of an error leaves the fields and names a branch of a union.
+_BRANCHES = frozenset({"str", "float", "int", "bool"})
 
 
-def _whole(value: object, low: int, high: int) -> int | None:
-    """`value` when it is a whole number (not a boolean) from `low` to `high`, else None."""
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        return None
-    return value
+def _field_name(loc: tuple[int | str, ...]) -> str:
+    """`participants[2].role` for pydantic's ("participants", 2, "role")."""
+    name = ""
+    for part in loc:
+        if isinstance(part, int):
+            name += f"[{part}]"
+        elif part in _BRANCHES or not part.isidentifier():
+            break
+        else:
+            name += ("." if name else "") + part
+    return name
 
 
-def _refuse_unknown(body: dict[str, Any], allowed: tuple[str, ...], prefix: str = "") -> None:
-    for key in body:
-        if key not in allowed:
-            raise FieldError(
-                prefix + str(key),
-                f"unknown field '{prefix}{key}'; accepted: {', '.join(allowed)}"
-                " (a visit holds no free text about the citizen)",
-            )
+def _refusal(exc: ValidationError) -> tuple[str, str]:
+    """The field the first error is about, and a message that quotes it."""
+    error = exc.errors(include_url=False, include_input=False)[0]
+    name = _field_name(error["loc"])
+    if error["type"] == "extra_forbidden":
+        return name, f"unknown field '{name}' (a visit holds no free text about the citizen)"
+    return name, f"'{name}': {error['msg']}"
 
 
-def _kind(value: object) -> VisitKind:
+async def _body(request: web.Request, principal: Principal, action: Action, model: type[M]) -> M:
+    """The request's JSON object as `model`; 400 invalid-field naming the field otherwise."""
+    raw = await _json_body(request, principal, action)
     try:
-        return VisitKind(value) if isinstance(value, str) else VisitKind("")
-    except ValueError:
-        kinds = ", ".join(k.value for k in VisitKind)
-        raise FieldError("kind", f"'kind' must be one of {kinds}") from None
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        raise FieldError(*_refusal(exc)) from None
 
 
-def _planned_start(value: object) -> float | None:
-    if value is None:
-        return None
-    seconds = _unix_time(value)
-    if seconds is None:
-        raise FieldError(
-            "planned_start",
-            "'planned_start' must be a Unix time or an ISO 8601 time with a timezone"
-            " (e.g. 2030-05-01T09:30:00+02:00), between 2000 and 2100, or null",
-        )
-    return seconds
-
-
-def _planned_minutes(value: object) -> int:
-    minutes = _whole(value, 1, MAX_PLANNED_MINUTES)
-    if minutes is None:
-        raise FieldError(
-            "planned_minutes",
-            f"'planned_minutes' must be a whole number from 1 to {MAX_PLANNED_MINUTES}",
-        )
-    return minutes
-
-
-def _waiting_room(value: object) -> bool:
-    if not isinstance(value, bool):
-        raise FieldError("waiting_room", "'waiting_room' must be true or false")
-    return value
-
-
-def _max_participants(value: object) -> int:
-    limit = _whole(value, MIN_PARTICIPANTS, MAX_PARTICIPANTS)
-    if limit is None:
-        raise FieldError(
-            "max_participants",
-            f"'max_participants' must be a whole number from {MIN_PARTICIPANTS}"
-            f" to {MAX_PARTICIPANTS}",
-        )
-    return limit
-
-
-def _participant(entry: object, prefix: str) -> tuple[Role, str | None, Sector | None]:
-    """One seat request; `prefix` names where it is in the body (e.g. "participants[2].")."""
-    if not isinstance(entry, dict):
-        raise FieldError(prefix.rstrip("."), f"'{prefix.rstrip('.')}' must be an object")
-    _refuse_unknown(entry, PARTICIPANT_FIELDS, prefix)
-    raw_role = entry.get("role")
+def _query(request: web.Request, model: type[M]) -> M:
+    """The query string as `model`; 400 invalid-query naming the parameter otherwise."""
     try:
-        role = Role(raw_role) if isinstance(raw_role, str) else Role("")
-    except ValueError:
-        roles = ", ".join(sorted(r.value for r in PARTICIPANT_ROLES))
-        raise FieldError(prefix + "role", f"'{prefix}role' must be one of {roles}") from None
-    if role not in PARTICIPANT_ROLES:
-        raise FieldError(prefix + "role", f"'{prefix}role': {role.value} does not take part")
-    name = entry.get("name")
-    if name is not None and (not isinstance(name, str) or len(name) > MAX_NAME):
-        raise FieldError(
-            prefix + "name", f"'{prefix}name' must be a string of at most {MAX_NAME} characters"
-        )
-    raw_sector = entry.get("sector")
-    try:
-        sector = Sector(raw_sector) if isinstance(raw_sector, str) else None
-    except ValueError:
-        sector = None
-    if raw_sector is not None and sector is None:
-        sectors = ", ".join(s.value for s in Sector)
-        raise FieldError(prefix + "sector", f"'{prefix}sector' must be one of {sectors}")
-    return role, name, sector
+        return model.model_validate(dict(request.query))
+    except ValidationError as exc:
+        raise ApiError("invalid-query", _refusal(exc)[1]) from None
 
 
-def _participants_from(body: dict[str, Any]) -> list[tuple[Role, str | None, Sector | None]]:
-    raw = body.get("participants")
-    if not isinstance(raw, list) or not raw:
-        raise FieldError("participants", "'participants' must be a non-empty list")
-    if len(raw) > MAX_PARTICIPANTS:
-        raise FieldError(
-            "participants", f"'participants' may list at most {MAX_PARTICIPANTS} seats"
-        )
-    return [_participant(entry, f"participants[{i}].") for i, entry in enumerate(raw)]
-
-
-def _booking_change(body: dict[str, Any]) -> BookingChange:
-    _refuse_unknown(body, BOOKING_FIELDS)
-    if not body:
-        raise ApiError(
-            "invalid-body", f"name at least one field to change: {', '.join(BOOKING_FIELDS)}"
-        )
-    planned_start: float | Keep | None = KEEP
-    if "planned_start" in body:
-        planned_start = _planned_start(body["planned_start"])
-    return BookingChange(
-        kind=_kind(body["kind"]) if "kind" in body else None,
-        planned_start=planned_start,
-        planned_minutes=(
-            _planned_minutes(body["planned_minutes"]) if "planned_minutes" in body else None
-        ),
-        waiting_room=_waiting_room(body["waiting_room"]) if "waiting_room" in body else None,
-        max_participants=(
-            _max_participants(body["max_participants"]) if "max_participants" in body else None
-        ),
+def _answer(
+    model: BaseModel, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.Response(
+        body=model.model_dump_json(by_alias=True),
+        status=status,
+        content_type="application/json",
+        headers=headers,
     )
-
-
-def _query_time(request: web.Request, name: str, earliest: float = EARLIEST_TIME) -> float | None:
-    raw = request.query.get(name)
-    if raw is None:
-        return None
-    value: object = raw
-    try:
-        value = float(raw)
-    except ValueError:
-        pass
-    seconds = _unix_time(value, earliest)
-    if seconds is None:
-        since = "1970" if earliest <= 0 else "2000"
-        raise ApiError(
-            "invalid-query",
-            f"'{name}' must be a Unix time or an ISO 8601 time with a timezone,"
-            f" between {since} and 2100",
-        )
-    return seconds
 
 
 def _is_short_text(text: str) -> bool:
     return len(text) <= MAX_QUERY_TEXT and text.isprintable()
-
-
-def _query_text(request: web.Request, name: str) -> str | None:
-    raw = request.query.get(name)
-    if raw is not None and not _is_short_text(raw):
-        raise ApiError(
-            "invalid-query", f"'{name}' must be printable text of at most {MAX_QUERY_TEXT}"
-        )
-    return raw
 
 
 # --- visits -------------------------------------------------------------------------------------
@@ -374,35 +246,26 @@ async def create_visit(request: web.Request) -> web.Response:
     await request.app[appkeys.ACCESS].authorize(
         principal, Action.CREATE_VISIT, None, client=client_of(request)
     )
-    body = await _json_body(request, principal, Action.CREATE_VISIT)
-    _refuse_unknown(body, CREATE_FIELDS)
-    kind = _kind(body.get("kind", VisitKind.CONSULTATION.value))
-    planned_start = _planned_start(body.get("planned_start"))
-    planned_minutes = _planned_minutes(body.get("planned_minutes", DEFAULT_PLANNED_MINUTES))
-    waiting_room = _waiting_room(body.get("waiting_room", True))
-    max_participants = _max_participants(body.get("max_participants", DEFAULT_MAX_PARTICIPANTS))
-    seats = _participants_from(body)
+    body = await _body(request, principal, Action.CREATE_VISIT, VisitCreate)
     visit = await book_visit(
         request.app,
         principal,
-        kind,
-        seats,
-        planned_start=planned_start,
-        planned_minutes=planned_minutes,
-        waiting_room=waiting_room,
-        max_participants=max_participants,
+        body.kind,
+        [(seat.role, seat.name, seat.sector) for seat in body.participants],
+        planned_start=body.planned_start,
+        planned_minutes=body.planned_minutes,
+        waiting_room=body.waiting_room,
+        max_participants=body.max_participants,
     )
     participants = invite_links(request.app, visit)
-    return web.json_response(
-        {
-            "visit": visit.id,
-            "state": visit.state.value,
-            **_booking(visit),
-            "links": links_by_role(participants),
-            "participants": participants,
-        },
-        status=201,
+    created = VisitCreated(
+        visit=visit.id,
+        state=visit.state,
+        **_booking(visit),
+        links=links_by_role(participants),
+        participants=participants,
     )
+    return _answer(created, 201)
 
 
 async def list_visits(request: web.Request) -> web.Response:
@@ -419,15 +282,8 @@ async def list_visits(request: web.Request) -> web.Response:
     await access.authorize(principal, Action.READ_VISIT, None, client=client_of(request))
     if principal.org is None:  # staff tokens always name one; refuse rather than list all
         raise ApiError("org-required", "the token names no organisation", 403)
-    raw_state = request.query.get("state")
-    state: VisitState | None = None
-    if raw_state is not None:
-        try:
-            state = VisitState(raw_state)
-        except ValueError:
-            states = ", ".join(s.value for s in VisitState)
-            raise ApiError("invalid-query", f"'state' must be one of {states}") from None
-    start, end = _query_time(request, "from"), _query_time(request, "to")
+    query = _query(request, VisitListQuery)
+    state, start, end = query.state, query.from_, query.to
     visits = await request.app[appkeys.STORE].list_by_org(principal.org)
     chosen = [
         v
@@ -440,7 +296,7 @@ async def list_visits(request: web.Request) -> web.Response:
         key=lambda v: (v.planned_start is not None, v.planned_start or 0.0, v.created_at),
         reverse=True,
     )
-    return web.json_response({"visits": [v.to_dict() for v in chosen]})
+    return _answer(VisitList(visits=[v.to_dict() for v in chosen]))
 
 
 async def _visit_for(
@@ -481,7 +337,7 @@ async def get_visit(request: web.Request) -> web.Response:
     else:
         hub = request.app[appkeys.HUBS].hubs.get(visit.id)
         body["connected"] = sorted(hub.sessions) if hub else []
-    return web.json_response(body)
+    return _answer(VisitOut.model_validate(body))
 
 
 async def _on_owner(
@@ -498,17 +354,28 @@ async def patch_visit(request: web.Request) -> web.Response:
     """The host changes the booking (time, length, waiting room, seats, kind) while the visit is
     scheduled or open; later, 409 with the current state."""
     principal, visit = await _visit_for(request, Action.INVITE)
-    change = _booking_change(await _json_body(request, principal, Action.INVITE))
+    patch = await _body(request, principal, Action.INVITE, VisitPatch)
+    given = patch.model_fields_set
+    if not given:
+        fields = ", ".join(VisitPatch.model_fields)
+        raise ApiError("invalid-body", f"name at least one field to change: {fields}")
+    change = BookingChange(
+        kind=patch.kind,
+        planned_start=patch.planned_start if "planned_start" in given else KEEP,
+        planned_minutes=patch.planned_minutes,
+        waiting_room=patch.waiting_room,
+        max_participants=patch.max_participants,
+    )
     updated = await update_visit(request.app, visit.id, change.apply)
     request.app[appkeys.JANITOR].watch(updated)
-    return web.json_response(updated.to_dict())
+    return _answer(VisitOut.model_validate(updated.to_dict()))
 
 
 async def cancel_visit(request: web.Request) -> web.Response:
     """Cancel a scheduled or open visit; anyone already connected is told and disconnected."""
     principal, visit = await _visit_for(request, Action.END_VISIT)
     cancelled = await cancel_booking(request.app, principal, visit.id)
-    return web.json_response({"visit": cancelled.id, "state": cancelled.state.value})
+    return _answer(VisitStateChange(visit=cancelled.id, state=cancelled.state))
 
 
 async def end_visit(request: web.Request) -> web.Response:
@@ -517,9 +384,9 @@ async def end_visit(request: web.Request) -> web.Response:
         raise InvalidTransition(f"visit {visit.id} has already ended", visit.state.value)
     elsewhere = await _on_owner(request, visit.id, "end-visit")
     if elsewhere is not None:
-        return web.json_response({"visit": visit.id, "state": elsewhere["state"]})
+        return _answer(VisitStateChange(visit=visit.id, state=elsewhere["state"]))
     await request.app[appkeys.HUBS].end_visit(visit)
-    return web.json_response({"visit": visit.id, "state": visit.state.value})
+    return _answer(VisitStateChange(visit=visit.id, state=visit.state))
 
 
 async def reissue_links(request: web.Request) -> web.Response:
@@ -530,13 +397,9 @@ async def reissue_links(request: web.Request) -> web.Response:
     # Recorded before the links go out, so that they open after any loss of live state.
     visit = await update_visit(request.app, visit.id, ensure_live)
     participants = invite_links(request.app, visit)
-    return web.json_response(
-        {
-            "visit": visit.id,
-            "state": visit.state.value,
-            "links": links_by_role(participants),
-            "participants": participants,
-        }
+    links = links_by_role(participants)
+    return _answer(
+        VisitLinks(visit=visit.id, state=visit.state, links=links, participants=participants)
     )
 
 
@@ -544,8 +407,8 @@ async def invite_participant(request: web.Request) -> web.Response:
     """The host adds a seat (a relative, an interpreter, ...) and gets its invite link."""
     principal, visit = await _visit_for(request, Action.INVITE)
     ensure_live(visit)
-    body = await _json_body(request, principal, Action.INVITE)
-    role, name, sector = _participant(body, "")
+    seat_request = await _body(request, principal, Action.INVITE, ParticipantRequest)
+    role, name, sector = seat_request.role, seat_request.name, seat_request.sector
     added: list[Seat] = []
 
     def add(fresh: Visit) -> None:
@@ -557,20 +420,15 @@ async def invite_participant(request: web.Request) -> web.Response:
     await record_invited(request.app, updated, seat)
     links = invite_links(request.app, updated)
     link = next(e for e in links if e["participant"] == seat.participant)
-    return web.json_response(link, status=201)
+    return _answer(Link.model_validate(link), 201)
 
 
 async def record_outcome(request: web.Request) -> web.Response:
     """The host records the clinical outcome (a code from the configured list, and an optional
     note that stays out of every evaluation export)."""
     principal, visit = await _visit_for(request, Action.RECORD_OUTCOME)
-    body = await _json_body(request, principal, Action.RECORD_OUTCOME)
-    outcome, note = body.get("outcome"), body.get("note")
-    unknown = set(body) - {"outcome", "note"}
-    if unknown:
-        raise ApiError("invalid-field", f"unknown field(s) {sorted(unknown)}")
-    if not isinstance(outcome, str) or (note is not None and not isinstance(note, str)):
-        raise ApiError("invalid-field", "'outcome' must be a string, and 'note' one if given")
+    body = await _body(request, principal, Action.RECORD_OUTCOME, OutcomeRequest)
+    outcome, note = body.outcome, body.note
     seat = visit.seats.get(principal.participant) if principal.participant else None
     try:
         await request.app[appkeys.OUTCOMES].record_outcome(
@@ -578,24 +436,22 @@ async def record_outcome(request: web.Request) -> web.Response:
         )
     except OutcomeRejected as exc:
         raise ApiError(exc.code, exc.message) from None
-    return web.json_response({"visit": visit.id, "outcome": outcome}, status=201)
+    return _answer(OutcomeRecorded(visit=visit.id, outcome=outcome), 201)
 
 
 async def answer_survey(request: web.Request) -> web.Response:
     """The citizen's three optional questions (1-5), with their own link, also after the visit."""
     principal, visit = await _visit_for(request, Action.ANSWER_SURVEY)
-    body = await _json_body(request, principal, Action.ANSWER_SURVEY)
+    body = await _body(request, principal, Action.ANSWER_SURVEY, SurveyRequest)
     assert principal.participant is not None  # the SEAT scope made sure of it
     try:
         answers = await request.app[appkeys.OUTCOMES].record_survey(
-            visit.id, visit.org, visit.seats[principal.participant], body
+            visit.id, visit.org, visit.seats[principal.participant], body.model_dump()
         )
     except OutcomeRejected as exc:
         raise ApiError(exc.code, exc.message) from None
-    return web.json_response(
-        {"visit": visit.id, "answers": dict(zip(SURVEY_QUESTIONS, answers, strict=True))},
-        status=201,
-    )
+    recorded = dict(zip(SURVEY_QUESTIONS, answers, strict=True))
+    return _answer(SurveyRecorded(visit=visit.id, answers=recorded), 201)
 
 
 async def check_link(request: web.Request) -> web.Response:
@@ -624,70 +480,52 @@ async def check_link(request: web.Request) -> web.Response:
         raise ApiError(*refusal)
     principal, visit = await _visit_for(request, Action.CHECK_LINK, principal)
     assert principal.participant is not None
-    return web.json_response(
-        {
-            "visit": visit.id,
-            "state": visit.state.value,
-            "kind": visit.kind.value,
-            "role": visit.seats[principal.participant].role.value,
-            **link_status(request.app, visit, time.time()),
-        },
-        headers={"Cache-Control": "no-store"},
+    check = LinkCheck(
+        visit=visit.id,
+        state=visit.state,
+        kind=visit.kind,
+        role=visit.seats[principal.participant].role.value,
+        **link_status(request.app, visit, time.time()),
+    )
+    return _answer(check, headers={"Cache-Control": "no-store"})
+
+
+def _evaluation_filters(query: EvaluationQuery) -> Filters:
+    return Filters(
+        since=query.from_,
+        until=query.to,
+        kind=None if query.kind is None else query.kind.value,
+        sector=None if query.sector is None else query.sector.value,
     )
 
 
-def _evaluation_filters(request: web.Request) -> Filters:
-    def when(name: str) -> float | None:
-        raw = request.query.get(name)
-        if raw is None or raw == "":
-            return None
-        try:
-            return float(raw)
-        except ValueError:
-            pass
-        try:
-            return parse_when(raw, time.time())
-        except ValueError:
-            raise ApiError(
-                "invalid-query",
-                f"'{name}' is a Unix time, an ISO date or a period back from now (7d)",
-            ) from None
-
-    kind = request.query.get("kind") or None
-    sector = request.query.get("sector") or None
-    if kind is not None and kind not in {k.value for k in VisitKind}:
-        raise ApiError("invalid-query", f"unknown visit kind {kind!r}")
-    if sector is not None and sector not in {s.value for s in Sector}:
-        raise ApiError("invalid-query", f"unknown sector {sector!r}")
-    return Filters(since=when("from"), until=when("to"), kind=kind, sector=sector)
-
-
-async def _evaluator(request: web.Request) -> tuple[Principal, str, Filters]:
+async def _evaluator(request: web.Request) -> str:
+    """The evaluator's organisation."""
     principal = await principal_for(request, Action.READ_EVALUATION)
     await request.app[appkeys.ACCESS].authorize(
         principal, Action.READ_EVALUATION, None, client=client_of(request)
     )
     assert principal.org is not None  # staff tokens name their organisation
-    return principal, principal.org, _evaluation_filters(request)
+    return principal.org
 
 
 async def evaluation_report(request: web.Request) -> web.Response:
     """The aggregated evaluation of the evaluator's organisation, pseudonymous (built off the
     loop: in a worker process, `server.reports.ReportWorkers`)."""
-    _principal, org, filters = await _evaluator(request)
+    org = await _evaluator(request)
+    filters = _evaluation_filters(_query(request, EvaluationQuery))
     try:
         visits, built = await request.app[appkeys.REPORTS].report(org, filters)
     except ReportUnavailable as exc:
         raise ApiError("report-unavailable", str(exc), status=503) from None
-    return web.json_response({"org": org, "visits": visits, "report": built.to_dict()})
+    return _answer(EvaluationReport(org=org, visits=visits, report=built.to_dict()))
 
 
 async def evaluation_export(request: web.Request) -> web.Response:
     """CSV, JSON or FHIR R4 (a Bundle of Encounter and QuestionnaireResponse resources)."""
-    fmt = request.query.get("format", "csv")
-    if fmt not in EXPORTS:
-        raise ApiError("invalid-query", f"'format' is one of {', '.join(EXPORTS)}")
-    _principal, org, filters = await _evaluator(request)
+    org = await _evaluator(request)
+    query = _query(request, ExportQuery)
+    fmt, filters = query.format, _evaluation_filters(query)
     try:
         text = await request.app[appkeys.REPORTS].export(
             org, filters, fmt, request.app[appkeys.PSEUDONYMS]
@@ -707,14 +545,11 @@ async def revoke_token(request: web.Request) -> web.Response:
     await request.app[appkeys.ACCESS].authorize(
         principal, Action.REVOKE_TOKEN, None, client=client_of(request)
     )
-    body = await _json_body(request, principal, Action.REVOKE_TOKEN)
-    _refuse_unknown(body, ("jti", "expires_at"))
-    jti = body.get("jti")
-    if not isinstance(jti, str) or not jti or len(jti) > 200 or not jti.isprintable():
-        raise FieldError("jti", "'jti' must be a token id (at most 200 printable characters)")
-    expires_at = _unix_time(body.get("expires_at", time.time() + MAX_TOKEN_LIFETIME), 0.0)
+    body = await _body(request, principal, Action.REVOKE_TOKEN, RevocationRequest)
+    jti = body.jti
+    expires_at = body.expires_at
     if expires_at is None:
-        raise FieldError("expires_at", "'expires_at' must be a Unix time before 2100")
+        expires_at = time.time() + MAX_TOKEN_LIFETIME
     await request.app[appkeys.REVOCATIONS].revoke(jti, expires_at)
     closed = request.app[appkeys.HUBS].close_token(jti)
     try:
@@ -724,7 +559,7 @@ async def revoke_token(request: web.Request) -> web.Response:
     except BusUnavailable:
         # Stored: the other nodes refuse the token once they reload (at their next start).
         logger.warning("revocation not announced to the other nodes (bus unavailable)")
-    return web.json_response({"jti": jti, "closed_sessions": closed}, status=201)
+    return _answer(Revocation(jti=jti, closed_sessions=closed), 201)
 
 
 async def drain_node(request: web.Request) -> web.Response:
@@ -740,12 +575,13 @@ async def drain_node(request: web.Request) -> web.Response:
         # Registered as draining before the answer: a visit booked after it goes elsewhere.
         await node.refuse_new_visits()
         request.app[appkeys.DRAINER].start(request.app)
-    return web.json_response({"node": node.id, "draining": True, "visits": visits}, status=202)
+    return _answer(Drain(node=node.id, draining=True, visits=visits), 202)
 
 
 async def read_audit(request: web.Request) -> web.Response:
     principal = await principal_for(request, Action.READ_AUDIT)
-    visit = request.query.get("visit")
+    query = _query(request, AuditQuery)
+    visit = query.visit
     await request.app[appkeys.ACCESS].authorize(
         principal,
         Action.READ_AUDIT,
@@ -753,22 +589,14 @@ async def read_audit(request: web.Request) -> web.Response:
         client=client_of(request),
         visit_id=visit if visit is not None and _is_short_text(visit) else None,
     )
-    try:
-        limit = int(request.query.get("limit", "1000"))
-    except ValueError:
-        limit = 0
-    if not 1 <= limit <= MAX_AUDIT_LIMIT:
-        raise ApiError(
-            "invalid-query", f"'limit' must be a whole number from 1 to {MAX_AUDIT_LIMIT}"
-        )
     records = await request.app[appkeys.AUDIT].query(
-        visit=_query_text(request, "visit"),
-        subject=_query_text(request, "subject"),
-        since=_query_time(request, "since", 0.0),
-        until=_query_time(request, "until", 0.0),
-        limit=limit,
+        visit=visit,
+        subject=query.subject,
+        since=query.since,
+        until=query.until,
+        limit=query.limit,
     )
-    return web.json_response({"records": [dataclasses.asdict(r) for r in records]})
+    return _answer(AuditRecords(records=[dataclasses.asdict(r) for r in records]))
 
 
 async def health(request: web.Request) -> web.Response:
@@ -776,18 +604,17 @@ async def health(request: web.Request) -> web.Response:
     node = request.app[appkeys.NODE]
     reasons = request.app[appkeys.DURABLE].reasons()
     status = "draining" if node.draining else "degraded" if reasons else "ok"
-    return web.json_response(
-        {
-            "status": status,
-            "reasons": reasons,
-            "node": node.id,
-            "visits": len(hubs),
-            "participants": sum(h.connected() for h in hubs.values()),
-            "media": request.app[appkeys.SFU].counters.to_dict(),
-            # Every asyncio task alive in this process: flat while visits come and go.
-            "tasks": len(asyncio.all_tasks()),
-        }
+    answer = Health(
+        status=status,
+        reasons=reasons,
+        node=node.id,
+        visits=len(hubs),
+        participants=sum(h.connected() for h in hubs.values()),
+        media=request.app[appkeys.SFU].counters.to_dict(),
+        # Every asyncio task alive in this process: flat while visits come and go.
+        tasks=len(asyncio.all_tasks()),
     )
+    return _answer(answer)
 
 
 #: Seconds of silence before the server pings a signaling socket; a client that does not answer
@@ -802,30 +629,3 @@ async def signaling_socket(request: web.Request) -> web.WebSocketResponse:
     await ws.prepare(request)
     await request.app[appkeys.NODE].serve_socket(ws, client_of(request))
     return ws
-
-
-async def openapi_json(request: web.Request) -> web.Response:
-    """The API's OpenAPI 3.0 description (public: it says what the API is, not what it holds)."""
-    return web.json_response(openapi_document())
-
-
-def setup_api_routes(app: web.Application) -> None:
-    app.router.add_get("/api/openapi.json", openapi_json)
-    app.router.add_post("/api/visits", create_visit)
-    app.router.add_get("/api/visits", list_visits)
-    app.router.add_get("/api/visits/{visit}", get_visit)
-    app.router.add_patch("/api/visits/{visit}", patch_visit)
-    app.router.add_post("/api/visits/{visit}/cancel", cancel_visit)
-    app.router.add_post("/api/visits/{visit}/end", end_visit)
-    app.router.add_post("/api/visits/{visit}/outcome", record_outcome)
-    app.router.add_post("/api/visits/{visit}/survey", answer_survey)
-    app.router.add_get("/api/visits/{visit}/link", check_link)
-    app.router.add_post("/api/visits/{visit}/links", reissue_links)
-    app.router.add_post("/api/visits/{visit}/participants", invite_participant)
-    app.router.add_post("/api/admin/revocations", revoke_token)
-    app.router.add_post("/api/admin/drain", drain_node)
-    app.router.add_get("/api/audit", read_audit)
-    app.router.add_get("/api/evaluation/report", evaluation_report)
-    app.router.add_get("/api/evaluation/export", evaluation_export)
-    app.router.add_get("/healthz", health)
-    app.router.add_get("/ws", signaling_socket)

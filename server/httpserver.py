@@ -20,6 +20,7 @@ from collections.abc import Callable, Collection, Coroutine
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestHandler
 
 logger = logging.getLogger(__name__)
@@ -141,6 +142,19 @@ def _cancel(tasks: Collection[asyncio.Task[Any]], loop: asyncio.AbstractEventLoo
             )
 
 
+class BadRequestsInOneLine(logging.Filter):
+    """aiohttp logs a request its parser refuses (a NUL byte in a header, ...) with a traceback,
+    though the client got its 400: one line without the request's content says enough."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.msg, record.args = "malformed HTTP request refused (%s)", (type(exc).__name__,)
+        return True
+
+
 def run(
     app: web.Application,
     *,
@@ -160,6 +174,7 @@ def run(
     second signal stops at once."""
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
+    logging.getLogger("aiohttp.server").addFilter(BadRequestsInOneLine())
 
     async def serve() -> None:
         runner = web.AppRunner(

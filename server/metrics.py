@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 from collections.abc import AsyncIterator, Iterator
 from typing import Final
 
@@ -23,8 +22,8 @@ from prometheus_client.registry import Collector
 from media.stats import forwarded
 from rooms.policy import Action
 from server import appkeys
-from server.errors import ApiError
-from server.http_api import _json_body, _visit_for
+from server.api_models import JoinTimeReport
+from server.http_api import _body, _visit_for
 from signaling.census import census
 
 LABELS: Final = ("node", "worker")
@@ -32,7 +31,6 @@ LAG_INTERVAL_SECONDS: Final = 0.5
 LAG_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 JOIN_BUCKETS: Final = (0.5, 1.0, 2.0, 3.0, 5.0, 8.0, 13.0, 20.0, 30.0, 60.0, 120.0)
 #: A join time above this is a page left open in the background, not a join.
-MAX_JOIN_SECONDS: Final = 3600.0
 MAX_REASON: Final = 64
 
 
@@ -170,20 +168,10 @@ async def _watch_lag(metrics: Metrics) -> None:
 async def report_join_time(request: web.Request) -> web.Response:
     """The join page's link-opened -> first remote frame time, with the page's own link."""
     principal, _visit = await _visit_for(request, Action.CHECK_LINK)
-    body = await _json_body(request, principal, Action.CHECK_LINK)
-    seconds = body.get("seconds")
-    if (
-        isinstance(seconds, bool)
-        or not isinstance(seconds, int | float)
-        or not math.isfinite(seconds)
-        or not 0 <= seconds <= MAX_JOIN_SECONDS
-    ):
-        raise ApiError(
-            "invalid-field", f"'seconds' must be a number from 0 to {MAX_JOIN_SECONDS:g}"
-        )
+    body = await _body(request, principal, Action.CHECK_LINK, JoinTimeReport)
     metrics = request.app.get(appkeys.METRICS)
     if metrics is not None:
-        metrics.join_seconds.observe(float(seconds))
+        metrics.join_seconds.observe(body.seconds)
     return web.Response(status=204)
 
 
@@ -219,7 +207,6 @@ async def _serve(metrics: Metrics, host: str, port: int) -> web.AppRunner:
 
 
 def setup_metrics(app: web.Application) -> None:
-    """The join-time route, and the registry, lag monitor and /metrics port (last in the
-    cleanup order: it reads what the entries before it made)."""
-    app.router.add_post("/api/visits/{visit}/join-time", report_join_time)
+    """The registry, lag monitor and /metrics port (last in the cleanup order: it reads what
+    the entries before it made). The join-time route is in `server.api_routes`."""
     app.cleanup_ctx.append(_metrics_ctx)

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import Final
+from typing import Final, TypedDict
 
 from aiohttp import web
 
@@ -40,10 +40,11 @@ MAX_NAME = 80
 
 
 class FieldError(ApiError):
-    """A 400 `invalid-field` that names the field it is about (also as `error.field`)."""
+    """An `invalid-field` that names the field it is about (also as `error.field`): 400, or
+    409 when the value is valid but the visit as it stands does not allow it."""
 
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__("invalid-field", message, 400)
+    def __init__(self, field: str, message: str, status: int = 400) -> None:
+        super().__init__("invalid-field", message, status)
         self.field = field
 
 
@@ -77,6 +78,7 @@ class BookingChange:
                     f"'kind' cannot become {self.kind.value}: the visit has no "
                     + " or ".join(role.value for role in missing)
                     + " seat",
+                    409,
                 )
         if self.max_participants is not None:
             visit.set_max_participants(self.max_participants)
@@ -220,17 +222,25 @@ def link_window(app: web.Application) -> LinkWindow:
     return app[appkeys.SETTINGS].link_window()
 
 
-def link_status(app: web.Application, visit: Visit, now: float) -> dict[str, object]:
+class LinkStatus(TypedDict):
+    planned_start: float | None
+    opens_at: float | None
+    closes_at: float | None
+    window: str
+    now: float
+
+
+def link_status(app: web.Application, visit: Visit, now: float) -> LinkStatus:
     """What the join page needs to know of a link's opening hours: when it opens and closes
     (None for a visit planned for no time) and where `now` is in that window."""
     window = link_window(app)
-    return {
-        "planned_start": visit.planned_start,
-        "opens_at": window.opens_at(visit),
-        "closes_at": window.closes_at(visit),
-        "window": window.phase(visit, now).value,
-        "now": now,
-    }
+    return LinkStatus(
+        planned_start=visit.planned_start,
+        opens_at=window.opens_at(visit),
+        closes_at=window.closes_at(visit),
+        window=window.phase(visit, now).value,
+        now=now,
+    )
 
 
 def link_lifetime(app: web.Application, visit: Visit, role: Role, now: float) -> float:

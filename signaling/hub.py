@@ -24,6 +24,7 @@ from rooms.policy import is_host_role
 from rooms.presence import in_call_by_record
 from rooms.store import StoreUnavailable
 from rooms.visit import Seat, Visit, VisitState
+from signaling import down
 from signaling.errors import CLOSE_FATAL, CLOSE_NODE_LOST, CLOSE_VISIT_ENDED, ProtocolError
 from signaling.services import SignalingServices
 
@@ -101,7 +102,7 @@ class VisitHub:
             return reconnect, False
         await self._record(EventKind.PARTICIPANT_WAITING, seat)
         repeat = participant in visit.declined
-        self._to_hosts({"type": "waiting", "participant": session.describe(), "repeat": repeat})
+        self._to_hosts(down.Waiting(participant=session.describe(), repeat=repeat).wire())
         return reconnect, True
 
     async def _into_call(self, seat: Seat, reconnect: bool) -> None:
@@ -121,8 +122,8 @@ class VisitHub:
         )
         await self._advance()
         session = self.sessions[participant]
-        kind = "participant-reconnected" if rejoining else "participant-joined"
-        self.broadcast({"type": kind, "participant": session.describe()}, exclude=participant)
+        kind = down.ParticipantReconnected if rejoining else down.ParticipantJoined
+        self.broadcast(kind(participant=session.describe()).wire(), exclude=participant)
 
     async def _advance(self) -> None:
         """Move the visit along as people arrive: open at the first, in progress at the second.
@@ -198,8 +199,8 @@ class VisitHub:
         seat = self._seats[participant]
         await self._record(EventKind.PARTICIPANT_ADMITTED, seat)
         await self._into_call(seat, reconnect=False)
-        session.send({"type": "admitted", **self.call_state(participant)})
-        self._to_hosts({"type": "waiting-ended", "participant": participant})
+        session.send(down.Admitted(**self.call_state(participant)).wire())
+        self._to_hosts(down.WaitingEnded(participant=participant).wire())
 
     async def admit_all(self) -> None:
         for participant in self.waiting():
@@ -213,15 +214,12 @@ class VisitHub:
         await self._update_visit(lambda v: v.note_declined(participant, time.time()))
         await self._record(EventKind.PARTICIPANT_DECLINED, self._seats[participant])
         session.send(
-            {
-                "type": "error",
-                "code": "declined",
-                "fatal": True,
-                "message": "the host did not let you in this time",
-            }
+            down.Error(
+                code="declined", fatal=True, message="the host did not let you in this time"
+            ).wire()
         )
         session.close_with(CLOSE_FATAL, "declined")
-        self._to_hosts({"type": "waiting-ended", "participant": participant})
+        self._to_hosts(down.WaitingEnded(participant=participant).wire())
 
     async def remove(self, participant: ParticipantId) -> None:
         if participant not in self.in_call:
@@ -234,15 +232,12 @@ class VisitHub:
         if session is not None:
             del self.sessions[participant]
             session.send(
-                {
-                    "type": "error",
-                    "code": "removed",
-                    "fatal": True,
-                    "message": "the host has removed you from the visit",
-                }
+                down.Error(
+                    code="removed", fatal=True, message="the host has removed you from the visit"
+                ).wire()
             )
             session.close_with(CLOSE_FATAL, "removed")
-        self._to_hosts({"type": "barred", "participant": self._seats[participant].to_dict()})
+        self._to_hosts(down.Barred(participant=self._seats[participant].to_dict()).wire())
         self._maybe_departure()
 
     async def readmit(self, participant: ParticipantId) -> None:
@@ -256,7 +251,7 @@ class VisitHub:
         if not lifted[0]:
             raise ProtocolError("not-removed", f"{participant} has not been removed")
         self.admitted.add(participant)
-        self._to_hosts({"type": "readmitted", "participant": participant})
+        self._to_hosts(down.Readmitted(participant=participant).wire())
 
     async def _update_visit(self, change: Callable[[Visit], None]) -> None:
         """A host's decision that must hold across tabs and nodes, written to the live store."""
@@ -271,11 +266,11 @@ class VisitHub:
         session = self.sessions.get(participant)
         if session is None or participant not in self.in_call:
             raise ProtocolError("not-in-call", f"{participant} is not in the call")
-        session.send({"type": "mute-request", "by": by})
+        session.send(down.MuteAsked(by=by).wire())
 
     async def fallback_to_phone(self, by: Seat) -> None:
         await self._record(EventKind.VISIT_FELL_BACK_TO_PHONE, by)
-        self.broadcast({"type": "fallback-phone", "by": by.participant})
+        self.broadcast(down.FallbackPhoneAnnounced(by=by.participant).wire())
 
     async def end_visit(self, visit: Visit, reason: str = "host") -> None:
         """End the visit for everyone: each page is told, then its socket is closed."""
@@ -293,7 +288,7 @@ class VisitHub:
                 "visit %s: placement not released (live state unavailable)", self.visit_id
             )
         for session in list(self.sessions.values()):
-            session.send({"type": "visit-ended"})
+            session.send(down.VisitEnded().wire())
             session.close_with(CLOSE_VISIT_ENDED, "visit-ended")
         for timer in self.reconnecting.values():
             timer.cancel()
@@ -307,16 +302,13 @@ class VisitHub:
             raise ProtocolError("forbidden", "only the nurse of an assisted visit assists")
         self.assisting = seat.participant if on else None
         await self._record(EventKind.CITIZEN_ASSISTED, seat, on=on)
-        self.broadcast({"type": "assisting", "participant": seat.participant, "on": on})
+        self.broadcast(down.AssistingChanged(participant=seat.participant, on=on).wire())
 
     def post_chat(self, seat: Seat, text: str) -> None:
         """Chat is kept in memory for the visit's length only, never in any log or record."""
-        message = {
-            "type": "chat",
-            "participant": seat.participant,
-            "text": text.strip(),
-            "time": time.time(),
-        }
+        message = down.ChatPosted(
+            participant=seat.participant, text=text.strip(), time=time.time()
+        ).wire()
         self.chat.append(message)
         self.broadcast(message)
 
@@ -327,7 +319,7 @@ class VisitHub:
         if seat.participant in self.cut_off and session is not None:
             self.cut_off.discard(seat.participant)
             self.broadcast(
-                {"type": "participant-reconnected", "participant": session.describe()},
+                down.ParticipantReconnected(participant=session.describe()).wire(),
                 exclude=seat.participant,
             )
         return self._recv_slots(seat.participant)
@@ -387,9 +379,7 @@ class VisitHub:
                     )
                 if self.quality.get(participant) != sample.level:
                     self.quality[participant] = sample.level
-                    self.broadcast(
-                        {"type": "quality", "participant": participant, "level": sample.level}
-                    )
+                    self.broadcast(down.Quality(participant=participant, level=sample.level).wire())
 
     # --- leaving ------------------------------------------------------------------------------
 
@@ -401,7 +391,7 @@ class VisitHub:
         seat = self._seats[participant]
         if participant not in self.in_call:
             await self._record(EventKind.PARTICIPANT_LEFT, seat, reason="left-waiting-room")
-            self._to_hosts({"type": "waiting-ended", "participant": participant})
+            self._to_hosts(down.WaitingEnded(participant=participant).wire())
         elif self._over:
             await self._depart(participant, reason="visit-ended")
         elif explicit:
@@ -411,7 +401,7 @@ class VisitHub:
             self.cut_off.discard(participant)
             await self.room.disconnect(participant)
             await self._record(EventKind.PARTICIPANT_RECONNECTING, seat, reason=session.lost)
-            self.broadcast({"type": "participant-reconnecting", "participant": participant})
+            self.broadcast(down.ParticipantReconnecting(participant=participant).wire())
             timer = self.tasks.spawn(self._grace_expires(participant))
             if timer is not None:
                 self.reconnecting[participant] = timer
@@ -442,7 +432,7 @@ class VisitHub:
             self.assisting = None
         await self.room.leave(participant)
         await self._record(EventKind.PARTICIPANT_LEFT, self._seats[participant], reason=reason)
-        self.broadcast({"type": "participant-left", "participant": participant})
+        self.broadcast(down.ParticipantLeft(participant=participant).wire())
 
     def _maybe_departure(self) -> None:
         if self.sessions or self.reconnecting or self._departure is not None:
@@ -512,12 +502,12 @@ class VisitHub:
         session = self.sessions.get(ParticipantId(participant))
         peer = self.room.peers.get(participant)
         if session is not None and peer is not None:
-            session.send({"type": "tracks", "tracks": peer.track_map()})
+            session.send(down.Tracks(tracks=peer.track_map()).wire())
 
     def renegotiation_needed(self, participant: str, recv: dict[str, int]) -> None:
         session = self.sessions.get(ParticipantId(participant))
         if session is not None:
-            session.send({"type": "renegotiate", "recv": recv})
+            session.send(down.Renegotiate(recv=recv).wire())
 
     def video_unsupported(self, participant: str, publisher: str, codec: str) -> None:
         logger.info(
@@ -529,7 +519,7 @@ class VisitHub:
         )
         session = self.sessions.get(ParticipantId(participant))
         if session is not None:
-            session.send({"type": "video-unsupported", "participant": publisher, "codec": codec})
+            session.send(down.VideoUnsupported(participant=publisher, codec=codec).wire())
 
     def first_frame(self, participant: str, kind: str) -> None:
         seat = self._seats.get(ParticipantId(participant))
@@ -576,7 +566,7 @@ class VisitHub:
                 reason=f"peer-connection-{state}",
             )
             self.broadcast(
-                {"type": "participant-reconnecting", "participant": participant},
+                down.ParticipantReconnecting(participant=participant).wire(),
                 exclude=participant,
             )
 
@@ -586,7 +576,7 @@ class VisitHub:
             self._over = True
             sessions = list(self.sessions.values())
             for session in sessions:
-                session.send({"type": "visit-ended"})
+                session.send(down.VisitEnded().wire())
                 session.close_with(CLOSE_VISIT_ENDED, reason)
         return len(sessions)
 
@@ -670,12 +660,11 @@ class HubRegistry:
             for session in list(hub.sessions.values()):
                 if session.principal is not None and session.principal.token_id == token_id:
                     session.send(
-                        {
-                            "type": "error",
-                            "code": "token-revoked",
-                            "fatal": True,
-                            "message": "access with this link has been revoked",
-                        }
+                        down.Error(
+                            code="token-revoked",
+                            fatal=True,
+                            message="access with this link has been revoked",
+                        ).wire()
                     )
                     session.close_with(CLOSE_FATAL, "token-revoked")
                     closed += 1

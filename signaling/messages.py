@@ -1,17 +1,21 @@
-"""Message schemas of the signaling protocol (see PROTOCOL.md), validated field by field."""
+"""Client-to-server ("up") messages of the signaling protocol, as pydantic models: one tagged
+union, validated strictly, refused with the protocol's precise codes (see PROTOCOL.md)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from media.candidates import RefusedCandidate
+from signaling.down import Error
 from signaling.errors import ProtocolError
 from signaling.safejson import JsonRefused, load_json
 
 #: Largest text message a client may send; an offer for a full visit is about 20 KiB.
 MAX_MESSAGE_BYTES = 64 * 1024
+MAX_CHAT_CHARS = 500
 
 #: The codes `parse_client_message` refuses a message with: it is not a message of the protocol.
 MALFORMED_CODES = frozenset(
@@ -27,103 +31,95 @@ MALFORMED_CODES = frozenset(
 )
 
 
-@dataclass(frozen=True)
-class Join:
+class UpMessage(BaseModel):
+    """A message a client sends; `id` (any string) comes back as `ref` in the answer."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    ref: str | None = Field(default=None, alias="id")
+
+
+class Join(UpMessage):
+    """The first message of every socket: the invite link's token and its visit."""
+
+    type: Literal["join"] = "join"
     token: str
     visit: str
-    ref: str | None = None
 
 
-@dataclass(frozen=True)
-class Offer:
+class Offer(UpMessage):
+    type: Literal["offer"] = "offer"
     sdp: str
-    ref: str | None = None
 
 
-@dataclass(frozen=True)
-class MediaState:
+class MediaState(UpMessage):
+    type: Literal["media-state"] = "media-state"
     audio: bool
     video: bool
-    ref: str | None = None
 
 
-@dataclass(frozen=True)
-class EndVisit:
-    ref: str | None = None
+class EndVisit(UpMessage):
+    type: Literal["end"] = "end"
 
 
-@dataclass(frozen=True)
-class Admit:
+class Admit(UpMessage):
+    type: Literal["admit"] = "admit"
     participant: str
-    ref: str | None = None
 
 
-@dataclass(frozen=True)
-class AdmitAll:
-    ref: str | None = None
+class AdmitAll(UpMessage):
+    type: Literal["admit-all"] = "admit-all"
 
 
-@dataclass(frozen=True)
-class Decline:
+class Decline(UpMessage):
+    type: Literal["decline"] = "decline"
     participant: str
-    ref: str | None = None
 
 
-@dataclass(frozen=True)
-class Remove:
+class Remove(UpMessage):
+    type: Literal["remove"] = "remove"
     participant: str
-    ref: str | None = None
 
 
-@dataclass(frozen=True)
-class Readmit:
+class Readmit(UpMessage):
+    type: Literal["readmit"] = "readmit"
     participant: str
-    ref: str | None = None
 
 
-@dataclass(frozen=True)
-class MuteRequest:
+class MuteRequest(UpMessage):
+    type: Literal["mute-request"] = "mute-request"
     participant: str
-    ref: str | None = None
 
 
-@dataclass(frozen=True)
-class FallbackPhone:
-    ref: str | None = None
+class FallbackPhone(UpMessage):
+    type: Literal["fallback-phone"] = "fallback-phone"
 
 
-@dataclass(frozen=True)
-class RecordOutcome:
+class RecordOutcome(UpMessage):
+    type: Literal["outcome"] = "outcome"
     outcome: str
     note: str | None = None
-    ref: str | None = None
 
 
-@dataclass(frozen=True)
-class Chat:
-    text: str
-    ref: str | None = None
+class Chat(UpMessage):
+    type: Literal["chat"] = "chat"
+    text: str = Field(max_length=MAX_CHAT_CHARS, pattern=r"\S")
 
 
-@dataclass(frozen=True)
-class Assisting:
+class Assisting(UpMessage):
+    type: Literal["assisting"] = "assisting"
     on: bool
-    ref: str | None = None
 
 
-@dataclass(frozen=True)
-class MediaRestart:
-    ref: str | None = None
+class MediaRestart(UpMessage):
+    type: Literal["media-restart"] = "media-restart"
 
 
-@dataclass(frozen=True)
-class Leave:
-    ref: str | None = None
+class Leave(UpMessage):
+    type: Literal["leave"] = "leave"
 
 
-@dataclass(frozen=True)
-class Ping:
-    ref: str | None = None
+class Ping(UpMessage):
+    type: Literal["ping"] = "ping"
 
 
 #: Messages only the visit's host may send.
@@ -143,96 +139,92 @@ ClientMessage = (
     Join | Offer | MediaState | HostMessage | Chat | Assisting | MediaRestart | Leave | Ping
 )
 
-MAX_CHAT_CHARS = 500
+UP_MESSAGES: tuple[type[UpMessage], ...] = (
+    Join,
+    Offer,
+    MediaState,
+    EndVisit,
+    Admit,
+    AdmitAll,
+    Decline,
+    Remove,
+    Readmit,
+    MuteRequest,
+    FallbackPhone,
+    RecordOutcome,
+    Chat,
+    Assisting,
+    MediaRestart,
+    Leave,
+    Ping,
+)
 
-#: type -> (class, {field: python type})
-SCHEMAS: dict[str, tuple[type, dict[str, type]]] = {
-    "join": (Join, {"token": str, "visit": str}),
-    "offer": (Offer, {"sdp": str}),
-    "media-state": (MediaState, {"audio": bool, "video": bool}),
-    "end": (EndVisit, {}),
-    "admit": (Admit, {"participant": str}),
-    "admit-all": (AdmitAll, {}),
-    "decline": (Decline, {"participant": str}),
-    "remove": (Remove, {"participant": str}),
-    "readmit": (Readmit, {"participant": str}),
-    "mute-request": (MuteRequest, {"participant": str}),
-    "fallback-phone": (FallbackPhone, {}),
-    "outcome": (RecordOutcome, {"outcome": str}),
-    "chat": (Chat, {"text": str}),
-    "assisting": (Assisting, {"on": bool}),
-    "media-restart": (MediaRestart, {}),
-    "leave": (Leave, {}),
-    "ping": (Ping, {}),
-}
 
-#: class -> its type on the wire
-TYPE_OF: dict[type, str] = {cls: kind for kind, (cls, _fields) in SCHEMAS.items()}
+def _tag(model: type[BaseModel]) -> str:
+    default = model.model_fields["type"].default
+    assert isinstance(default, str)
+    return default
 
-#: type -> {field: python type} of fields that may be left out.
-OPTIONAL: dict[str, dict[str, type]] = {"outcome": {"note": str}}
+
+#: type on the wire -> model
+SCHEMAS: dict[str, type[UpMessage]] = {_tag(m): m for m in UP_MESSAGES}
+#: model -> its type on the wire
+TYPE_OF: dict[type, str] = {m: kind for kind, m in SCHEMAS.items()}
+
+_UNION: TypeAdapter[ClientMessage] = TypeAdapter(
+    Annotated[ClientMessage, Field(discriminator="type")]
+)
+
+
+def _refusal(raw: str) -> ProtocolError:
+    """What is wrong with a message the union refused, as the protocol's error code."""
+    try:
+        data: Any = load_json(raw)
+    except JsonRefused as exc:
+        return ProtocolError(exc.code, exc.message)
+    if not isinstance(data, dict):
+        return ProtocolError("invalid-message", "a message must be a JSON object")
+    kind = data.get("type")
+    if not isinstance(kind, str):
+        return ProtocolError("invalid-message", "a message needs a string field 'type'")
+    model = SCHEMAS.get(kind)
+    if model is None:
+        return ProtocolError("unknown-type", f"unknown message type {kind!r}")
+    try:
+        model.model_validate(data)
+    except ValidationError as exc:
+        error = exc.errors(include_url=False, include_input=False)[0]
+        where = ".".join(str(part) for part in error["loc"])
+        if kind == "chat" and error["type"] == "string_too_long":
+            return ProtocolError(
+                "chat-too-long", f"a chat message has at most {MAX_CHAT_CHARS} characters"
+            )
+        if error["type"] == "extra_forbidden":
+            return ProtocolError("invalid-field", f"unknown field {where!r} in {kind!r}")
+        return ProtocolError("invalid-field", f"field {where!r} of {kind!r}: {error['msg']}")
+    return ProtocolError("invalid-message", "the message could not be read")
 
 
 def parse_client_message(raw: str) -> ClientMessage:
-    """Parse and validate one client message, or raise ProtocolError with a precise code."""
+    """Parse and validate one client message, or raise ProtocolError with a precise code.
+
+    A valid message takes one pass through pydantic's JSON parser; anything else is read again
+    with `safejson` to say exactly what is wrong with it."""
     if len(raw.encode()) > MAX_MESSAGE_BYTES:
         raise ProtocolError(
             "message-too-large", f"messages are limited to {MAX_MESSAGE_BYTES} bytes"
         )
     try:
-        data: Any = load_json(raw)
-    except JsonRefused as exc:
-        raise ProtocolError(exc.code, exc.message) from None
-    if not isinstance(data, dict):
-        raise ProtocolError("invalid-message", "a message must be a JSON object")
-    kind = data.get("type")
-    if not isinstance(kind, str):
-        raise ProtocolError("invalid-message", "a message needs a string field 'type'")
-    schema = SCHEMAS.get(kind)
-    if schema is None:
-        raise ProtocolError("unknown-type", f"unknown message type {kind!r}")
-    cls, fields = schema
-    ref = data.get("id")
-    if ref is not None and not isinstance(ref, str):
-        raise ProtocolError("invalid-field", "field 'id' must be a string")
-    optional = OPTIONAL.get(kind, {})
-    unknown = set(data) - set(fields) - set(optional) - {"type", "id"}
-    if unknown:
-        raise ProtocolError("invalid-field", f"unknown field(s) {sorted(unknown)} in {kind!r}")
-    values: dict[str, Any] = {}
-    for name, expected in fields.items():
-        if name not in data:
-            raise ProtocolError("invalid-field", f"{kind!r} needs field {name!r}")
-        value = data[name]
-        if type(value) is not expected:
-            raise ProtocolError(
-                "invalid-field", f"field {name!r} of {kind!r} must be a {expected.__name__}"
-            )
-        values[name] = value
-    for name, expected in optional.items():
-        if name in data and data[name] is not None:
-            if type(data[name]) is not expected:
-                raise ProtocolError(
-                    "invalid-field", f"field {name!r} of {kind!r} must be a {expected.__name__}"
-                )
-            values[name] = data[name]
-    if kind == "chat" and len(values["text"]) > MAX_CHAT_CHARS:
-        raise ProtocolError(
-            "chat-too-long", f"a chat message has at most {MAX_CHAT_CHARS} characters"
-        )
-    if kind == "chat" and not values["text"].strip():
-        raise ProtocolError("invalid-field", "a chat message needs some text")
-    message: ClientMessage = cls(**values, ref=ref)
-    return message
+        return _UNION.validate_json(raw)
+    except ValueError:
+        raise _refusal(raw) from None
 
 
 def error_message(
-    code: str, message: str, ref: str | None = None, fatal: bool = False
+    code: str, message: str, ref: str | None = None, fatal: bool = False, **details: Any
 ) -> dict[str, Any]:
-    out: dict[str, Any] = {"type": "error", "code": code, "message": message, "fatal": fatal}
-    if ref is not None:
-        out["ref"] = ref
-    return out
+    """An `error` message; `details` are its optional fields (e.g. `retry_after`)."""
+    return Error(code=code, message=message, fatal=fatal, ref=ref, **details).wire()
 
 
 def refused_candidates_message(
@@ -240,10 +232,11 @@ def refused_candidates_message(
 ) -> dict[str, Any]:
     """Not fatal: the call goes on over the candidates that were accepted."""
     reasons = ", ".join(f"{r.address}:{r.port} ({r.reason})" for r in refused)
-    out = error_message(
-        "ice-candidate-refused",
-        f"the server will not contact {len(refused)} of the offer's ICE candidates: {reasons}",
-        ref,
-    )
-    out["candidates"] = [r.to_json() for r in refused]
-    return out
+    return Error(
+        code="ice-candidate-refused",
+        message=f"the server will not contact {len(refused)} of the offer's ICE candidates:"
+        f" {reasons}",
+        fatal=False,
+        ref=ref,
+        candidates=[r.to_json() for r in refused],
+    ).wire()

@@ -23,6 +23,7 @@ from rooms.cluster import ClusterState, Lease, NodeId, NodeInfo, NoNodeAvailable
 from rooms.errors import VisitNotFound
 from rooms.ids import VISIT_ID_PATTERN, VisitId
 from rooms.store import StoreUnavailable
+from signaling import down
 from signaling.bus import Bus, BusUnavailable, Message
 from signaling.channel import WebSocketChannel
 from signaling.errors import (
@@ -541,7 +542,7 @@ class ClusterNode:
             await self.refuse_new_visits()
             moving = await self._successor_exists()
             logger.info("node %s: draining (up to %.0f s)", self.id, timeout)
-            notice = {"type": "server-shutdown", "moving": moving, "seconds": timeout}
+            notice = down.ServerShutdown(moving=moving, seconds=timeout).wire()
             for hub in self._hubs.hubs.values():
                 for session in hub.sessions.values():
                     session.send(notice)

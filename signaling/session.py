@@ -21,6 +21,7 @@ from rooms.outcomes import OutcomeRejected
 from rooms.policy import Action, check_entry, is_host_role
 from rooms.principal import Principal
 from rooms.visit import Seat, VisitState
+from signaling import down
 from signaling.channel import ClientChannel, WebSocketChannel
 from signaling.errors import (
     CLOSE_FATAL,
@@ -298,8 +299,9 @@ class Session:
                             await self._dispatch(message)
                     except SignalingError as error:
                         exc = await self._refuse(error, joined)
-                        error_body = error_message(exc.code, exc.message, ref, fatal=exc.fatal)
-                        self.send({**error_body, **exc.details})
+                        self.send(
+                            error_message(exc.code, exc.message, ref, exc.fatal, **exc.details)
+                        )
                         if exc.fatal:
                             self._begin_close(exc.close_code, exc.code)
                             return
@@ -405,7 +407,6 @@ class Session:
             reconnect, waiting = await hub.enter(self, visit, self.seat)
             state = (await self._services.store.get(visit.id)).state
             joined: dict[str, Any] = {
-                "type": "joined",
                 "visit": {"id": visit.id, "kind": visit.kind.value, "state": state.value},
                 "you": self.describe(),
                 "reconnect": reconnect,
@@ -420,7 +421,7 @@ class Session:
                 joined["waiting_room"] = [hub.describe(p) for p in hub.waiting()]
                 joined["outcomes"] = list(self._services.outcomes.outcomes)
                 joined["barred"] = [visit.seats[p].to_dict() for p in sorted(visit.removed)]
-            self._greet(joined)
+            self._greet(down.Joined(**joined).wire())
 
     async def _dispatch(self, message: ClientMessage) -> None:
         assert self.hub is not None and self.seat is not None
@@ -428,7 +429,7 @@ class Session:
         if isinstance(message, Join):
             raise ProtocolError("already-joined", "this session has already joined")
         if isinstance(message, Ping):
-            self.send({"type": "pong", **({"ref": message.ref} if message.ref else {})})
+            self.send(down.Pong(ref=message.ref).wire())
             return
         if isinstance(message, HOST_MESSAGE_TYPES):
             await self._host_action(message)
@@ -441,18 +442,15 @@ class Session:
             except NegotiationFailed as exc:
                 raise ProtocolError("negotiation-failed", str(exc)) from None
             peer = hub.room.peers[seat.participant]
-            self.send({"type": "answer", "sdp": answer, "tracks": peer.track_map()})
+            self.send(down.Answer(sdp=answer, tracks=peer.track_map()).wire())
             if peer.refused_candidates:
                 self.send(refused_candidates_message(peer.refused_candidates, message.ref))
         elif isinstance(message, MediaState):
             self.audio, self.video = message.audio, message.video
             hub.broadcast(
-                {
-                    "type": "media-state",
-                    "participant": seat.participant,
-                    "audio": self.audio,
-                    "video": self.video,
-                },
+                down.MediaStateChanged(
+                    participant=seat.participant, audio=self.audio, video=self.video
+                ).wire(),
                 exclude=seat.participant,
             )
         elif isinstance(message, Chat):
@@ -464,7 +462,7 @@ class Session:
         elif isinstance(message, MediaRestart):
             async with hub.lock:
                 recv = await hub.restart_media(seat)
-            self.send({"type": "media-restarted", "recv": recv})
+            self.send(down.MediaRestarted(recv=recv).wire())
 
     async def _host_action(self, message: HostMessage) -> None:
         """Actions only the visit's host may take; anyone else is refused and audited."""
@@ -513,10 +511,4 @@ class Session:
                     ) from None
                 # Acknowledged only once it is durable (committed, or fsync'd to the outbox):
                 # it survives a crash from here on.
-                self.send(
-                    {
-                        "type": "outcome-recorded",
-                        "outcome": message.outcome,
-                        **({"ref": message.ref} if message.ref else {}),
-                    }
-                )
+                self.send(down.OutcomeRecorded(outcome=message.outcome, ref=message.ref).wire())

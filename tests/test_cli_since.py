@@ -32,14 +32,18 @@ def test_one_parser_for_iso_times_and_periods_back_from_now() -> None:
     assert parse_when("2w", now) == now - 14 * DAY
     assert parse_when("2026-11-01", now) == 1_793_491_200.0
     assert parse_when("2026-11-01T10:00:00+01:00", now) == 1_793_491_200.0 + 9 * 3600
-    for bad in ("yesterday", "7", "-7d", "7y", ""):
+    assert parse_when("1793491200", now) == parse_when(1_793_491_200, now) == 1_793_491_200.0
+    for bad in ("yesterday", "-7d", "7y", "", "nan", "1e400"):
         with pytest.raises(ValueError, match="ISO date"):
             parse_when(bad, now)
 
 
-@pytest.mark.parametrize("flag", ["--since", "--until"])
-async def test_a_bad_time_is_one_line_with_a_hint(tmp_path: Path, flag: str) -> None:
-    code, _out, err = await cli(offline(tmp_path), "report", "export", flag, "yesterday")
+@pytest.mark.parametrize(
+    ("command", "flag"),
+    [("report export", "--since"), ("report export", "--until"), ("audit", "--since")],
+)
+async def test_a_bad_time_is_one_line_with_a_hint(tmp_path: Path, command: str, flag: str) -> None:
+    code, _out, err = await cli(offline(tmp_path), *command.split(), flag, "yesterday")
     assert code != 0
     assert "Traceback" not in err
     [last] = err.strip().splitlines()

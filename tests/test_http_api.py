@@ -330,7 +330,6 @@ async def test_validation_errors_name_the_field(
         ({"waiting_room": 0}, "waiting_room"),
         ({"max_participants": 20}, "max_participants"),
         ({"kind": "party"}, "kind"),
-        ({"kind": "conference"}, "kind"),  # the visit has no specialist
         ({"participants": [{"role": "relative"}]}, "participants"),  # seats: POST .../participants
     ],
 )
@@ -343,6 +342,17 @@ async def test_patch_validation_errors_name_the_field(
     error = (await call(client, "PATCH", path, gp, 400, json=change))["error"]
     assert (error["code"], error["field"]) == ("invalid-field", field), error
     assert f"'{field}'" in error["message"]
+
+
+async def test_a_kind_the_seats_do_not_suit_is_a_conflict(
+    client: Client, identities: Identities
+) -> None:
+    """Valid on its own, refused for the visit as it stands (it has no specialist): 409."""
+    gp = identities.gp()
+    visit = await book(client, gp)
+    path = f"/api/visits/{visit['visit']}"
+    error = (await call(client, "PATCH", path, gp, 409, json={"kind": "conference"}))["error"]
+    assert (error["code"], error["field"]) == ("invalid-field", "kind"), error
     assert (await call(client, "GET", path, gp, 200))["kind"] == "consultation"
 
 

@@ -13,10 +13,12 @@ from signaling.messages import (
 
 
 def test_valid_messages_parse_into_their_types() -> None:
-    assert parse_client_message('{"type": "join", "token": "t", "visit": "v"}') == Join("t", "v")
-    assert parse_client_message('{"type": "offer", "sdp": "x", "id": "o1"}') == Offer("x", "o1")
+    join = Join(token="t", visit="v")
+    assert parse_client_message('{"type": "join", "token": "t", "visit": "v"}') == join
+    offer = Offer(sdp="x", id="o1")
+    assert parse_client_message('{"type": "offer", "sdp": "x", "id": "o1"}') == offer
     assert parse_client_message('{"type": "media-state", "audio": false, "video": true}') == (
-        MediaState(False, True)
+        MediaState(audio=False, video=True)
     )
 
 
