@@ -290,6 +290,7 @@ async def _signaling(app: web.Application) -> AsyncIterator[None]:
         hubs.close_token(jti)
 
     services.holds = node.holds
+    services.epoch = node.epoch
     node.on_broadcast("revoked", revoked_elsewhere)
     await node.start()
     app[appkeys.SIGNALING] = services

@@ -1,8 +1,10 @@
-"""One hub per live visit on this node: who is connected, waiting, in the call or reconnecting.
+"""One hub per live visit on this node: the transport and fan-out of its call.
 
-A seat moves waiting -> in the call (admitted, or a host, or no waiting room) -> reconnecting
-(socket lost, seat and media kept for the grace period) -> left. Everything the others must see
-is broadcast from here; everything evaluators need is written to the event log from here.
+The call itself (seats, admission, waiting room, grace period, host decisions, who may send
+what) is `rooms.call.Call`. The hub hands it what happens (a socket joins, leaves, a host
+decides, media dies), writes what must hold across nodes to the live store under this node's
+lease epoch, and turns each `CallEvent` into media actions, socket messages, an event-log row
+and a call to each `CallSubscriber`.
 """
 
 from __future__ import annotations
@@ -14,17 +16,43 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from media.liveness import MediaWatch
 from media.quality import QualityMeter
 from media.room import SfuRoom
 from media.tasks import OwnedTasks
+from rooms.call import (
+    AssistingChanged,
+    Call,
+    CallEvent,
+    CallRefused,
+    ConnectionId,
+    ConnectionReplaced,
+    FellBackToPhone,
+    MediaFailed,
+    MediaRestarted,
+    ParticipantDeclined,
+    ParticipantJoined,
+    ParticipantLeft,
+    ParticipantReadmitted,
+    ParticipantReconnecting,
+    ParticipantRemoved,
+    ParticipantWaiting,
+    VisitOpened,
+    VisitStarted,
+)
+from rooms.call_journal import visit_event
 from rooms.errors import NotDurable
-from rooms.eventlog import EventKind, VisitEvent
 from rooms.ids import ParticipantId, VisitId
-from rooms.policy import is_host_role
 from rooms.presence import in_call_by_record
-from rooms.store import StoreUnavailable
+from rooms.store import StaleLease, StoreUnavailable
 from rooms.visit import Seat, Visit, VisitState
-from signaling.errors import CLOSE_FATAL, CLOSE_NODE_LOST, CLOSE_VISIT_ENDED, ProtocolError
+from signaling.errors import (
+    CLOSE_FATAL,
+    CLOSE_NODE_LOST,
+    CLOSE_VISIT_ENDED,
+    NodeLost,
+    ProtocolError,
+)
 from signaling.services import SignalingServices
 
 if TYPE_CHECKING:
@@ -39,6 +67,10 @@ CLOSED_PEER_SETTLE = 2.0
 CALL_STATES = frozenset({VisitState.OPEN, VisitState.IN_PROGRESS})
 
 
+def refused(exc: CallRefused) -> ProtocolError:
+    return ProtocolError(exc.code, exc.message)
+
+
 class VisitHub:
     """Implements media.observer.RoomObserver for its room."""
 
@@ -48,29 +80,45 @@ class VisitHub:
         self.visit_id = visit_id
         self._services = services
         self._registry = registry
-        self.sessions: dict[ParticipantId, Session] = {}
-        self.in_call: set[ParticipantId] = set()
-        self.admitted: set[ParticipantId] = set()
-        self.reconnecting: dict[ParticipantId, asyncio.Task[None]] = {}
-        self.assisting: ParticipantId | None = None
+        self.call = Call(visit_id, grace=services.reconnect_grace, clock=time.monotonic)
+        self._connections: dict[ConnectionId, Session] = {}
         self.chat: deque[dict[str, Any]] = deque(maxlen=CHAT_HISTORY)
         self.lock = asyncio.Lock()
         self.tasks = OwnedTasks(f"hub {visit_id}")
         self.room: SfuRoom = services.sfu.room(visit_id, self)
-        self._seats: dict[ParticipantId, Seat] = {}
         self._org: str | None = None
         self._departure: asyncio.Task[None] | None = None
+        self._grace_timer: asyncio.Task[None] | None = None
         self._quality_task: asyncio.Task[None] | None = None
         self._meters: dict[ParticipantId, QualityMeter] = {}
+        self._media_watch = MediaWatch(time.monotonic)
         #: The latest connection-quality level of each participant in the call.
         self.quality: dict[ParticipantId, str] = {}
         #: The visit as this node last read or wrote it (written back after a Redis restart).
         self.last_visit: Visit | None = None
         self._adoption_checked = False
-        #: The visit ended or was cancelled: whoever leaves now is gone for good.
-        self._over = False
-        #: In the call with a socket, but their media connection died: shown reconnecting.
-        self.cut_off: set[ParticipantId] = set()
+        #: Sessions of seats just removed, told and closed once the others know.
+        self._removed: list[Session] = []
+
+    @property
+    def sessions(self) -> dict[ParticipantId, Session]:
+        """The connected session of each seat."""
+        return {p: self._connections[c] for p, c in self.call.connections.items()}
+
+    @property
+    def in_call(self) -> set[ParticipantId]:
+        return self.call.in_call
+
+    @property
+    def reconnecting(self) -> dict[ParticipantId, float]:
+        return self.call.reconnecting
+
+    @property
+    def assisting(self) -> ParticipantId | None:
+        return self.call.assisting
+
+    def _seat(self, participant: ParticipantId) -> Seat:
+        return self.call.seats[participant]
 
     # --- arriving ---------------------------------------------------------------------------
 
@@ -78,77 +126,44 @@ class VisitHub:
         """Seat `session`. Returns (reconnect, waiting)."""
         self._org = visit.org
         self.last_visit = visit
-        for other in visit.seats.values():
-            self._seats.setdefault(other.participant, other)
+        self.call.sync(visit)
         if not self._adoption_checked:
             self._adoption_checked = True
             await self._adopt()
-        self._seats[seat.participant] = seat
-        participant = seat.participant
-        previous = self.sessions.get(participant)
-        self.sessions[participant] = session
-        if previous is not None:
-            await previous.replaced()
-        grace = self.reconnecting.pop(participant, None)
-        if grace is not None:
-            grace.cancel()
+        connection = ConnectionId(id(session))
+        try:
+            entry = self.call.enter(seat.participant, connection)
+        except CallRefused as exc:
+            raise refused(exc) from None
+        self._connections[connection] = session
         self._cancel_departure()
-        reconnect = previous is not None or grace is not None
-        host = is_host_role(visit, seat.role)
-        if host or not visit.waiting_room or participant in self.admitted:
-            self.admitted.add(participant)
-            await self._into_call(seat, reconnect)
-            return reconnect, False
-        await self._record(EventKind.PARTICIPANT_WAITING, seat)
-        repeat = participant in visit.declined
-        self._to_hosts({"type": "waiting", "participant": session.describe(), "repeat": repeat})
-        return reconnect, True
-
-    async def _into_call(self, seat: Seat, reconnect: bool) -> None:
-        participant = seat.participant
-        rejoining = participant in self.in_call
-        self.cut_off.discard(participant)
-        self.in_call.add(participant)
-        await self._presence(participant, True)
-        await self.room.connect(participant)
-        if self._quality_task is None:
-            self._quality_task = self.tasks.spawn(self._quality_loop())
-        await self._record(
-            EventKind.PARTICIPANT_RECONNECTED
-            if reconnect and rejoining
-            else EventKind.PARTICIPANT_JOINED,
-            seat,
-        )
-        await self._advance()
-        session = self.sessions[participant]
-        kind = "participant-reconnected" if rejoining else "participant-joined"
-        self.broadcast({"type": kind, "participant": session.describe()}, exclude=participant)
+        await self._apply(entry.events)
+        return entry.reconnect, entry.waiting
 
     async def _advance(self) -> None:
         """Move the visit along as people arrive: open at the first, in progress at the second.
 
         Through the store's atomic update, so a cancel or an end on another request or node is
         never overwritten by a stale copy."""
-        moved: list[EventKind] = []
-        in_call = len(self.in_call)
+        moved: list[CallEvent] = []
+        in_call = len(self.call.in_call)
 
         def change(visit: Visit) -> None:
             moved.clear()
             if visit.state is VisitState.SCHEDULED:
                 visit.transition(VisitState.OPEN)
-                moved.append(EventKind.VISIT_OPENED)
+                moved.append(VisitOpened())
             if visit.state is VisitState.OPEN and in_call >= 2:
                 visit.transition(VisitState.IN_PROGRESS)
-                moved.append(EventKind.VISIT_STARTED)
+                moved.append(VisitStarted())
 
         current = await self._services.store.get(self.visit_id)
         self.last_visit = current
         if current.state is VisitState.SCHEDULED or (
             current.state is VisitState.OPEN and in_call >= 2
         ):
-            self.last_visit = await self._services.store.update(self.visit_id, change)
-            for kind in moved:
-                await self._record(kind)
+            await self._write(change)
+            await self._apply(moved)
 
     async def _adopt(self) -> None:
         """A hub new on this node whose visit has people in its call took the visit over from
@@ -162,17 +177,7 @@ class VisitHub:
         if not present and visit is not None and visit.state in CALL_STATES:
             # No live record of the call (this node restarted, or Redis came back empty).
             present = in_call_by_record(await self._services.events.for_visit(self.visit_id))
-        present = {p for p in present if p in self._seats and p not in self.in_call}
-        if not present:
-            return
-        await self._record(EventKind.VISIT_MOVED, to_node=self._services.node_id)
-        for participant in sorted(present):
-            self.in_call.add(participant)
-            self.admitted.add(participant)
-            await self._record(EventKind.PARTICIPANT_RECONNECTING, self._seats[participant])
-            timer = self.tasks.spawn(self._grace_expires(participant))
-            if timer is not None:
-                self.reconnecting[participant] = timer
+        await self._apply(self.call.adopt(present, self._services.node_id))
 
     async def _presence(self, participant: ParticipantId, in_call: bool) -> None:
         """Keep the shared presence set in step; an outage only delays it (resync)."""
@@ -188,17 +193,18 @@ class VisitHub:
     # --- the host's decisions -----------------------------------------------------------------
 
     def waiting(self) -> list[ParticipantId]:
-        return [p for p in self.sessions if p not in self.in_call]
+        return self.call.waiting()
+
+    async def _act(self, decide: Callable[[], list[CallEvent]]) -> None:
+        try:
+            events = decide()
+        except CallRefused as exc:
+            raise refused(exc) from None
+        await self._apply(events)
 
     async def admit(self, participant: ParticipantId) -> None:
-        session = self.sessions.get(participant)
-        if session is None or participant in self.in_call:
-            raise ProtocolError("not-waiting", f"{participant} is not waiting to be admitted")
-        self.admitted.add(participant)
-        seat = self._seats[participant]
-        await self._record(EventKind.PARTICIPANT_ADMITTED, seat)
-        await self._into_call(seat, reconnect=False)
-        session.send({"type": "admitted", **self.call_state(participant)})
+        await self._act(lambda: self.call.admit(participant))
+        self.sessions[participant].send({"type": "admitted", **self.call_state(participant)})
         self._to_hosts({"type": "waiting-ended", "participant": participant})
 
     async def admit_all(self) -> None:
@@ -206,33 +212,21 @@ class VisitHub:
             await self.admit(participant)
 
     async def decline(self, participant: ParticipantId) -> None:
-        session = self.sessions.get(participant)
-        if session is None or participant in self.in_call:
-            raise ProtocolError("not-waiting", f"{participant} is not waiting to be admitted")
+        try:
+            self.call._waiting_one(participant)
+        except CallRefused as exc:
+            raise refused(exc) from None
         # Stays declined: a new knock is refused until the pause is over.
         await self._update_visit(lambda v: v.note_declined(participant, time.time()))
-        await self._record(EventKind.PARTICIPANT_DECLINED, self._seats[participant])
-        session.send(
-            {
-                "type": "error",
-                "code": "declined",
-                "fatal": True,
-                "message": "the host did not let you in this time",
-            }
-        )
-        session.close_with(CLOSE_FATAL, "declined")
-        self._to_hosts({"type": "waiting-ended", "participant": participant})
+        await self._act(lambda: self.call.decline(participant))
 
     async def remove(self, participant: ParticipantId) -> None:
-        if participant not in self.in_call:
+        if participant not in self.call.in_call:
             raise ProtocolError("not-in-call", f"{participant} is not in the call")
-        session = self.sessions.get(participant)
         # Barred in the live store first: a fresh tab, on any node, stays out.
         await self._update_visit(lambda v: v.bar(participant))
-        await self._record(EventKind.PARTICIPANT_REMOVED, self._seats[participant])
-        await self._depart(participant, reason="removed")
-        if session is not None:
-            del self.sessions[participant]
+        await self._act(lambda: self.call.remove(participant))
+        for session in self._removed:
             session.send(
                 {
                     "type": "error",
@@ -242,7 +236,8 @@ class VisitHub:
                 }
             )
             session.close_with(CLOSE_FATAL, "removed")
-        self._to_hosts({"type": "barred", "participant": self._seats[participant].to_dict()})
+        self._removed.clear()
+        self._to_hosts({"type": "barred", "participant": self._seat(participant).to_dict()})
         self._maybe_departure()
 
     async def readmit(self, participant: ParticipantId) -> None:
@@ -255,37 +250,44 @@ class VisitHub:
         await self._update_visit(change)
         if not lifted[0]:
             raise ProtocolError("not-removed", f"{participant} has not been removed")
-        self.admitted.add(participant)
-        self._to_hosts({"type": "readmitted", "participant": participant})
+        await self._act(lambda: self.call.readmit(participant))
 
     async def _update_visit(self, change: Callable[[Visit], None]) -> None:
         """A host's decision that must hold across tabs and nodes, written to the live store."""
         try:
-            self.last_visit = await self._services.store.update(self.visit_id, change)
+            await self._write(change)
         except StoreUnavailable:
             raise ProtocolError(
                 "service-unavailable", "live state cannot be reached right now: try again"
             ) from None
 
+    async def _write(self, change: Callable[[Visit], None]) -> Visit:
+        """Every write of this visit's live state, fenced by this node's lease epoch: a node
+        whose lease was taken over (it was paused) cannot write any more."""
+        try:
+            self.last_visit = await self._services.store.update(
+                self.visit_id, change, epoch=self._services.epoch(self.visit_id)
+            )
+        except StaleLease:
+            logger.warning("visit %s: a write refused, this node's lease is stale", self.visit_id)
+            raise NodeLost("node-lost", "another node hosts this visit now: reconnect") from None
+        return self.last_visit
+
     def mute_request(self, participant: ParticipantId, by: ParticipantId) -> None:
-        session = self.sessions.get(participant)
-        if session is None or participant not in self.in_call:
-            raise ProtocolError("not-in-call", f"{participant} is not in the call")
-        session.send({"type": "mute-request", "by": by})
+        try:
+            self.call.check_in_call(participant)
+        except CallRefused as exc:
+            raise refused(exc) from None
+        self.sessions[participant].send({"type": "mute-request", "by": by})
 
     async def fallback_to_phone(self, by: Seat) -> None:
-        await self._record(EventKind.VISIT_FELL_BACK_TO_PHONE, by)
-        self.broadcast({"type": "fallback-phone", "by": by.participant})
+        await self._act(lambda: self.call.fall_back_to_phone(by.participant))
 
     async def end_visit(self, visit: Visit, reason: str = "host") -> None:
         """End the visit for everyone: each page is told, then its socket is closed."""
-        ended = await self._services.store.update(
-            self.visit_id, lambda v: v.transition(VisitState.ENDED)
-        )
+        ended = await self._write(lambda v: v.transition(VisitState.ENDED))
         visit.state = ended.state
-        self.last_visit = ended
-        self._over = True
-        await self._record(EventKind.VISIT_ENDED, reason=reason)
+        await self._apply(self.call.end(reason))
         try:
             await self._services.cluster.forget_visit(self.visit_id, self._services.node_id)
         except StoreUnavailable:
@@ -295,19 +297,13 @@ class VisitHub:
         for session in list(self.sessions.values()):
             session.send({"type": "visit-ended"})
             session.close_with(CLOSE_VISIT_ENDED, "visit-ended")
-        for timer in self.reconnecting.values():
-            timer.cancel()
-        self.reconnecting.clear()
+        self._arm_grace()
 
     # --- in the call --------------------------------------------------------------------------
 
     async def set_assisting(self, visit: Visit, seat: Seat, on: bool) -> None:
         """In an assisted visit the nurse's device can be the citizen's device too."""
-        if seat.role.value != "nurse" or visit.kind.value != "assisted":
-            raise ProtocolError("forbidden", "only the nurse of an assisted visit assists")
-        self.assisting = seat.participant if on else None
-        await self._record(EventKind.CITIZEN_ASSISTED, seat, on=on)
-        self.broadcast({"type": "assisting", "participant": seat.participant, "on": on})
+        await self._act(lambda: self.call.set_assisting(seat.participant, on))
 
     def post_chat(self, seat: Seat, text: str) -> None:
         """Chat is kept in memory for the visit's length only, never in any log or record."""
@@ -322,24 +318,17 @@ class VisitHub:
 
     async def restart_media(self, seat: Seat) -> dict[str, int]:
         await self.room.connect(seat.participant)
-        await self._record(EventKind.MEDIA_RESTARTED, seat)
-        session = self.sessions.get(seat.participant)
-        if seat.participant in self.cut_off and session is not None:
-            self.cut_off.discard(seat.participant)
-            self.broadcast(
-                {"type": "participant-reconnected", "participant": session.describe()},
-                exclude=seat.participant,
-            )
+        await self._apply(self.call.media_restarted(seat.participant))
         return self._recv_slots(seat.participant)
 
     def connected(self) -> int:
         """Sessions here whose participant is not cut off."""
-        return sum(1 for p in self.sessions if p not in self.cut_off)
+        return self.call.connected()
 
     def call_state(self, participant: ParticipantId) -> dict[str, Any]:
         """What a participant entering the call needs: who is there, and how many slots."""
         return {
-            "participants": [self.describe(p) for p in self.in_call if p != participant],
+            "participants": [self.describe(p) for p in self.call.in_call if p != participant],
             "chat": list(self.chat),
             "recv": self._recv_slots(participant),
         }
@@ -348,7 +337,7 @@ class VisitHub:
         """Slots for everyone in the call, also those expected back (after a move nobody is
         connected yet): an offer made now then needs no renegotiation when they return."""
         slots = self.room.recv_slots_for(participant)
-        expected = len(self.in_call - {participant})
+        expected = len(self.call.in_call - {participant})
         return {kind: max(count, expected) for kind, count in slots.items()}
 
     def describe(self, participant: ParticipantId) -> dict[str, Any]:
@@ -356,10 +345,10 @@ class VisitHub:
         if session is not None:
             return session.describe()
         return {
-            **self._seats[participant].to_dict(),
+            **self._seat(participant).to_dict(),
             "audio": False,
             "video": False,
-            "assisting": self.assisting == participant,
+            "assisting": self.call.assisting == participant,
             "reconnecting": True,
         }
 
@@ -367,7 +356,7 @@ class VisitHub:
         """Sample each participant's connection and tell everyone when a level changes."""
         while True:
             await asyncio.sleep(self._services.quality_interval)
-            for participant in list(self.in_call):
+            for participant in list(self.call.in_call):
                 peer = self.room.peers.get(participant)
                 if peer is None:
                     continue
@@ -376,7 +365,7 @@ class VisitHub:
                     meter = self._meters[participant] = QualityMeter(peer)
                 sample = await meter.sample()
                 sink = self._services.quality_sink
-                seat = self._seats[participant]
+                seat = self._seat(participant)
                 if sink is not None:
                     sink(
                         self.visit_id,
@@ -391,63 +380,63 @@ class VisitHub:
                         {"type": "quality", "participant": participant, "level": sample.level}
                     )
 
+    async def _media_watch_loop(self) -> None:
+        """Cut off a participant whose media stopped arriving while its socket lives (its
+        network path died): long before ICE consent gives up (about 30 s)."""
+        interval = self._services.media_check_interval
+        while True:
+            await asyncio.sleep(interval)
+            connected = self.call.connections
+            for participant in list(self.call.in_call):
+                peer = self.room.peers.get(participant)
+                if peer is None or participant not in connected:
+                    self._media_watch.forget(participant)
+                    continue
+                silent = await self._media_watch.silent_for(participant, peer)
+                if silent >= self._services.media_silence:
+                    self._media_watch.forget(participant)
+                    await self._media_lost(
+                        participant, peer, "connected", reason="no-media-received"
+                    )
+
     # --- leaving ------------------------------------------------------------------------------
 
     async def leave(self, session: Session, *, explicit: bool) -> None:
         participant = session.participant
-        if participant is None or self.sessions.get(participant) is not session:
+        connection = ConnectionId(id(session))
+        if participant is None or self._connections.get(connection) is not session:
             return
-        del self.sessions[participant]
-        seat = self._seats[participant]
-        if participant not in self.in_call:
-            await self._record(EventKind.PARTICIPANT_LEFT, seat, reason="left-waiting-room")
-            self._to_hosts({"type": "waiting-ended", "participant": participant})
-        elif self._over:
-            await self._depart(participant, reason="visit-ended")
-        elif explicit:
-            await self._depart(participant, reason="left")
-        else:
-            self._meters.pop(participant, None)
-            self.cut_off.discard(participant)
-            await self.room.disconnect(participant)
-            await self._record(EventKind.PARTICIPANT_RECONNECTING, seat, reason=session.lost)
-            self.broadcast({"type": "participant-reconnecting", "participant": participant})
-            timer = self.tasks.spawn(self._grace_expires(participant))
-            if timer is not None:
-                self.reconnecting[participant] = timer
+        del self._connections[connection]
+        await self._apply(
+            self.call.leave(participant, connection, explicit=explicit, reason=session.lost)
+        )
         self._maybe_departure()
         await self._registry.changed()
 
-    async def _grace_expires(self, participant: ParticipantId) -> None:
-        await asyncio.sleep(self._services.reconnect_grace)
+    def _arm_grace(self) -> None:
+        """One timer, for the earliest grace deadline of the call."""
+        if self._grace_timer is not None:
+            self._grace_timer.cancel()
+            self._grace_timer = None
+        deadline = self.call.next_deadline()
+        if deadline is not None:
+            self._grace_timer = self.tasks.spawn(self._grace_expires(deadline))
+
+    async def _grace_expires(self, deadline: float) -> None:
+        await asyncio.sleep(max(0.0, deadline - time.monotonic()))
         if not await self._registry.current(self):
             return
         async with self.lock:
-            if self.reconnecting.pop(participant, None) is None:
-                return
-            await self._depart(participant, reason="connection-lost")
+            self._grace_timer = None
+            await self._apply(self.call.expire())
+            self._arm_grace()
             self._maybe_departure()
         await self._registry.changed()
 
-    async def _depart(self, participant: ParticipantId, reason: str) -> None:
-        self.in_call.discard(participant)
-        # A meter holds its peer connection (and all that hangs on it) until dropped.
-        self._meters.pop(participant, None)
-        self.quality.pop(participant, None)
-        self.cut_off.discard(participant)
-        # Coming back after this needs admission again.
-        self.admitted.discard(participant)
-        await self._presence(participant, False)
-        if self.assisting == participant:
-            self.assisting = None
-        await self.room.leave(participant)
-        await self._record(EventKind.PARTICIPANT_LEFT, self._seats[participant], reason=reason)
-        self.broadcast({"type": "participant-left", "participant": participant})
-
     def _maybe_departure(self) -> None:
-        if self.sessions or self.reconnecting or self._departure is not None:
+        if not self.call.is_empty() or self._departure is not None:
             return
-        if self._over:
+        if self.call.over:
             # Nobody comes back to an ended visit: let go of it now.
             self._departure = self.tasks.spawn(self._registry.discard(self))
             return
@@ -465,46 +454,135 @@ class VisitHub:
             return
         async with self.lock:
             self._departure = None
-            if self.sessions or self.reconnecting:
+            if not self.call.is_empty():
                 return
             visit = await self._services.store.get(self.visit_id)
             if visit.is_live and visit.state is not VisitState.SCHEDULED:
                 await self.end_visit(visit, reason="everyone-left")
         await self._registry.discard(self)
 
+    # --- events -------------------------------------------------------------------------------
+
+    async def _apply(self, events: list[CallEvent]) -> None:
+        """Carry out each event of the call, in order: media and presence first, then the
+        record, then the messages the others see."""
+        for event in events:
+            await self._effect(event)
+
+    async def _effect(self, event: CallEvent) -> None:
+        match event:
+            case ConnectionReplaced(connection=connection):
+                previous = self._connections.pop(connection, None)
+                if previous is not None:
+                    await previous.replaced()
+                self._arm_grace()
+                return
+            case ParticipantJoined(member=member, rejoining=rejoining):
+                participant = member.participant
+                await self._presence(participant, True)
+                await self.room.connect(participant)
+                self._start_loops()
+                self._arm_grace()
+                await self._record(event)
+                await self._advance()
+                kind = "participant-reconnected" if rejoining else "participant-joined"
+                described = self.sessions[participant].describe()
+                self.broadcast({"type": kind, "participant": described}, exclude=participant)
+                return
+            case ParticipantReconnecting(member=member):
+                self._meters.pop(member.participant, None)
+                await self.room.disconnect(member.participant)
+                self._arm_grace()
+            case ParticipantLeft(member=member, waiting=False):
+                participant = member.participant
+                # A meter holds its peer connection (and all that hangs on it) until dropped.
+                self._meters.pop(participant, None)
+                self.quality.pop(participant, None)
+                await self._presence(participant, False)
+                await self.room.leave(participant)
+                self._arm_grace()
+        await self._record(event)
+        match event:
+            case ParticipantWaiting(member=member, repeat=repeat):
+                described = self.sessions[member.participant].describe()
+                self._to_hosts({"type": "waiting", "participant": described, "repeat": repeat})
+            case ParticipantDeclined(member=member, connection=declined):
+                session = self._connections.get(declined) if declined else None
+                if session is not None:
+                    session.send(
+                        {
+                            "type": "error",
+                            "code": "declined",
+                            "fatal": True,
+                            "message": "the host did not let you in this time",
+                        }
+                    )
+                    session.close_with(CLOSE_FATAL, "declined")
+                self._to_hosts({"type": "waiting-ended", "participant": member.participant})
+            case ParticipantRemoved(connection=removed) if removed is not None:
+                self._removed.append(self._connections.pop(removed))
+            case ParticipantReadmitted(participant=participant):
+                self._to_hosts({"type": "readmitted", "participant": participant})
+            case ParticipantReconnecting(member=member):
+                self.broadcast(
+                    {"type": "participant-reconnecting", "participant": member.participant}
+                )
+            case ParticipantLeft(member=member, waiting=True):
+                self._to_hosts({"type": "waiting-ended", "participant": member.participant})
+            case ParticipantLeft(member=member):
+                self.broadcast({"type": "participant-left", "participant": member.participant})
+            case MediaFailed(member=member):
+                self.broadcast(
+                    {"type": "participant-reconnecting", "participant": member.participant},
+                    exclude=member.participant,
+                )
+            case MediaRestarted(member=member, restored=True):
+                described = self.sessions[member.participant].describe()
+                self.broadcast(
+                    {"type": "participant-reconnected", "participant": described},
+                    exclude=member.participant,
+                )
+            case AssistingChanged(member=member, on=on):
+                self.broadcast({"type": "assisting", "participant": member.participant, "on": on})
+            case FellBackToPhone(member=member):
+                self.broadcast({"type": "fallback-phone", "by": member.participant})
+
+    def _start_loops(self) -> None:
+        if self._quality_task is None:
+            self._quality_task = self.tasks.spawn(self._quality_loop())
+            self.tasks.spawn(self._media_watch_loop())
+
     # --- fan-out --------------------------------------------------------------------------
 
     def broadcast(self, message: dict[str, Any], exclude: ParticipantId | None = None) -> None:
         """To everyone in the call (not the waiting room)."""
         for participant, session in list(self.sessions.items()):
-            if participant != exclude and participant in self.in_call:
+            if participant != exclude and participant in self.call.in_call:
                 session.send(message)
 
     def _to_hosts(self, message: dict[str, Any]) -> None:
         """To the hosts in the call (each session knows whether its seat hosts)."""
         for participant, session in self.sessions.items():
-            if participant in self.in_call and session.is_host:
+            if participant in self.call.in_call and session.is_host:
                 session.send(message)
 
-    async def _record(self, kind: EventKind, seat: Seat | None = None, **data: object) -> None:
-        """Durable when it returns (database or outbox); a record neither could keep is logged
-        and the call goes on: the people in it matter more than the record."""
-        try:
-            await self._services.events.append(
-                VisitEvent(
-                    visit=self.visit_id,
-                    kind=kind,
-                    participant=seat.participant if seat else None,
-                    role=seat.role.value if seat else None,
-                    sector=seat.sector.value if seat else None,
-                    org=self._org,
-                    data=dict(data),
+    async def _record(self, event: CallEvent) -> None:
+        """Durable when it returns (database or outbox), then handed to each subscriber. A
+        record neither could keep is logged and the call goes on: the people in it matter more
+        than the record."""
+        row = visit_event(self.visit_id, self._org, event)
+        if row is not None:
+            try:
+                await self._services.events.append(row)
+            except NotDurable:
+                logger.error(
+                    "visit %s: event %s lost (database and outbox failed)", self.visit_id, row.kind
                 )
-            )
-        except NotDurable:
-            logger.error(
-                "visit %s: event %s lost (database and outbox failed)", self.visit_id, kind
-            )
+        for subscriber in self._services.call_subscribers:
+            try:
+                subscriber.call_event(self.visit_id, self._org, event)
+            except Exception:
+                logger.exception("visit %s: a call-event subscriber failed", self.visit_id)
 
     # --- RoomObserver -----------------------------------------------------------------------
 
@@ -532,16 +610,13 @@ class VisitHub:
             session.send({"type": "video-unsupported", "participant": publisher, "codec": codec})
 
     def first_frame(self, participant: str, kind: str) -> None:
-        seat = self._seats.get(ParticipantId(participant))
         self.tasks.spawn(
-            self._record(EventKind.MEDIA_FIRST_FRAME, seat, media=kind, direction="up")
+            self._record(self.call.first_frame(ParticipantId(participant), kind, "up"))
         )
 
     def first_frame_delivered(self, participant: str, kind: str) -> None:
-        seat = self._seats.get(ParticipantId(participant))
-        self.tasks.spawn(
-            self._record(EventKind.MEDIA_FIRST_FRAME, seat, media=kind, direction="down")
-        )
+        event = self.call.first_frame(ParticipantId(participant), kind, "down")
+        self.tasks.spawn(self._record(event))
 
     def peer_state_changed(self, participant: str, state: str) -> None:
         logger.info(
@@ -553,7 +628,9 @@ class VisitHub:
         if state in ("failed", "closed") and peer is not None and peer.pc.connectionState == state:
             self.tasks.spawn(self._media_lost(ParticipantId(participant), peer, state))
 
-    async def _media_lost(self, participant: ParticipantId, peer: object, state: str) -> None:
+    async def _media_lost(
+        self, participant: ParticipantId, peer: object, state: str, reason: str | None = None
+    ) -> None:
         """Cut off: the others see them reconnecting until they restart their media (the page
         does on a failed connection), come back, or their socket goes too."""
         if state == "closed":
@@ -561,29 +638,15 @@ class VisitHub:
             # its media) says so over its socket at once: only a peer still in place was lost.
             await asyncio.sleep(CLOSED_PEER_SETTLE)
         async with self.lock:
-            if (
-                self.room.peers.get(participant) is not peer
-                or participant not in self.in_call
-                or participant in self.cut_off
-            ):
+            if self.room.peers.get(participant) is not peer:
                 return
-            if participant in self.sessions:
-                self.cut_off.add(participant)
-            await self._record(
-                EventKind.MEDIA_FAILED,
-                self._seats.get(participant),
-                state=state,
-                reason=f"peer-connection-{state}",
-            )
-            self.broadcast(
-                {"type": "participant-reconnecting", "participant": participant},
-                exclude=participant,
-            )
+            why = reason or f"peer-connection-{state}"
+            await self._apply(self.call.media_failed(participant, state, why))
 
     async def close_for_cancel(self, reason: str) -> int:
         """The visit was cancelled: tell everyone connected and close their sockets."""
         async with self.lock:
-            self._over = True
+            self.call.cancel()
             sessions = list(self.sessions.values())
             for session in sessions:
                 session.send({"type": "visit-ended"})
@@ -594,12 +657,7 @@ class VisitHub:
         """This node stops and no other takes the visit over: everyone leaves and the visit
         ends, recorded with reason `shutdown`; each page is told, then its socket closed."""
         async with self.lock:
-            waiting = self.waiting()
-            for participant in sorted(self.in_call):
-                await self._depart(participant, reason="shutdown")
-            for participant in waiting:
-                seat = self._seats[participant]
-                await self._record(EventKind.PARTICIPANT_LEFT, seat, reason="shutdown")
+            await self._apply(self.call.shut_down())
             visit = await self._services.store.get(self.visit_id)
             if visit.is_live:
                 await self.end_visit(visit, reason="shutdown")
@@ -650,7 +708,7 @@ class HubRegistry:
         return hub
 
     async def discard(self, hub: VisitHub) -> None:
-        if self.hubs.get(hub.visit_id) is hub and not hub.sessions and not hub.reconnecting:
+        if self.hubs.get(hub.visit_id) is hub and hub.call.is_empty():
             del self.hubs[hub.visit_id]
             # Its quality loop and timers would keep it, and its room's peers, alive for good.
             await hub.tasks.aclose()

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from media.candidates import RefusedCandidate
+from rooms.call import HOST_MESSAGES
 from signaling.errors import ProtocolError
 from signaling.safejson import JsonRefused, load_json
 
@@ -126,7 +127,9 @@ class Ping:
     ref: str | None = None
 
 
-#: Messages only the visit's host may send.
+#: Messages only the visit's host may send: those HOST_MESSAGES (the one rights table, in
+#: rooms.call) names, each authorized against the action it gives.
+HOST_TYPES = frozenset(HOST_MESSAGES)
 HostMessage = (
     EndVisit
     | Admit

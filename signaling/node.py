@@ -192,6 +192,11 @@ class ClusterNode:
                 self._unreachable_until = time.monotonic() + self.cluster.node_ttl / 3
         return visit_id in self._leases
 
+    def epoch(self, visit_id: VisitId) -> int:
+        """The epoch of this node's lease of the visit; 0 (older than any) if it holds none."""
+        held = self._leases.get(visit_id)
+        return held[0].epoch if held is not None else 0
+
     async def _heartbeat_loop(self) -> None:
         interval = self.cluster.node_ttl / 3
         failing = False
@@ -558,8 +563,8 @@ class ClusterNode:
                 continue  # another drain (the API's, then SIGTERM's) took it
             # Out of the registry first: nothing here acts on the visit any more.
             self._hubs.hubs.pop(hub.visit_id, None)
-            self._leases.pop(hub.visit_id, None)
             if moving:
+                self._leases.pop(hub.visit_id, None)
                 if hub.sessions or hub.reconnecting:
                     moved += 1
                 with contextlib.suppress(StoreUnavailable):
@@ -569,6 +574,8 @@ class ClusterNode:
                     await hub.shut_down()
                 except StoreUnavailable as exc:
                     logger.warning("node %s: visit %s not ended (%s)", self.id, hub.visit_id, exc)
+                # Only now: the visit is ended under this node's lease (its epoch fences it).
+                self._leases.pop(hub.visit_id, None)
             await hub.close(reconnect=moving)
         for relay in list(self._edges.values()):
             relay.close_soon(CLOSE_NODE_LOST, "node-lost")

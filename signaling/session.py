@@ -9,6 +9,7 @@ import traceback
 from typing import TYPE_CHECKING, Any
 
 from media.errors import NegotiationFailed
+from rooms.call import CallRefused
 from rooms.errors import (
     AuthenticationFailed,
     EntryRefused,
@@ -47,7 +48,6 @@ from signaling.messages import (
     Decline,
     EndVisit,
     FallbackPhone,
-    HostMessage,
     Join,
     Leave,
     MediaRestart,
@@ -68,31 +68,6 @@ if TYPE_CHECKING:
     from signaling.hub import HubRegistry, VisitHub
 
 logger = logging.getLogger(__name__)
-
-#: Host messages and the policy action each is checked against.
-HOST_ACTIONS: dict[type, Action] = {
-    EndVisit: Action.END_VISIT,
-    Admit: Action.ADMIT,
-    AdmitAll: Action.ADMIT,
-    Decline: Action.ADMIT,
-    Remove: Action.MODERATE,
-    Readmit: Action.ADMIT,
-    MuteRequest: Action.MODERATE,
-    FallbackPhone: Action.RECORD_OUTCOME,
-    RecordOutcome: Action.RECORD_OUTCOME,
-}
-HOST_MESSAGE_TYPES = (
-    EndVisit,
-    Admit,
-    AdmitAll,
-    Decline,
-    Remove,
-    Readmit,
-    MuteRequest,
-    FallbackPhone,
-    RecordOutcome,
-)
-
 
 class Session:
     def __init__(
@@ -430,11 +405,13 @@ class Session:
         if isinstance(message, Ping):
             self.send({"type": "pong", **({"ref": message.ref} if message.ref else {})})
             return
-        if isinstance(message, HOST_MESSAGE_TYPES):
-            await self._host_action(message)
+        try:
+            action = hub.call.check_message(seat.participant, TYPE_OF[type(message)])
+        except CallRefused as exc:
+            raise ProtocolError(exc.code, exc.message) from None
+        if action is not None:
+            await self._host_action(message, action)
             return
-        if seat.participant not in hub.in_call:
-            raise ProtocolError("not-admitted", "wait until the host lets you in")
         if isinstance(message, Offer):
             try:
                 answer = await hub.room.handle_offer(seat.participant, message.sdp)
@@ -466,14 +443,14 @@ class Session:
                 recv = await hub.restart_media(seat)
             self.send({"type": "media-restarted", "recv": recv})
 
-    async def _host_action(self, message: HostMessage) -> None:
+    async def _host_action(self, message: ClientMessage, action: Action) -> None:
         """Actions only the visit's host may take; anyone else is refused and audited."""
         assert self.hub is not None and self.principal is not None and self.seat is not None
         hub = self.hub
         visit = await self._services.store.get(hub.visit_id)
         try:
             await self._services.access.authorize(
-                self.principal, HOST_ACTIONS[type(message)], visit, client=self._client
+                self.principal, action, visit, client=self._client
             )
         except NotPermitted as exc:
             raise ProtocolError("forbidden", exc.message) from None
