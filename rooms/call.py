@@ -425,13 +425,15 @@ class Call:
     def media_failed(self, participant: ParticipantId, state: str, reason: str) -> list[CallEvent]:
         """Its media died while its seat is in the call: cut off (if connected) until it
         restarts its media or comes back. Once per failure."""
-        if participant not in self.in_call or participant in self.cut_off:
+        if self.over or participant not in self.in_call or participant in self.cut_off:
             return []
         if participant in self.connections:
             self.cut_off.add(participant)
         return [MediaFailed(self.member(participant), state, reason)]
 
     def media_restarted(self, participant: ParticipantId) -> list[CallEvent]:
+        if self.over:
+            return []
         restored = participant in self.cut_off and participant in self.connections
         self.cut_off.discard(participant)
         return [MediaRestarted(self.member(participant), restored)]
