@@ -43,12 +43,6 @@ CLOSE_TRY_AGAIN = 1013
 CLOSE_INTERNAL = 1011
 
 
-class NodeLost(FatalError):
-    """This node no longer hosts the visit (its lease moved on): reconnect, to the owner."""
-
-    close_code = CLOSE_NODE_LOST
-
-
 class Flooding(FatalError):
     """The socket kept sending over its limits after it was told to slow down."""
 

@@ -50,7 +50,6 @@ from signaling.errors import (
     CLOSE_FATAL,
     CLOSE_NODE_LOST,
     CLOSE_VISIT_ENDED,
-    NodeLost,
     ProtocolError,
 )
 from signaling.services import SignalingServices
@@ -261,16 +260,18 @@ class VisitHub:
                 "service-unavailable", "live state cannot be reached right now: try again"
             ) from None
 
+    def check_fence(self, visit: Visit) -> None:
+        """Before any decision: refused once the visit was written under a later lease."""
+        epoch = self._services.epoch(self.visit_id)
+        if epoch is not None and visit.fence > epoch:
+            raise StaleLease(f"visit {self.visit_id} is written under epoch {visit.fence} now")
+
     async def _write(self, change: Callable[[Visit], None]) -> Visit:
         """Every write of this visit's live state, fenced by this node's lease epoch: a node
-        whose lease was taken over (it was paused) cannot write any more."""
-        try:
-            self.last_visit = await self._services.store.update(
-                self.visit_id, change, epoch=self._services.epoch(self.visit_id)
-            )
-        except StaleLease:
-            logger.warning("visit %s: a write refused, this node's lease is stale", self.visit_id)
-            raise NodeLost("node-lost", "another node hosts this visit now: reconnect") from None
+        whose lease was taken over (it was paused) cannot write any more (StaleLease)."""
+        self.last_visit = await self._services.store.update(
+            self.visit_id, change, epoch=self._services.epoch(self.visit_id)
+        )
         return self.last_visit
 
     def mute_request(self, participant: ParticipantId, by: ParticipantId) -> None:
@@ -458,7 +459,11 @@ class VisitHub:
                 return
             visit = await self._services.store.get(self.visit_id)
             if visit.is_live and visit.state is not VisitState.SCHEDULED:
-                await self.end_visit(visit, reason="everyone-left")
+                try:
+                    await self.end_visit(visit, reason="everyone-left")
+                except StaleLease:
+                    logger.warning("visit %s: not ended here, its lease moved on", self.visit_id)
+                    return
         await self._registry.discard(self)
 
     # --- events -------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from aiohttp import WSMsgType, web
 from rooms.cluster import ClusterState, Lease, NodeId, NodeInfo, NoNodeAvailable, choose_node
 from rooms.errors import VisitNotFound
 from rooms.ids import VISIT_ID_PATTERN, VisitId
-from rooms.store import StoreUnavailable
+from rooms.store import StaleLease, StoreUnavailable
 from signaling.bus import Bus, BusUnavailable, Message
 from signaling.channel import WebSocketChannel
 from signaling.errors import (
@@ -572,7 +572,7 @@ class ClusterNode:
             else:
                 try:
                     await hub.shut_down()
-                except StoreUnavailable as exc:
+                except (StoreUnavailable, StaleLease) as exc:
                     logger.warning("node %s: visit %s not ended (%s)", self.id, hub.visit_id, exc)
                 # Only now: the visit is ended under this node's lease (its epoch fences it).
                 self._leases.pop(hub.visit_id, None)

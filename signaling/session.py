@@ -21,6 +21,7 @@ from rooms.ids import ParticipantId
 from rooms.outcomes import OutcomeRejected
 from rooms.policy import Action, check_entry, is_host_role
 from rooms.principal import Principal
+from rooms.store import StaleLease
 from rooms.visit import Seat
 from signaling.channel import ClientChannel, WebSocketChannel
 from signaling.errors import (
@@ -224,6 +225,9 @@ class Session:
                     self._failed("writer", exc)
                 await self._channel.close(self._close_code or 1000, self._close_reason)
 
+    def _visit_id(self) -> str | None:
+        return self.hub.visit_id if self.hub is not None else None
+
     def _failed(self, part: str, exc: Exception) -> None:
         """An unexpected error ended this session: logged with opaque ids and where it came
         from (not its message, which may carry what a participant sent); the client is asked
@@ -272,6 +276,17 @@ class Session:
                             return
                         else:
                             await self._dispatch(message)
+                    except StaleLease:
+                        # This node's lease of the visit moved on (it was paused): reconnect,
+                        # to the node that holds it now.
+                        logger.warning("visit %s: this node's lease is stale", self._visit_id())
+                        self.send(
+                            error_message(
+                                "node-lost", "another node hosts this visit now", ref, fatal=True
+                            )
+                        )
+                        self._begin_close(CLOSE_NODE_LOST, "node-lost")
+                        return
                     except SignalingError as error:
                         exc = await self._refuse(error, joined)
                         error_body = error_message(exc.code, exc.message, ref, fatal=exc.fatal)
@@ -449,6 +464,7 @@ class Session:
         assert self.hub is not None and self.principal is not None and self.seat is not None
         hub = self.hub
         visit = await self._services.store.get(hub.visit_id)
+        hub.check_fence(visit)
         try:
             await self._services.access.authorize(
                 self.principal, action, visit, client=self._client
