@@ -16,27 +16,19 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from media.liveness import MediaWatch
-from media.quality import QualityMeter
 from media.room import SfuRoom
 from media.tasks import OwnedTasks
 from rooms.call import (
-    AssistingChanged,
     Call,
     CallEvent,
     CallRefused,
     ConnectionId,
     ConnectionReplaced,
-    FellBackToPhone,
-    MediaFailed,
-    MediaRestarted,
     ParticipantDeclined,
     ParticipantJoined,
     ParticipantLeft,
-    ParticipantReadmitted,
     ParticipantReconnecting,
     ParticipantRemoved,
-    ParticipantWaiting,
     VisitOpened,
     VisitStarted,
 )
@@ -46,12 +38,15 @@ from rooms.ids import ParticipantId, VisitId
 from rooms.presence import in_call_by_record
 from rooms.store import StaleLease, StoreUnavailable
 from rooms.visit import Seat, Visit, VisitState
+from signaling.call_media import CallMedia
 from signaling.errors import (
     CLOSE_FATAL,
     CLOSE_NODE_LOST,
     CLOSE_VISIT_ENDED,
     ProtocolError,
 )
+from signaling.fanout import notices
+from signaling.messages import error_message
 from signaling.services import SignalingServices
 
 if TYPE_CHECKING:
@@ -88,11 +83,11 @@ class VisitHub:
         self._org: str | None = None
         self._departure: asyncio.Task[None] | None = None
         self._grace_timer: asyncio.Task[None] | None = None
-        self._quality_task: asyncio.Task[None] | None = None
-        self._meters: dict[ParticipantId, QualityMeter] = {}
-        self._media_watch = MediaWatch(time.monotonic)
-        #: The latest connection-quality level of each participant in the call.
-        self.quality: dict[ParticipantId, str] = {}
+        self._grace_deadline: float | None = None
+        self._sampling = False
+        self.media = CallMedia(
+            visit_id, self.call, self.room, services, self.broadcast, self._media_silent
+        )
         #: The visit as this node last read or wrote it (written back after a Redis restart).
         self.last_visit: Visit | None = None
         self._adoption_checked = False
@@ -103,6 +98,10 @@ class VisitHub:
     def sessions(self) -> dict[ParticipantId, Session]:
         """The connected session of each seat."""
         return {p: self._connections[c] for p, c in self.call.connections.items()}
+
+    @property
+    def quality(self) -> dict[ParticipantId, str]:
+        return self.media.quality
 
     @property
     def in_call(self) -> set[ParticipantId]:
@@ -227,12 +226,7 @@ class VisitHub:
         await self._act(lambda: self.call.remove(participant))
         for session in self._removed:
             session.send(
-                {
-                    "type": "error",
-                    "code": "removed",
-                    "fatal": True,
-                    "message": "the host has removed you from the visit",
-                }
+                error_message("removed", "the host has removed you from the visit", fatal=True)
             )
             session.close_with(CLOSE_FATAL, "removed")
         self._removed.clear()
@@ -353,53 +347,6 @@ class VisitHub:
             "reconnecting": True,
         }
 
-    async def _quality_loop(self) -> None:
-        """Sample each participant's connection and tell everyone when a level changes."""
-        while True:
-            await asyncio.sleep(self._services.quality_interval)
-            for participant in list(self.call.in_call):
-                peer = self.room.peers.get(participant)
-                if peer is None:
-                    continue
-                meter = self._meters.get(participant)
-                if meter is None or meter.peer is not peer:
-                    meter = self._meters[participant] = QualityMeter(peer)
-                sample = await meter.sample()
-                sink = self._services.quality_sink
-                seat = self._seat(participant)
-                if sink is not None:
-                    sink(
-                        self.visit_id,
-                        participant,
-                        seat.role.value,
-                        seat.sector.value,
-                        sample.to_dict(),
-                    )
-                if self.quality.get(participant) != sample.level:
-                    self.quality[participant] = sample.level
-                    self.broadcast(
-                        {"type": "quality", "participant": participant, "level": sample.level}
-                    )
-
-    async def _media_watch_loop(self) -> None:
-        """Cut off a participant whose media stopped arriving while its socket lives (its
-        network path died): long before ICE consent gives up (about 30 s)."""
-        interval = self._services.media_check_interval
-        while True:
-            await asyncio.sleep(interval)
-            connected = self.call.connections
-            for participant in list(self.call.in_call):
-                peer = self.room.peers.get(participant)
-                if peer is None or participant not in connected:
-                    self._media_watch.forget(participant)
-                    continue
-                silent = await self._media_watch.silent_for(participant, peer)
-                if silent >= self._services.media_silence:
-                    self._media_watch.forget(participant)
-                    await self._media_lost(
-                        participant, peer, "connected", reason="no-media-received"
-                    )
-
     # --- leaving ------------------------------------------------------------------------------
 
     async def leave(self, session: Session, *, explicit: bool) -> None:
@@ -416,10 +363,13 @@ class VisitHub:
 
     def _arm_grace(self) -> None:
         """One timer, for the earliest grace deadline of the call."""
+        deadline = self.call.next_deadline()
+        if deadline == self._grace_deadline and self._grace_timer is not None:
+            return
         if self._grace_timer is not None:
             self._grace_timer.cancel()
             self._grace_timer = None
-        deadline = self.call.next_deadline()
+        self._grace_deadline = deadline
         if deadline is not None:
             self._grace_timer = self.tasks.spawn(self._grace_expires(deadline))
 
@@ -480,82 +430,41 @@ class VisitHub:
                 previous = self._connections.pop(connection, None)
                 if previous is not None:
                     await previous.replaced()
-                self._arm_grace()
-                return
-            case ParticipantJoined(member=member, rejoining=rejoining):
-                participant = member.participant
-                await self._presence(participant, True)
-                await self.room.connect(participant)
+            case ParticipantJoined(member=member):
+                await self._presence(member.participant, True)
+                await self.room.connect(member.participant)
                 self._start_loops()
-                self._arm_grace()
-                await self._record(event)
-                await self._advance()
-                kind = "participant-reconnected" if rejoining else "participant-joined"
-                described = self.sessions[participant].describe()
-                self.broadcast({"type": kind, "participant": described}, exclude=participant)
-                return
             case ParticipantReconnecting(member=member):
-                self._meters.pop(member.participant, None)
+                self.media.disconnected(member.participant)
                 await self.room.disconnect(member.participant)
-                self._arm_grace()
             case ParticipantLeft(member=member, waiting=False):
-                participant = member.participant
-                # A meter holds its peer connection (and all that hangs on it) until dropped.
-                self._meters.pop(participant, None)
-                self.quality.pop(participant, None)
-                await self._presence(participant, False)
-                await self.room.leave(participant)
-                self._arm_grace()
+                self.media.left(member.participant)
+                await self._presence(member.participant, False)
+                await self.room.leave(member.participant)
+        self._arm_grace()
         await self._record(event)
         match event:
-            case ParticipantWaiting(member=member, repeat=repeat):
-                described = self.sessions[member.participant].describe()
-                self._to_hosts({"type": "waiting", "participant": described, "repeat": repeat})
-            case ParticipantDeclined(member=member, connection=declined):
-                session = self._connections.get(declined) if declined else None
-                if session is not None:
-                    session.send(
-                        {
-                            "type": "error",
-                            "code": "declined",
-                            "fatal": True,
-                            "message": "the host did not let you in this time",
-                        }
-                    )
-                    session.close_with(CLOSE_FATAL, "declined")
-                self._to_hosts({"type": "waiting-ended", "participant": member.participant})
+            case ParticipantJoined():
+                await self._advance()
+            case ParticipantDeclined(connection=declined) if declined in self._connections:
+                session = self._connections[declined]
+                session.send(
+                    error_message("declined", "the host did not let you in this time", fatal=True)
+                )
+                session.close_with(CLOSE_FATAL, "declined")
             case ParticipantRemoved(connection=removed) if removed is not None:
                 self._removed.append(self._connections.pop(removed))
-            case ParticipantReadmitted(participant=participant):
-                self._to_hosts({"type": "readmitted", "participant": participant})
-            case ParticipantReconnecting(member=member):
-                self.broadcast(
-                    {"type": "participant-reconnecting", "participant": member.participant}
-                )
-            case ParticipantLeft(member=member, waiting=True):
-                self._to_hosts({"type": "waiting-ended", "participant": member.participant})
-            case ParticipantLeft(member=member):
-                self.broadcast({"type": "participant-left", "participant": member.participant})
-            case MediaFailed(member=member):
-                self.broadcast(
-                    {"type": "participant-reconnecting", "participant": member.participant},
-                    exclude=member.participant,
-                )
-            case MediaRestarted(member=member, restored=True):
-                described = self.sessions[member.participant].describe()
-                self.broadcast(
-                    {"type": "participant-reconnected", "participant": described},
-                    exclude=member.participant,
-                )
-            case AssistingChanged(member=member, on=on):
-                self.broadcast({"type": "assisting", "participant": member.participant, "on": on})
-            case FellBackToPhone(member=member):
-                self.broadcast({"type": "fallback-phone", "by": member.participant})
+        for notice in notices(event, self.describe):
+            if notice.hosts_only:
+                self._to_hosts(notice.message)
+            else:
+                self.broadcast(notice.message, exclude=notice.exclude)
 
     def _start_loops(self) -> None:
-        if self._quality_task is None:
-            self._quality_task = self.tasks.spawn(self._quality_loop())
-            self.tasks.spawn(self._media_watch_loop())
+        if not self._sampling:
+            self._sampling = True
+            self.tasks.spawn(self.media.sample_quality())
+            self.tasks.spawn(self.media.watch_media())
 
     # --- fan-out --------------------------------------------------------------------------
 
@@ -647,6 +556,9 @@ class VisitHub:
                 return
             why = reason or f"peer-connection-{state}"
             await self._apply(self.call.media_failed(participant, state, why))
+
+    async def _media_silent(self, participant: ParticipantId, peer: object) -> None:
+        await self._media_lost(participant, peer, "connected", reason="no-media-received")
 
     async def close_for_cancel(self, reason: str) -> int:
         """The visit was cancelled: tell everyone connected and close their sockets."""
