@@ -343,19 +343,19 @@ class Call:
 
     # --- the host's decisions -----------------------------------------------------------------
 
-    def _waiting_one(self, participant: ParticipantId) -> None:
+    def check_waiting(self, participant: ParticipantId) -> None:
         self._open()
         if participant not in self.connections or participant in self.in_call:
             raise CallRefused("not-waiting", f"{participant} is not waiting to be admitted")
 
     def admit(self, participant: ParticipantId) -> list[CallEvent]:
-        self._waiting_one(participant)
+        self.check_waiting(participant)
         self.admitted.add(participant)
         return [ParticipantAdmitted(self.member(participant)), *self._into_call(participant, False)]
 
     def decline(self, participant: ParticipantId) -> list[CallEvent]:
         """Stays connected until its connection closes (it is told, then closed)."""
-        self._waiting_one(participant)
+        self.check_waiting(participant)
         self.declined.add(participant)
         return [ParticipantDeclined(self.member(participant), self.connections[participant])]
 

@@ -46,8 +46,8 @@ from server.reports import ReportWorkers, Source, load_pseudonymizer
 from server.revocation import RevocationList, SqlRevocationStore
 from server.trust import TrustConfigError, load_trust_file
 from signaling.bus import Bus, LocalBus, Message, RedisBus
-from signaling.hub import HubRegistry
 from signaling.node import ClusterNode
+from signaling.registry import HubRegistry
 from signaling.services import SignalingServices
 
 logger = logging.getLogger(__name__)

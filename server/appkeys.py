@@ -22,8 +22,8 @@ from server.drain import Drainer
 from server.httpserver import ConnectionLimiter
 from server.reports import ReportWorkers
 from server.revocation import RevocationList
-from signaling.hub import HubRegistry
 from signaling.node import ClusterNode
+from signaling.registry import HubRegistry
 from signaling.services import SignalingServices
 
 SETTINGS = web.AppKey("settings", Settings)

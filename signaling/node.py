@@ -31,8 +31,8 @@ from signaling.errors import (
     CLOSE_TRY_AGAIN,
     SignalingError,
 )
-from signaling.hub import HubRegistry
 from signaling.messages import Join, error_message, parse_client_message
+from signaling.registry import HubRegistry
 from signaling.relay import EdgeRelay, RelayedChannel
 from signaling.services import SignalingServices
 from signaling.session import Session

@@ -66,7 +66,8 @@ from signaling.messages import (
 from signaling.services import SignalingServices
 
 if TYPE_CHECKING:
-    from signaling.hub import HubRegistry, VisitHub
+    from signaling.hub import VisitHub
+    from signaling.registry import HubRegistry
 
 logger = logging.getLogger(__name__)
 
