@@ -43,6 +43,7 @@ from signaling.errors import (
     CLOSE_FATAL,
     CLOSE_NODE_LOST,
     CLOSE_VISIT_ENDED,
+    FatalError,
     ProtocolError,
 )
 from signaling.fanout import notices
@@ -133,7 +134,7 @@ class VisitHub:
         try:
             entry = self.call.enter(seat.participant, connection)
         except CallRefused as exc:
-            raise refused(exc) from None
+            raise FatalError(exc.code, exc.message) from None
         self._connections[connection] = session
         self._cancel_departure()
         await self._apply(entry.events)
