@@ -192,10 +192,11 @@ class ClusterNode:
                 self._unreachable_until = time.monotonic() + self.cluster.node_ttl / 3
         return visit_id in self._leases
 
-    def epoch(self, visit_id: VisitId) -> int:
-        """The epoch of this node's lease of the visit; 0 (older than any) if it holds none."""
+    def epoch(self, visit_id: VisitId) -> int | None:
+        """The epoch of the lease this node believes it holds of the visit, which fences the
+        writes of its hub; None when it holds none (a write from the API, unfenced)."""
         held = self._leases.get(visit_id)
-        return held[0].epoch if held is not None else 0
+        return held[0].epoch if held is not None else None
 
     async def _heartbeat_loop(self) -> None:
         interval = self.cluster.node_ttl / 3
