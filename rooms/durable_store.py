@@ -26,7 +26,7 @@ from rooms.booking_archive import RecordUnavailable, VisitArchive
 from rooms.durable import DurableWriter
 from rooms.errors import NotDurable, VisitNotFound
 from rooms.ids import VisitId
-from rooms.store import DEFAULT_ENDED_TTL_SECONDS, StoreUnavailable, VisitStore
+from rooms.store import DEFAULT_ENDED_TTL_SECONDS, StoreUnavailable, VisitStore, fenced
 from rooms.visit import Visit
 
 logger = logging.getLogger(__name__)
@@ -80,7 +80,11 @@ class DurableVisitStore:
 
         await self.update(visit.id, replace)
 
-    async def update(self, visit_id: VisitId, change: Callable[[Visit], None]) -> Visit:
+    async def update(
+        self, visit_id: VisitId, change: Callable[[Visit], None], *, epoch: int | None = None
+    ) -> Visit:
+        change = fenced(change, epoch)
+
         def recorded_change(visit: Visit) -> None:
             change(visit)
             visit.revision += 1
@@ -125,6 +129,8 @@ class DurableVisitStore:
         visit = await self.archive.get(visit_id)
         if visit is None:
             raise VisitNotFound(f"no visit {visit_id}")
+        # The lease epochs went with the live state: a new era of leases starts from 1.
+        visit.fence = 0
         try:
             await self.cache.create(visit)
         except ValueError:

@@ -77,9 +77,12 @@ TABLE: dict[Role, dict[Action, Scope]] = {
 
 def is_host_role(visit: Visit, role: Role) -> bool:
     """The clinician decides; in an assisted screen visit the nurse hosts."""
-    return role in (Role.GP, Role.SPECIALIST) or (
-        role is Role.NURSE and visit.kind is VisitKind.ASSISTED
-    )
+    return hosts(visit.kind, role)
+
+
+def hosts(kind: VisitKind, role: Role) -> bool:
+    """Whether `role` hosts a visit of `kind`."""
+    return role in (Role.GP, Role.SPECIALIST) or (role is Role.NURSE and kind is VisitKind.ASSISTED)
 
 
 def check_entry(

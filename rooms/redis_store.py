@@ -27,6 +27,7 @@ from rooms.store import (
     StoreUnavailable,
     decode_visit,
     encode_visit,
+    fenced,
     is_finished,
 )
 from rooms.visit import Visit
@@ -122,7 +123,12 @@ class RedisVisitStore:
         with redis_unavailable_as_store_error():
             await self._transact(visit.id, lambda _stored: visit)
 
-    async def update(self, visit_id: VisitId, change: Callable[[Visit], None]) -> Visit:
+    async def update(
+        self, visit_id: VisitId, change: Callable[[Visit], None], *, epoch: int | None = None
+    ) -> Visit:
+        # Checked on the copy read under WATCH: a write under a later epoch in between fails
+        # the EXEC, and the retry sees it.
+        change = fenced(change, epoch)
         with redis_unavailable_as_store_error():
 
             def apply(stored: Visit) -> Visit:

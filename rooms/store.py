@@ -41,6 +41,27 @@ class StoreUnavailable(RoomsError):
     code = "store-unavailable"
 
 
+class StaleLease(RoomsError):
+    """A write under a lease epoch older than one that has written the visit already."""
+
+    code = "stale-lease"
+
+
+def fenced(change: Callable[[Visit], None], epoch: int | None) -> Callable[[Visit], None]:
+    """`change`, refused with StaleLease when the visit was written under a later epoch than
+    `epoch` (None: unfenced, e.g. a booking change over the API)."""
+    if epoch is None:
+        return change
+
+    def apply(visit: Visit) -> None:
+        if visit.fence > epoch:
+            raise StaleLease(f"visit {visit.id} is written under epoch {visit.fence} now")
+        visit.fence = epoch
+        change(visit)
+
+    return apply
+
+
 class VisitStore(Protocol):
     async def create(self, visit: Visit) -> None:
         """Store a new visit, or raise ValueError if one with its id exists."""
@@ -58,8 +79,13 @@ class VisitStore(Protocol):
         """Copies of the organisation's stored visits, in no particular order."""
         ...
 
-    async def update(self, visit_id: VisitId, change: Callable[[Visit], None]) -> Visit:
+    async def update(
+        self, visit_id: VisitId, change: Callable[[Visit], None], *, epoch: int | None = None
+    ) -> Visit:
         """Apply `change` to a fresh copy of the visit and store it, atomically.
+
+        With `epoch` (the writer's lease epoch) the write is fenced: StaleLease if a later
+        epoch has written the visit, checked in the same atomic step (see `fenced`).
 
         No other write to the visit can land between the read and the write; `change` may be
         called more than once (on fresh copies) when a concurrent writer wins a race, so it must
@@ -128,7 +154,10 @@ class MemoryVisitStore:
     async def list_by_org(self, org: str) -> list[Visit]:
         return [decode_visit(e.json) for e in self._visits.values() if e.org == org]
 
-    async def update(self, visit_id: VisitId, change: Callable[[Visit], None]) -> Visit:
+    async def update(
+        self, visit_id: VisitId, change: Callable[[Visit], None], *, epoch: int | None = None
+    ) -> Visit:
+        change = fenced(change, epoch)
         async with self._lock:
             entry = self._visits.get(visit_id)
             if entry is None:

@@ -94,6 +94,9 @@ class Visit:
     declined: dict[ParticipantId, float] = field(default_factory=dict)
     #: Counts the stored changes (see rooms.durable_store): of two copies, the higher is newer.
     revision: int = 0
+    #: The highest lease epoch that has written this visit's live state: a write under a
+    #: lower one comes from a node whose lease was taken over, and is refused (rooms.store).
+    fence: int = 0
 
     def __post_init__(self) -> None:
         if not self.updated_at:
@@ -196,6 +199,7 @@ class Visit:
             "waiting_room": self.waiting_room,
             "updated_at": self.updated_at,
             "revision": self.revision,
+            "fence": self.fence,
             "seats": [seat.to_dict() for seat in self.seats.values()],
             "removed": sorted(self.removed),
             "declined": dict(self.declined),
@@ -221,6 +225,8 @@ class Visit:
         declined = data.get("declined", {})
         assert isinstance(removed, list) and isinstance(declined, dict)
         revision = data.get("revision", 0)
+        fence = data.get("fence", 0)
+        assert isinstance(fence, int)
         assert isinstance(created_at, int | float) and isinstance(max_participants, int)
         assert planned_start is None or isinstance(planned_start, int | float)
         assert isinstance(planned_minutes, int) and isinstance(waiting_room, bool)
@@ -240,4 +246,5 @@ class Visit:
             removed={ParticipantId(str(p)) for p in removed},
             declined={ParticipantId(str(p)): float(t) for p, t in declined.items()},
             revision=revision,
+            fence=fence,
         )

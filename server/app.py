@@ -54,8 +54,8 @@ from server.revocation import RevocationList, SqlRevocationStore
 from server.trust import TrustConfigError, load_trust_file
 from server.webhooks import register_webhook_writes, webhooks_ctx
 from signaling.bus import Bus, LocalBus, Message, RedisBus
-from signaling.hub import HubRegistry
 from signaling.node import ClusterNode
+from signaling.registry import HubRegistry
 from signaling.services import SignalingServices
 
 logger = logging.getLogger(__name__)
@@ -313,6 +313,7 @@ async def _signaling(app: web.Application) -> AsyncIterator[None]:
         hubs.close_token(jti)
 
     services.holds = node.holds
+    services.epoch = node.epoch
     node.on_broadcast("revoked", revoked_elsewhere)
     await node.start()
     app[appkeys.SIGNALING] = services

@@ -27,8 +27,8 @@ from server.oidc import OidcSignIn
 from server.reports import ReportWorkers
 from server.revocation import RevocationList
 from server.webhooks import WebhookDeliverer
-from signaling.hub import HubRegistry
 from signaling.node import ClusterNode
+from signaling.registry import HubRegistry
 from signaling.services import SignalingServices
 
 SETTINGS = web.AppKey("settings", Settings)

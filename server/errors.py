@@ -10,7 +10,7 @@ from rooms.errors import (
     VisitFull,
     VisitNotFound,
 )
-from rooms.store import StoreConflict, StoreUnavailable
+from rooms.store import StaleLease, StoreConflict, StoreUnavailable
 
 
 class ApiError(Exception):
@@ -30,6 +30,8 @@ STATUS_BY_ERROR: dict[type[RoomsError], int] = {
     StoreUnavailable: 503,
     StoreConflict: 503,
     NotDurable: 503,
+    #: This node's lease of the visit moved on: the owner answers the next try.
+    StaleLease: 503,
 }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from signaling.hub import HubRegistry
+from signaling.registry import HubRegistry
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,10 @@
-"""One hub per live visit on this node: who is connected, waiting, in the call or reconnecting.
+"""One hub per live visit on this node: the transport and fan-out of its call.
 
-A seat moves waiting -> in the call (admitted, or a host, or no waiting room) -> reconnecting
-(socket lost, seat and media kept for the grace period) -> left. Everything the others must see
-is broadcast from here; everything evaluators need is written to the event log from here.
+The call itself (seats, admission, waiting room, grace period, host decisions, who may send
+what) is `rooms.call.Call`. The hub hands it what happens (a socket joins, leaves, a host
+decides, media dies), writes what must hold across nodes to the live store under this node's
+lease epoch, and turns each `CallEvent` into media actions, socket messages, an event-log row
+and a call to each `CallSubscriber`.
 """
 
 from __future__ import annotations
@@ -14,21 +16,42 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from media.quality import QualityMeter
 from media.room import SfuRoom
 from media.tasks import OwnedTasks
+from rooms.call import (
+    Call,
+    CallEvent,
+    CallRefused,
+    ConnectionId,
+    ConnectionReplaced,
+    ParticipantDeclined,
+    ParticipantJoined,
+    ParticipantLeft,
+    ParticipantReconnecting,
+    ParticipantRemoved,
+    VisitOpened,
+    VisitStarted,
+)
+from rooms.call_journal import visit_event
 from rooms.errors import NotDurable
-from rooms.eventlog import EventKind, VisitEvent
 from rooms.ids import ParticipantId, VisitId
-from rooms.policy import is_host_role
 from rooms.presence import in_call_by_record
-from rooms.store import StoreUnavailable
+from rooms.store import StaleLease, StoreUnavailable
 from rooms.visit import Seat, Visit, VisitState
-from signaling import down
-from signaling.errors import CLOSE_FATAL, CLOSE_NODE_LOST, CLOSE_VISIT_ENDED, ProtocolError
+from signaling.call_media import CallMedia
+from signaling.errors import (
+    CLOSE_FATAL,
+    CLOSE_NODE_LOST,
+    CLOSE_VISIT_ENDED,
+    FatalError,
+    ProtocolError,
+)
+from signaling.fanout import notices
+from signaling.messages import error_message
 from signaling.services import SignalingServices
 
 if TYPE_CHECKING:
+    from signaling.registry import HubRegistry
     from signaling.session import Session
 
 logger = logging.getLogger(__name__)
@@ -40,6 +63,10 @@ CLOSED_PEER_SETTLE = 2.0
 CALL_STATES = frozenset({VisitState.OPEN, VisitState.IN_PROGRESS})
 
 
+def refused(exc: CallRefused) -> ProtocolError:
+    return ProtocolError(exc.code, exc.message)
+
+
 class VisitHub:
     """Implements media.observer.RoomObserver for its room."""
 
@@ -49,29 +76,49 @@ class VisitHub:
         self.visit_id = visit_id
         self._services = services
         self._registry = registry
-        self.sessions: dict[ParticipantId, Session] = {}
-        self.in_call: set[ParticipantId] = set()
-        self.admitted: set[ParticipantId] = set()
-        self.reconnecting: dict[ParticipantId, asyncio.Task[None]] = {}
-        self.assisting: ParticipantId | None = None
+        self.call = Call(visit_id, grace=services.reconnect_grace, clock=time.monotonic)
+        self._connections: dict[ConnectionId, Session] = {}
         self.chat: deque[dict[str, Any]] = deque(maxlen=CHAT_HISTORY)
         self.lock = asyncio.Lock()
         self.tasks = OwnedTasks(f"hub {visit_id}")
         self.room: SfuRoom = services.sfu.room(visit_id, self)
-        self._seats: dict[ParticipantId, Seat] = {}
         self._org: str | None = None
         self._departure: asyncio.Task[None] | None = None
-        self._quality_task: asyncio.Task[None] | None = None
-        self._meters: dict[ParticipantId, QualityMeter] = {}
-        #: The latest connection-quality level of each participant in the call.
-        self.quality: dict[ParticipantId, str] = {}
+        self._grace_timer: asyncio.Task[None] | None = None
+        self._grace_deadline: float | None = None
+        self._sampling = False
+        self.media = CallMedia(
+            visit_id, self.call, self.room, services, self.broadcast, self._media_silent
+        )
         #: The visit as this node last read or wrote it (written back after a Redis restart).
         self.last_visit: Visit | None = None
         self._adoption_checked = False
-        #: The visit ended or was cancelled: whoever leaves now is gone for good.
-        self._over = False
-        #: In the call with a socket, but their media connection died: shown reconnecting.
-        self.cut_off: set[ParticipantId] = set()
+        #: Sessions of seats just removed, told and closed once the others know.
+        self._removed: list[Session] = []
+
+    @property
+    def sessions(self) -> dict[ParticipantId, Session]:
+        """The connected session of each seat."""
+        return {p: self._connections[c] for p, c in self.call.connections.items()}
+
+    @property
+    def quality(self) -> dict[ParticipantId, str]:
+        return self.media.quality
+
+    @property
+    def in_call(self) -> set[ParticipantId]:
+        return self.call.in_call
+
+    @property
+    def reconnecting(self) -> dict[ParticipantId, float]:
+        return self.call.reconnecting
+
+    @property
+    def assisting(self) -> ParticipantId | None:
+        return self.call.assisting
+
+    def _seat(self, participant: ParticipantId) -> Seat:
+        return self.call.seats[participant]
 
     # --- arriving ---------------------------------------------------------------------------
 
@@ -79,77 +126,44 @@ class VisitHub:
         """Seat `session`. Returns (reconnect, waiting)."""
         self._org = visit.org
         self.last_visit = visit
-        for other in visit.seats.values():
-            self._seats.setdefault(other.participant, other)
+        self.call.sync(visit)
         if not self._adoption_checked:
             self._adoption_checked = True
             await self._adopt()
-        self._seats[seat.participant] = seat
-        participant = seat.participant
-        previous = self.sessions.get(participant)
-        self.sessions[participant] = session
-        if previous is not None:
-            await previous.replaced()
-        grace = self.reconnecting.pop(participant, None)
-        if grace is not None:
-            grace.cancel()
+        connection = ConnectionId(id(session))
+        try:
+            entry = self.call.enter(seat.participant, connection)
+        except CallRefused as exc:
+            raise FatalError(exc.code, exc.message) from None
+        self._connections[connection] = session
         self._cancel_departure()
-        reconnect = previous is not None or grace is not None
-        host = is_host_role(visit, seat.role)
-        if host or not visit.waiting_room or participant in self.admitted:
-            self.admitted.add(participant)
-            await self._into_call(seat, reconnect)
-            return reconnect, False
-        await self._record(EventKind.PARTICIPANT_WAITING, seat)
-        repeat = participant in visit.declined
-        self._to_hosts(down.Waiting(participant=session.describe(), repeat=repeat).wire())
-        return reconnect, True
-
-    async def _into_call(self, seat: Seat, reconnect: bool) -> None:
-        participant = seat.participant
-        rejoining = participant in self.in_call
-        self.cut_off.discard(participant)
-        self.in_call.add(participant)
-        await self._presence(participant, True)
-        await self.room.connect(participant)
-        if self._quality_task is None:
-            self._quality_task = self.tasks.spawn(self._quality_loop())
-        await self._record(
-            EventKind.PARTICIPANT_RECONNECTED
-            if reconnect and rejoining
-            else EventKind.PARTICIPANT_JOINED,
-            seat,
-        )
-        await self._advance()
-        session = self.sessions[participant]
-        kind = down.ParticipantReconnected if rejoining else down.ParticipantJoined
-        self.broadcast(kind(participant=session.describe()).wire(), exclude=participant)
+        await self._apply(entry.events)
+        return entry.reconnect, entry.waiting
 
     async def _advance(self) -> None:
         """Move the visit along as people arrive: open at the first, in progress at the second.
 
         Through the store's atomic update, so a cancel or an end on another request or node is
         never overwritten by a stale copy."""
-        moved: list[EventKind] = []
-        in_call = len(self.in_call)
+        moved: list[CallEvent] = []
+        in_call = len(self.call.in_call)
 
         def change(visit: Visit) -> None:
             moved.clear()
             if visit.state is VisitState.SCHEDULED:
                 visit.transition(VisitState.OPEN)
-                moved.append(EventKind.VISIT_OPENED)
+                moved.append(VisitOpened())
             if visit.state is VisitState.OPEN and in_call >= 2:
                 visit.transition(VisitState.IN_PROGRESS)
-                moved.append(EventKind.VISIT_STARTED)
+                moved.append(VisitStarted())
 
         current = await self._services.store.get(self.visit_id)
         self.last_visit = current
         if current.state is VisitState.SCHEDULED or (
             current.state is VisitState.OPEN and in_call >= 2
         ):
-            self.last_visit = await self._services.store.update(self.visit_id, change)
-            for kind in moved:
-                await self._record(kind)
+            await self._write(change)
+            await self._apply(moved)
 
     async def _adopt(self) -> None:
         """A hub new on this node whose visit has people in its call took the visit over from
@@ -163,17 +177,7 @@ class VisitHub:
         if not present and visit is not None and visit.state in CALL_STATES:
             # No live record of the call (this node restarted, or Redis came back empty).
             present = in_call_by_record(await self._services.events.for_visit(self.visit_id))
-        present = {p for p in present if p in self._seats and p not in self.in_call}
-        if not present:
-            return
-        await self._record(EventKind.VISIT_MOVED, to_node=self._services.node_id)
-        for participant in sorted(present):
-            self.in_call.add(participant)
-            self.admitted.add(participant)
-            await self._record(EventKind.PARTICIPANT_RECONNECTING, self._seats[participant])
-            timer = self.tasks.spawn(self._grace_expires(participant))
-            if timer is not None:
-                self.reconnecting[participant] = timer
+        await self._apply(self.call.adopt(present, self._services.node_id))
 
     async def _presence(self, participant: ParticipantId, in_call: bool) -> None:
         """Keep the shared presence set in step; an outage only delays it (resync)."""
@@ -189,55 +193,46 @@ class VisitHub:
     # --- the host's decisions -----------------------------------------------------------------
 
     def waiting(self) -> list[ParticipantId]:
-        return [p for p in self.sessions if p not in self.in_call]
+        return self.call.waiting()
+
+    async def _act(self, decide: Callable[[], list[CallEvent]]) -> None:
+        try:
+            events = decide()
+        except CallRefused as exc:
+            raise refused(exc) from None
+        await self._apply(events)
 
     async def admit(self, participant: ParticipantId) -> None:
-        session = self.sessions.get(participant)
-        if session is None or participant in self.in_call:
-            raise ProtocolError("not-waiting", f"{participant} is not waiting to be admitted")
-        self.admitted.add(participant)
-        seat = self._seats[participant]
-        await self._record(EventKind.PARTICIPANT_ADMITTED, seat)
-        await self._into_call(seat, reconnect=False)
-        session.send(down.Admitted(**self.call_state(participant)).wire())
-        self._to_hosts(down.WaitingEnded(participant=participant).wire())
+        await self._act(lambda: self.call.admit(participant))
+        self.sessions[participant].send({"type": "admitted", **self.call_state(participant)})
+        self._to_hosts({"type": "waiting-ended", "participant": participant})
 
     async def admit_all(self) -> None:
         for participant in self.waiting():
             await self.admit(participant)
 
     async def decline(self, participant: ParticipantId) -> None:
-        session = self.sessions.get(participant)
-        if session is None or participant in self.in_call:
-            raise ProtocolError("not-waiting", f"{participant} is not waiting to be admitted")
+        try:
+            self.call.check_waiting(participant)
+        except CallRefused as exc:
+            raise refused(exc) from None
         # Stays declined: a new knock is refused until the pause is over.
         await self._update_visit(lambda v: v.note_declined(participant, time.time()))
-        await self._record(EventKind.PARTICIPANT_DECLINED, self._seats[participant])
-        session.send(
-            down.Error(
-                code="declined", fatal=True, message="the host did not let you in this time"
-            ).wire()
-        )
-        session.close_with(CLOSE_FATAL, "declined")
-        self._to_hosts(down.WaitingEnded(participant=participant).wire())
+        await self._act(lambda: self.call.decline(participant))
 
     async def remove(self, participant: ParticipantId) -> None:
-        if participant not in self.in_call:
+        if participant not in self.call.in_call:
             raise ProtocolError("not-in-call", f"{participant} is not in the call")
-        session = self.sessions.get(participant)
         # Barred in the live store first: a fresh tab, on any node, stays out.
         await self._update_visit(lambda v: v.bar(participant))
-        await self._record(EventKind.PARTICIPANT_REMOVED, self._seats[participant])
-        await self._depart(participant, reason="removed")
-        if session is not None:
-            del self.sessions[participant]
+        await self._act(lambda: self.call.remove(participant))
+        for session in self._removed:
             session.send(
-                down.Error(
-                    code="removed", fatal=True, message="the host has removed you from the visit"
-                ).wire()
+                error_message("removed", "the host has removed you from the visit", fatal=True)
             )
             session.close_with(CLOSE_FATAL, "removed")
-        self._to_hosts(down.Barred(participant=self._seats[participant].to_dict()).wire())
+        self._removed.clear()
+        self._to_hosts({"type": "barred", "participant": self._seat(participant).to_dict()})
         self._maybe_departure()
 
     async def readmit(self, participant: ParticipantId) -> None:
@@ -250,37 +245,46 @@ class VisitHub:
         await self._update_visit(change)
         if not lifted[0]:
             raise ProtocolError("not-removed", f"{participant} has not been removed")
-        self.admitted.add(participant)
-        self._to_hosts(down.Readmitted(participant=participant).wire())
+        await self._act(lambda: self.call.readmit(participant))
 
     async def _update_visit(self, change: Callable[[Visit], None]) -> None:
         """A host's decision that must hold across tabs and nodes, written to the live store."""
         try:
-            self.last_visit = await self._services.store.update(self.visit_id, change)
+            await self._write(change)
         except StoreUnavailable:
             raise ProtocolError(
                 "service-unavailable", "live state cannot be reached right now: try again"
             ) from None
 
+    def check_fence(self, visit: Visit) -> None:
+        """Before any decision: refused once the visit was written under a later lease."""
+        epoch = self._services.epoch(self.visit_id)
+        if epoch is not None and visit.fence > epoch:
+            raise StaleLease(f"visit {self.visit_id} is written under epoch {visit.fence} now")
+
+    async def _write(self, change: Callable[[Visit], None]) -> Visit:
+        """Every write of this visit's live state, fenced by this node's lease epoch: a node
+        whose lease was taken over (it was paused) cannot write any more (StaleLease)."""
+        self.last_visit = await self._services.store.update(
+            self.visit_id, change, epoch=self._services.epoch(self.visit_id)
+        )
+        return self.last_visit
+
     def mute_request(self, participant: ParticipantId, by: ParticipantId) -> None:
-        session = self.sessions.get(participant)
-        if session is None or participant not in self.in_call:
-            raise ProtocolError("not-in-call", f"{participant} is not in the call")
-        session.send(down.MuteAsked(by=by).wire())
+        try:
+            self.call.check_in_call(participant)
+        except CallRefused as exc:
+            raise refused(exc) from None
+        self.sessions[participant].send({"type": "mute-request", "by": by})
 
     async def fallback_to_phone(self, by: Seat) -> None:
-        await self._record(EventKind.VISIT_FELL_BACK_TO_PHONE, by)
-        self.broadcast(down.FallbackPhoneAnnounced(by=by.participant).wire())
+        await self._act(lambda: self.call.fall_back_to_phone(by.participant))
 
     async def end_visit(self, visit: Visit, reason: str = "host") -> None:
         """End the visit for everyone: each page is told, then its socket is closed."""
-        ended = await self._services.store.update(
-            self.visit_id, lambda v: v.transition(VisitState.ENDED)
-        )
+        ended = await self._write(lambda v: v.transition(VisitState.ENDED))
         visit.state = ended.state
-        self.last_visit = ended
-        self._over = True
-        await self._record(EventKind.VISIT_ENDED, reason=reason)
+        await self._apply(self.call.end(reason))
         try:
             await self._services.cluster.forget_visit(self.visit_id, self._services.node_id)
         except StoreUnavailable:
@@ -288,50 +292,40 @@ class VisitHub:
                 "visit %s: placement not released (live state unavailable)", self.visit_id
             )
         for session in list(self.sessions.values()):
-            session.send(down.VisitEnded().wire())
+            session.send({"type": "visit-ended"})
             session.close_with(CLOSE_VISIT_ENDED, "visit-ended")
-        for timer in self.reconnecting.values():
-            timer.cancel()
-        self.reconnecting.clear()
+        self._arm_grace()
 
     # --- in the call --------------------------------------------------------------------------
 
     async def set_assisting(self, visit: Visit, seat: Seat, on: bool) -> None:
         """In an assisted visit the nurse's device can be the citizen's device too."""
-        if seat.role.value != "nurse" or visit.kind.value != "assisted":
-            raise ProtocolError("forbidden", "only the nurse of an assisted visit assists")
-        self.assisting = seat.participant if on else None
-        await self._record(EventKind.CITIZEN_ASSISTED, seat, on=on)
-        self.broadcast(down.AssistingChanged(participant=seat.participant, on=on).wire())
+        await self._act(lambda: self.call.set_assisting(seat.participant, on))
 
     def post_chat(self, seat: Seat, text: str) -> None:
         """Chat is kept in memory for the visit's length only, never in any log or record."""
-        message = down.ChatPosted(
-            participant=seat.participant, text=text.strip(), time=time.time()
-        ).wire()
+        message = {
+            "type": "chat",
+            "participant": seat.participant,
+            "text": text.strip(),
+            "time": time.time(),
+        }
         self.chat.append(message)
         self.broadcast(message)
 
     async def restart_media(self, seat: Seat) -> dict[str, int]:
         await self.room.connect(seat.participant)
-        await self._record(EventKind.MEDIA_RESTARTED, seat)
-        session = self.sessions.get(seat.participant)
-        if seat.participant in self.cut_off and session is not None:
-            self.cut_off.discard(seat.participant)
-            self.broadcast(
-                down.ParticipantReconnected(participant=session.describe()).wire(),
-                exclude=seat.participant,
-            )
+        await self._apply(self.call.media_restarted(seat.participant))
         return self._recv_slots(seat.participant)
 
     def connected(self) -> int:
         """Sessions here whose participant is not cut off."""
-        return sum(1 for p in self.sessions if p not in self.cut_off)
+        return self.call.connected()
 
     def call_state(self, participant: ParticipantId) -> dict[str, Any]:
         """What a participant entering the call needs: who is there, and how many slots."""
         return {
-            "participants": [self.describe(p) for p in self.in_call if p != participant],
+            "participants": [self.describe(p) for p in self.call.in_call if p != participant],
             "chat": list(self.chat),
             "recv": self._recv_slots(participant),
         }
@@ -340,7 +334,7 @@ class VisitHub:
         """Slots for everyone in the call, also those expected back (after a move nobody is
         connected yet): an offer made now then needs no renegotiation when they return."""
         slots = self.room.recv_slots_for(participant)
-        expected = len(self.in_call - {participant})
+        expected = len(self.call.in_call - {participant})
         return {kind: max(count, expected) for kind, count in slots.items()}
 
     def describe(self, participant: ParticipantId) -> dict[str, Any]:
@@ -348,96 +342,54 @@ class VisitHub:
         if session is not None:
             return session.describe()
         return {
-            **self._seats[participant].to_dict(),
+            **self._seat(participant).to_dict(),
             "audio": False,
             "video": False,
-            "assisting": self.assisting == participant,
+            "assisting": self.call.assisting == participant,
             "reconnecting": True,
         }
-
-    async def _quality_loop(self) -> None:
-        """Sample each participant's connection and tell everyone when a level changes."""
-        while True:
-            await asyncio.sleep(self._services.quality_interval)
-            for participant in list(self.in_call):
-                peer = self.room.peers.get(participant)
-                if peer is None:
-                    continue
-                meter = self._meters.get(participant)
-                if meter is None or meter.peer is not peer:
-                    meter = self._meters[participant] = QualityMeter(peer)
-                sample = await meter.sample()
-                sink = self._services.quality_sink
-                seat = self._seats[participant]
-                if sink is not None:
-                    sink(
-                        self.visit_id,
-                        participant,
-                        seat.role.value,
-                        seat.sector.value,
-                        sample.to_dict(),
-                    )
-                if self.quality.get(participant) != sample.level:
-                    self.quality[participant] = sample.level
-                    self.broadcast(down.Quality(participant=participant, level=sample.level).wire())
 
     # --- leaving ------------------------------------------------------------------------------
 
     async def leave(self, session: Session, *, explicit: bool) -> None:
         participant = session.participant
-        if participant is None or self.sessions.get(participant) is not session:
+        connection = ConnectionId(id(session))
+        if participant is None or self._connections.get(connection) is not session:
             return
-        del self.sessions[participant]
-        seat = self._seats[participant]
-        if participant not in self.in_call:
-            await self._record(EventKind.PARTICIPANT_LEFT, seat, reason="left-waiting-room")
-            self._to_hosts(down.WaitingEnded(participant=participant).wire())
-        elif self._over:
-            await self._depart(participant, reason="visit-ended")
-        elif explicit:
-            await self._depart(participant, reason="left")
-        else:
-            self._meters.pop(participant, None)
-            self.cut_off.discard(participant)
-            await self.room.disconnect(participant)
-            await self._record(EventKind.PARTICIPANT_RECONNECTING, seat, reason=session.lost)
-            self.broadcast(down.ParticipantReconnecting(participant=participant).wire())
-            timer = self.tasks.spawn(self._grace_expires(participant))
-            if timer is not None:
-                self.reconnecting[participant] = timer
+        del self._connections[connection]
+        await self._apply(
+            self.call.leave(participant, connection, explicit=explicit, reason=session.lost)
+        )
         self._maybe_departure()
         await self._registry.changed()
 
-    async def _grace_expires(self, participant: ParticipantId) -> None:
-        await asyncio.sleep(self._services.reconnect_grace)
+    def _arm_grace(self) -> None:
+        """One timer, for the earliest grace deadline of the call."""
+        deadline = self.call.next_deadline()
+        if deadline == self._grace_deadline and self._grace_timer is not None:
+            return
+        if self._grace_timer is not None:
+            self._grace_timer.cancel()
+            self._grace_timer = None
+        self._grace_deadline = deadline
+        if deadline is not None:
+            self._grace_timer = self.tasks.spawn(self._grace_expires(deadline))
+
+    async def _grace_expires(self, deadline: float) -> None:
+        await asyncio.sleep(max(0.0, deadline - time.monotonic()))
         if not await self._registry.current(self):
             return
         async with self.lock:
-            if self.reconnecting.pop(participant, None) is None:
-                return
-            await self._depart(participant, reason="connection-lost")
+            self._grace_timer = None
+            await self._apply(self.call.expire())
+            self._arm_grace()
             self._maybe_departure()
         await self._registry.changed()
 
-    async def _depart(self, participant: ParticipantId, reason: str) -> None:
-        self.in_call.discard(participant)
-        # A meter holds its peer connection (and all that hangs on it) until dropped.
-        self._meters.pop(participant, None)
-        self.quality.pop(participant, None)
-        self.cut_off.discard(participant)
-        # Coming back after this needs admission again.
-        self.admitted.discard(participant)
-        await self._presence(participant, False)
-        if self.assisting == participant:
-            self.assisting = None
-        await self.room.leave(participant)
-        await self._record(EventKind.PARTICIPANT_LEFT, self._seats[participant], reason=reason)
-        self.broadcast(down.ParticipantLeft(participant=participant).wire())
-
     def _maybe_departure(self) -> None:
-        if self.sessions or self.reconnecting or self._departure is not None:
+        if not self.call.is_empty() or self._departure is not None:
             return
-        if self._over:
+        if self.call.over:
             # Nobody comes back to an ended visit: let go of it now.
             self._departure = self.tasks.spawn(self._registry.discard(self))
             return
@@ -455,46 +407,98 @@ class VisitHub:
             return
         async with self.lock:
             self._departure = None
-            if self.sessions or self.reconnecting:
+            if not self.call.is_empty():
                 return
             visit = await self._services.store.get(self.visit_id)
             if visit.is_live and visit.state is not VisitState.SCHEDULED:
-                await self.end_visit(visit, reason="everyone-left")
+                try:
+                    await self.end_visit(visit, reason="everyone-left")
+                except StaleLease:
+                    logger.warning("visit %s: not ended here, its lease moved on", self.visit_id)
+                    return
         await self._registry.discard(self)
+
+    # --- events -------------------------------------------------------------------------------
+
+    async def _apply(self, events: list[CallEvent]) -> None:
+        """Carry out each event of the call, in order: media and presence first, then the
+        record, then the messages the others see."""
+        for event in events:
+            await self._effect(event)
+
+    async def _effect(self, event: CallEvent) -> None:
+        match event:
+            case ConnectionReplaced(connection=connection):
+                previous = self._connections.pop(connection, None)
+                if previous is not None:
+                    await previous.replaced()
+            case ParticipantJoined(member=member):
+                await self._presence(member.participant, True)
+                await self.room.connect(member.participant)
+                self._start_loops()
+            case ParticipantReconnecting(member=member):
+                self.media.disconnected(member.participant)
+                await self.room.disconnect(member.participant)
+            case ParticipantLeft(member=member, waiting=False):
+                self.media.left(member.participant)
+                await self._presence(member.participant, False)
+                await self.room.leave(member.participant)
+        self._arm_grace()
+        await self._record(event)
+        match event:
+            case ParticipantJoined():
+                await self._advance()
+            case ParticipantDeclined(connection=declined) if declined in self._connections:
+                session = self._connections[declined]
+                session.send(
+                    error_message("declined", "the host did not let you in this time", fatal=True)
+                )
+                session.close_with(CLOSE_FATAL, "declined")
+            case ParticipantRemoved(connection=removed) if removed is not None:
+                self._removed.append(self._connections.pop(removed))
+        for notice in notices(event, self.describe):
+            if notice.hosts_only:
+                self._to_hosts(notice.message)
+            else:
+                self.broadcast(notice.message, exclude=notice.exclude)
+
+    def _start_loops(self) -> None:
+        if not self._sampling:
+            self._sampling = True
+            self.tasks.spawn(self.media.sample_quality())
+            self.tasks.spawn(self.media.watch_media())
 
     # --- fan-out --------------------------------------------------------------------------
 
     def broadcast(self, message: dict[str, Any], exclude: ParticipantId | None = None) -> None:
         """To everyone in the call (not the waiting room)."""
         for participant, session in list(self.sessions.items()):
-            if participant != exclude and participant in self.in_call:
+            if participant != exclude and participant in self.call.in_call:
                 session.send(message)
 
     def _to_hosts(self, message: dict[str, Any]) -> None:
         """To the hosts in the call (each session knows whether its seat hosts)."""
         for participant, session in self.sessions.items():
-            if participant in self.in_call and session.is_host:
+            if participant in self.call.in_call and session.is_host:
                 session.send(message)
 
-    async def _record(self, kind: EventKind, seat: Seat | None = None, **data: object) -> None:
-        """Durable when it returns (database or outbox); a record neither could keep is logged
-        and the call goes on: the people in it matter more than the record."""
-        try:
-            await self._services.events.append(
-                VisitEvent(
-                    visit=self.visit_id,
-                    kind=kind,
-                    participant=seat.participant if seat else None,
-                    role=seat.role.value if seat else None,
-                    sector=seat.sector.value if seat else None,
-                    org=self._org,
-                    data=dict(data),
+    async def _record(self, event: CallEvent) -> None:
+        """Durable when it returns (database or outbox), then handed to each subscriber. A
+        record neither could keep is logged and the call goes on: the people in it matter more
+        than the record."""
+        row = visit_event(self.visit_id, self._org, event)
+        if row is not None:
+            try:
+                await self._services.events.append(row)
+            except NotDurable:
+                logger.error(
+                    "visit %s: event %s lost (database and outbox failed)", self.visit_id, row.kind
                 )
-            )
-        except NotDurable:
-            logger.error(
-                "visit %s: event %s lost (database and outbox failed)", self.visit_id, kind
-            )
+        for subscriber in self._services.call_subscribers:
+            try:
+                subscriber.call_event(self.visit_id, self._org, event)
+            except Exception:
+                logger.exception("visit %s: a call-event subscriber failed", self.visit_id)
 
     # --- RoomObserver -----------------------------------------------------------------------
 
@@ -502,12 +506,12 @@ class VisitHub:
         session = self.sessions.get(ParticipantId(participant))
         peer = self.room.peers.get(participant)
         if session is not None and peer is not None:
-            session.send(down.Tracks(tracks=peer.track_map()).wire())
+            session.send({"type": "tracks", "tracks": peer.track_map()})
 
     def renegotiation_needed(self, participant: str, recv: dict[str, int]) -> None:
         session = self.sessions.get(ParticipantId(participant))
         if session is not None:
-            session.send(down.Renegotiate(recv=recv).wire())
+            session.send({"type": "renegotiate", "recv": recv})
 
     def video_unsupported(self, participant: str, publisher: str, codec: str) -> None:
         logger.info(
@@ -519,19 +523,16 @@ class VisitHub:
         )
         session = self.sessions.get(ParticipantId(participant))
         if session is not None:
-            session.send(down.VideoUnsupported(participant=publisher, codec=codec).wire())
+            session.send({"type": "video-unsupported", "participant": publisher, "codec": codec})
 
     def first_frame(self, participant: str, kind: str) -> None:
-        seat = self._seats.get(ParticipantId(participant))
         self.tasks.spawn(
-            self._record(EventKind.MEDIA_FIRST_FRAME, seat, media=kind, direction="up")
+            self._record(self.call.first_frame(ParticipantId(participant), kind, "up"))
         )
 
     def first_frame_delivered(self, participant: str, kind: str) -> None:
-        seat = self._seats.get(ParticipantId(participant))
-        self.tasks.spawn(
-            self._record(EventKind.MEDIA_FIRST_FRAME, seat, media=kind, direction="down")
-        )
+        event = self.call.first_frame(ParticipantId(participant), kind, "down")
+        self.tasks.spawn(self._record(event))
 
     def peer_state_changed(self, participant: str, state: str) -> None:
         logger.info(
@@ -543,7 +544,9 @@ class VisitHub:
         if state in ("failed", "closed") and peer is not None and peer.pc.connectionState == state:
             self.tasks.spawn(self._media_lost(ParticipantId(participant), peer, state))
 
-    async def _media_lost(self, participant: ParticipantId, peer: object, state: str) -> None:
+    async def _media_lost(
+        self, participant: ParticipantId, peer: object, state: str, reason: str | None = None
+    ) -> None:
         """Cut off: the others see them reconnecting until they restart their media (the page
         does on a failed connection), come back, or their socket goes too."""
         if state == "closed":
@@ -551,32 +554,21 @@ class VisitHub:
             # its media) says so over its socket at once: only a peer still in place was lost.
             await asyncio.sleep(CLOSED_PEER_SETTLE)
         async with self.lock:
-            if (
-                self.room.peers.get(participant) is not peer
-                or participant not in self.in_call
-                or participant in self.cut_off
-            ):
+            if self.room.peers.get(participant) is not peer:
                 return
-            if participant in self.sessions:
-                self.cut_off.add(participant)
-            await self._record(
-                EventKind.MEDIA_FAILED,
-                self._seats.get(participant),
-                state=state,
-                reason=f"peer-connection-{state}",
-            )
-            self.broadcast(
-                down.ParticipantReconnecting(participant=participant).wire(),
-                exclude=participant,
-            )
+            why = reason or f"peer-connection-{state}"
+            await self._apply(self.call.media_failed(participant, state, why))
+
+    async def _media_silent(self, participant: ParticipantId, peer: object) -> None:
+        await self._media_lost(participant, peer, "connected", reason="no-media-received")
 
     async def close_for_cancel(self, reason: str) -> int:
         """The visit was cancelled: tell everyone connected and close their sockets."""
         async with self.lock:
-            self._over = True
+            self.call.cancel()
             sessions = list(self.sessions.values())
             for session in sessions:
-                session.send(down.VisitEnded().wire())
+                session.send({"type": "visit-ended"})
                 session.close_with(CLOSE_VISIT_ENDED, reason)
         return len(sessions)
 
@@ -584,12 +576,7 @@ class VisitHub:
         """This node stops and no other takes the visit over: everyone leaves and the visit
         ends, recorded with reason `shutdown`; each page is told, then its socket closed."""
         async with self.lock:
-            waiting = self.waiting()
-            for participant in sorted(self.in_call):
-                await self._depart(participant, reason="shutdown")
-            for participant in waiting:
-                seat = self._seats[participant]
-                await self._record(EventKind.PARTICIPANT_LEFT, seat, reason="shutdown")
+            await self._apply(self.call.shut_down())
             visit = await self._services.store.get(self.visit_id)
             if visit.is_live:
                 await self.end_visit(visit, reason="shutdown")
@@ -604,73 +591,3 @@ class VisitHub:
                 await session.close_for("server-shutdown", "the server is shutting down")
         await self.tasks.aclose()
         await self._services.sfu.close_room(self.visit_id)
-
-
-class HubRegistry:
-    """The hubs of the visits live on this node."""
-
-    def __init__(self, services: SignalingServices) -> None:
-        self._services = services
-        self.hubs: dict[VisitId, VisitHub] = {}
-        self._changed = asyncio.Condition()
-
-    def _empty(self, expecting: bool) -> bool:
-        return not any(h.sessions or (expecting and h.reconnecting) for h in self.hubs.values())
-
-    async def changed(self) -> None:
-        """Someone left: wake `wait_empty`."""
-        async with self._changed:
-            self._changed.notify_all()
-
-    async def wait_empty(self, *, expecting: bool) -> None:
-        """Until no visit here has anyone connected (nor, with `expecting`, expected back)."""
-        async with self._changed:
-            await self._changed.wait_for(lambda: self._empty(expecting))
-
-    async def current(self, hub: VisitHub) -> bool:
-        """Whether `hub` may act: it is this node's hub of its visit, under a current lease
-        (asking may drop a hub whose lease moved on while this node was paused)."""
-        return await self._services.holds(hub.visit_id) and self.hubs.get(hub.visit_id) is hub
-
-    def hub(self, visit_id: VisitId) -> VisitHub:
-        hub = self.hubs.get(visit_id)
-        if hub is None:
-            hub = VisitHub(visit_id, self._services, self)
-            self.hubs[visit_id] = hub
-        return hub
-
-    async def discard(self, hub: VisitHub) -> None:
-        if self.hubs.get(hub.visit_id) is hub and not hub.sessions and not hub.reconnecting:
-            del self.hubs[hub.visit_id]
-            # Its quality loop and timers would keep it, and its room's peers, alive for good.
-            await hub.tasks.aclose()
-            await self._services.sfu.close_room(hub.visit_id)
-
-    async def end_visit(self, visit: Visit) -> None:
-        hub = self.hub(visit.id)
-        async with hub.lock:
-            await hub.end_visit(visit)
-        if not hub.sessions:
-            await self.discard(hub)
-
-    def close_token(self, token_id: str) -> int:
-        """Disconnect every session that joined with a revoked token; returns how many."""
-        closed = 0
-        for hub in self.hubs.values():
-            for session in list(hub.sessions.values()):
-                if session.principal is not None and session.principal.token_id == token_id:
-                    session.send(
-                        down.Error(
-                            code="token-revoked",
-                            fatal=True,
-                            message="access with this link has been revoked",
-                        ).wire()
-                    )
-                    session.close_with(CLOSE_FATAL, "token-revoked")
-                    closed += 1
-        return closed
-
-    async def close(self, *, reconnect: bool = False) -> None:
-        for hub in list(self.hubs.values()):
-            await hub.close(reconnect=reconnect)
-        self.hubs.clear()

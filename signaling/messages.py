@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from media.candidates import RefusedCandidate
+from rooms.call import HOST_MESSAGES
 from signaling.down import Error
 from signaling.errors import ProtocolError
 from signaling.safejson import JsonRefused, load_json
@@ -122,7 +123,9 @@ class Ping(UpMessage):
     type: Literal["ping"] = "ping"
 
 
-#: Messages only the visit's host may send.
+#: Messages only the visit's host may send: those HOST_MESSAGES (the one rights table, in
+#: rooms.call) names, each authorized against the action it gives.
+HOST_TYPES = frozenset(HOST_MESSAGES)
 HostMessage = (
     EndVisit
     | Admit

@@ -22,7 +22,7 @@ from aiohttp import WSMsgType, web
 from rooms.cluster import ClusterState, Lease, NodeId, NodeInfo, NoNodeAvailable, choose_node
 from rooms.errors import VisitNotFound
 from rooms.ids import VISIT_ID_PATTERN, VisitId
-from rooms.store import StoreUnavailable
+from rooms.store import StaleLease, StoreUnavailable
 from signaling import down
 from signaling.bus import Bus, BusUnavailable, Message
 from signaling.channel import WebSocketChannel
@@ -32,8 +32,8 @@ from signaling.errors import (
     CLOSE_TRY_AGAIN,
     SignalingError,
 )
-from signaling.hub import HubRegistry
 from signaling.messages import Join, error_message, parse_client_message
+from signaling.registry import HubRegistry
 from signaling.relay import EdgeRelay, RelayedChannel
 from signaling.services import SignalingServices
 from signaling.session import Session
@@ -192,6 +192,12 @@ class ClusterNode:
                 # would keep its own sockets until it is back; see the README).
                 self._unreachable_until = time.monotonic() + self.cluster.node_ttl / 3
         return visit_id in self._leases
+
+    def epoch(self, visit_id: VisitId) -> int | None:
+        """The epoch of the lease this node believes it holds of the visit, which fences the
+        writes of its hub; None when it holds none (a write from the API, unfenced)."""
+        held = self._leases.get(visit_id)
+        return held[0].epoch if held is not None else None
 
     async def _heartbeat_loop(self) -> None:
         interval = self.cluster.node_ttl / 3
@@ -559,8 +565,8 @@ class ClusterNode:
                 continue  # another drain (the API's, then SIGTERM's) took it
             # Out of the registry first: nothing here acts on the visit any more.
             self._hubs.hubs.pop(hub.visit_id, None)
-            self._leases.pop(hub.visit_id, None)
             if moving:
+                self._leases.pop(hub.visit_id, None)
                 if hub.sessions or hub.reconnecting:
                     moved += 1
                 with contextlib.suppress(StoreUnavailable):
@@ -568,8 +574,10 @@ class ClusterNode:
             else:
                 try:
                     await hub.shut_down()
-                except StoreUnavailable as exc:
+                except (StoreUnavailable, StaleLease) as exc:
                     logger.warning("node %s: visit %s not ended (%s)", self.id, hub.visit_id, exc)
+                # Only now: the visit is ended under this node's lease (its epoch fences it).
+                self._leases.pop(hub.visit_id, None)
             await hub.close(reconnect=moving)
         for relay in list(self._edges.values()):
             relay.close_soon(CLOSE_NODE_LOST, "node-lost")

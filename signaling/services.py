@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from media.sfu import Sfu
+from rooms.call import CallSubscriber
 from rooms.cluster import LOCAL_NODE, ClusterState, MemoryClusterState, NodeId
 from rooms.eventlog import EventLog
 from rooms.ids import VisitId
@@ -80,6 +81,10 @@ async def _always_held(_visit: VisitId) -> bool:
     return True
 
 
+def _unfenced(_visit: VisitId) -> int | None:
+    return None
+
+
 @dataclass
 class SignalingServices:
     access: Access
@@ -114,3 +119,13 @@ class SignalingServices:
     #: Whether this node holds the visit's current lease: asked before every action on it
     #: (signaling.node.ClusterNode.holds; a node alone holds every visit).
     holds: Callable[[VisitId], Awaitable[bool]] = _always_held
+    #: The epoch of this node's lease of the visit, which fences every write of its live state
+    #: (signaling.node.ClusterNode.epoch; None: unfenced).
+    epoch: Callable[[VisitId], int | None] = _unfenced
+    #: Seconds between looks at whether each participant's media still arrives.
+    media_check_interval: float = 1.0
+    #: Seconds without a packet from a publishing participant (socket open) before it is cut
+    #: off as `media-failed` (reason `no-media-received`).
+    media_silence: float = 6.0
+    #: Everything that sees the calls' events after the event log (metrics, webhooks).
+    call_subscribers: list[CallSubscriber] = field(default_factory=list)

@@ -9,6 +9,7 @@ import traceback
 from typing import TYPE_CHECKING, Any
 
 from media.errors import NegotiationFailed
+from rooms.call import CallRefused
 from rooms.errors import (
     AuthenticationFailed,
     EntryRefused,
@@ -20,6 +21,7 @@ from rooms.ids import ParticipantId
 from rooms.outcomes import OutcomeRejected
 from rooms.policy import Action, check_entry, is_host_role
 from rooms.principal import Principal
+from rooms.store import StaleLease
 from rooms.visit import Seat, VisitState
 from signaling import down
 from signaling.channel import ClientChannel, WebSocketChannel
@@ -48,7 +50,6 @@ from signaling.messages import (
     Decline,
     EndVisit,
     FallbackPhone,
-    HostMessage,
     Join,
     Leave,
     MediaRestart,
@@ -66,33 +67,10 @@ from signaling.messages import (
 from signaling.services import SignalingServices
 
 if TYPE_CHECKING:
-    from signaling.hub import HubRegistry, VisitHub
+    from signaling.hub import VisitHub
+    from signaling.registry import HubRegistry
 
 logger = logging.getLogger(__name__)
-
-#: Host messages and the policy action each is checked against.
-HOST_ACTIONS: dict[type, Action] = {
-    EndVisit: Action.END_VISIT,
-    Admit: Action.ADMIT,
-    AdmitAll: Action.ADMIT,
-    Decline: Action.ADMIT,
-    Remove: Action.MODERATE,
-    Readmit: Action.ADMIT,
-    MuteRequest: Action.MODERATE,
-    FallbackPhone: Action.RECORD_OUTCOME,
-    RecordOutcome: Action.RECORD_OUTCOME,
-}
-HOST_MESSAGE_TYPES = (
-    EndVisit,
-    Admit,
-    AdmitAll,
-    Decline,
-    Remove,
-    Readmit,
-    MuteRequest,
-    FallbackPhone,
-    RecordOutcome,
-)
 
 
 class Session:
@@ -249,6 +227,9 @@ class Session:
                     self._failed("writer", exc)
                 await self._channel.close(self._close_code or 1000, self._close_reason)
 
+    def _visit_id(self) -> str | None:
+        return self.hub.visit_id if self.hub is not None else None
+
     def _failed(self, part: str, exc: Exception) -> None:
         """An unexpected error ended this session: logged with opaque ids and where it came
         from (not its message, which may carry what a participant sent); the client is asked
@@ -297,6 +278,17 @@ class Session:
                             return
                         else:
                             await self._dispatch(message)
+                    except StaleLease:
+                        # This node's lease of the visit moved on (it was paused): reconnect,
+                        # to the node that holds it now.
+                        logger.warning("visit %s: this node's lease is stale", self._visit_id())
+                        self.send(
+                            error_message(
+                                "node-lost", "another node hosts this visit now", ref, fatal=True
+                            )
+                        )
+                        self._begin_close(CLOSE_NODE_LOST, "node-lost")
+                        return
                     except SignalingError as error:
                         exc = await self._refuse(error, joined)
                         self.send(
@@ -431,11 +423,13 @@ class Session:
         if isinstance(message, Ping):
             self.send(down.Pong(ref=message.ref).wire())
             return
-        if isinstance(message, HOST_MESSAGE_TYPES):
-            await self._host_action(message)
+        try:
+            action = hub.call.check_message(seat.participant, TYPE_OF[type(message)])
+        except CallRefused as exc:
+            raise ProtocolError(exc.code, exc.message) from None
+        if action is not None:
+            await self._host_action(message, action)
             return
-        if seat.participant not in hub.in_call:
-            raise ProtocolError("not-admitted", "wait until the host lets you in")
         if isinstance(message, Offer):
             try:
                 answer = await hub.room.handle_offer(seat.participant, message.sdp)
@@ -464,14 +458,15 @@ class Session:
                 recv = await hub.restart_media(seat)
             self.send(down.MediaRestarted(recv=recv).wire())
 
-    async def _host_action(self, message: HostMessage) -> None:
+    async def _host_action(self, message: ClientMessage, action: Action) -> None:
         """Actions only the visit's host may take; anyone else is refused and audited."""
         assert self.hub is not None and self.principal is not None and self.seat is not None
         hub = self.hub
         visit = await self._services.store.get(hub.visit_id)
+        hub.check_fence(visit)
         try:
             await self._services.access.authorize(
-                self.principal, HOST_ACTIONS[type(message)], visit, client=self._client
+                self.principal, action, visit, client=self._client
             )
         except NotPermitted as exc:
             raise ProtocolError("forbidden", exc.message) from None

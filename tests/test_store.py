@@ -14,6 +14,7 @@ from rooms.redis_store import RedisVisitStore
 from rooms.roles import Role
 from rooms.store import (
     MemoryVisitStore,
+    StaleLease,
     StoreConflict,
     StoreUnavailable,
     VisitStore,
@@ -162,6 +163,57 @@ async def test_concurrent_updates_from_two_nodes_all_land_once(
     seen = {participant for result in results for participant in result.seats}
     assert seen == set(final.seats)
     assert sorted(len(result.seats) for result in results) == list(range(2, 22))
+
+
+async def test_a_write_under_a_stale_lease_epoch_is_refused(
+    store_backend: StoreBackend, visit_store: VisitStore
+) -> None:
+    other_node = await store_backend.open_node()
+    visit = new_visit("org", Role.CITIZEN)
+    await visit_store.create(visit)
+    await visit_store.update(visit.id, add_relative, epoch=1)
+    # Another node took the lease over (epoch 2) and wrote.
+    await other_node.update(visit.id, add_relative, epoch=2)
+    called: list[Visit] = []
+    with pytest.raises(StaleLease):
+        await visit_store.update(visit.id, called.append, epoch=1)
+    assert called == []
+    stored = await visit_store.get(visit.id)
+    assert (stored.fence, len(stored.seats)) == (2, 3)
+    # The current epoch writes on; an unfenced write (a booking change) leaves the fence be.
+    await visit_store.update(visit.id, add_relative, epoch=2)
+    assert (await visit_store.update(visit.id, add_relative)).fence == 2
+
+
+async def test_no_write_under_the_old_epoch_lands_after_the_new_one(
+    store_backend: StoreBackend, visit_store: VisitStore
+) -> None:
+    """Two nodes racing, the old owner (epoch 1) and the new one (epoch 2): each write numbers
+    itself; every write of the old owner that landed came before every one of the new."""
+    other_node = await store_backend.open_node()
+    visit = new_visit("org", Role.CITIZEN)
+    await visit_store.create(visit)
+    landed: dict[int, list[int]] = {1: [], 2: []}
+
+    async def write(store: VisitStore, epoch: int) -> None:
+        def count(v: Visit) -> None:
+            v.revision += 1
+
+        try:
+            result = await store.update(visit.id, count, epoch=epoch)
+        except StaleLease:
+            return
+        landed[epoch].append(result.revision)
+
+    await asyncio.gather(
+        *(
+            write(store, epoch)
+            for _ in range(8)
+            for store, epoch in ((visit_store, 1), (other_node, 2))
+        )
+    )
+    assert len(landed[2]) == 8
+    assert max(landed[1], default=0) < min(landed[2])
 
 
 async def test_finished_visits_expire_in_redis_and_stay_readable(
