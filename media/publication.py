@@ -16,9 +16,11 @@ if TYPE_CHECKING:
 
 
 class Publication:
-    def __init__(self, participant: str, kind: str) -> None:
+    def __init__(self, participant: str, kind: str, slot: str | None = None) -> None:
         self.participant = participant
         self.kind = kind
+        #: Its key in the room: "audio", "video", "screen" or "camera2" (media.sources).
+        self.slot = slot or kind
         self.source: UpTrack | None = None
         self.subscribers: set[DownTrack] = set()
 

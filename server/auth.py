@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from rooms.errors import AuthenticationFailed
 from rooms.ids import ParticipantId, VisitId
+from rooms.policy import SOURCES
 from rooms.principal import Principal
 from rooms.roles import CLINICIAN_ROLES, Role, Sector
 from server.keys import SigningKey
@@ -166,6 +167,14 @@ class TokenVerifier:
                 status=403,
             )
         name = claims.get("name")
+        sources = claims.get("sources")
+        if sources is not None and (
+            not isinstance(sources, list) or any(source not in SOURCES for source in sources)
+        ):
+            raise AuthenticationFailed(
+                "token-invalid",
+                f"'sources' must be a list of {', '.join(SOURCES)}",
+            )
         return Principal(
             subject=subject,
             issuer=issuer.iss,
@@ -177,6 +186,7 @@ class TokenVerifier:
             name=name if isinstance(name, str) else None,
             token_id=str(claims["jti"]),
             expires_at=float(claims["exp"]),
+            sources=frozenset(sources) if sources is not None else None,
         )
 
 
@@ -213,6 +223,7 @@ class TokenIssuer:
         visit: str | None = None,
         org: str | None = None,
         name: str | None = None,
+        sources: list[str] | None = None,
     ) -> str:
         now = int(time.time())
         claims: dict[str, Any] = {
@@ -226,7 +237,7 @@ class TokenIssuer:
             "sector": sector.value,
             "role": role.value,
         }
-        for claim, value in (("visit", visit), ("org", org), ("name", name)):
+        for claim, value in (("visit", visit), ("org", org), ("name", name), ("sources", sources)):
             if value is not None:
                 claims[claim] = value
         assert isinstance(self.key.private_key, ec.EllipticCurvePrivateKey)

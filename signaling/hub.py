@@ -71,6 +71,8 @@ class VisitHub:
         self._over = False
         #: In the call with a socket, but their media connection died: shown reconnecting.
         self.cut_off: set[ParticipantId] = set()
+        #: (participant, source) -> when their shared screen or second camera began (monotonic).
+        self.sharing: dict[tuple[ParticipantId, str], float] = {}
 
     # --- arriving ---------------------------------------------------------------------------
 
@@ -530,6 +532,20 @@ class VisitHub:
         session = self.sessions.get(ParticipantId(participant))
         if session is not None:
             session.send({"type": "video-unsupported", "participant": publisher, "codec": codec})
+
+    def source_changed(self, participant: str, source: str, on: bool) -> None:
+        """A shared screen or second camera began or ended: recorded (role, source, seconds)."""
+        who = ParticipantId(participant)
+        seat = self._seats.get(who)
+        if on:
+            self.sharing[(who, source)] = time.monotonic()
+            self.tasks.spawn(self._record(EventKind.CONTENT_SHARE_STARTED, seat, source=source))
+            return
+        began = self.sharing.pop((who, source), None)
+        seconds = round(time.monotonic() - began, 1) if began is not None else None
+        self.tasks.spawn(
+            self._record(EventKind.CONTENT_SHARE_STOPPED, seat, source=source, seconds=seconds)
+        )
 
     def first_frame(self, participant: str, kind: str) -> None:
         seat = self._seats.get(ParticipantId(participant))

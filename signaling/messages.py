@@ -38,6 +38,8 @@ class Join:
 class Offer:
     sdp: str
     ref: str | None = None
+    #: mid -> source ("camera", "microphone", "screen", "camera2") of the tracks it sends.
+    sources: dict[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -170,7 +172,11 @@ SCHEMAS: dict[str, tuple[type, dict[str, type]]] = {
 TYPE_OF: dict[type, str] = {cls: kind for kind, (cls, _fields) in SCHEMAS.items()}
 
 #: type -> {field: python type} of fields that may be left out.
-OPTIONAL: dict[str, dict[str, type]] = {"outcome": {"note": str}}
+OPTIONAL: dict[str, dict[str, type]] = {"outcome": {"note": str}, "offer": {"sources": dict}}
+
+#: The sources an offer may name (rooms.policy.SOURCES), and how many mids at most.
+OFFER_SOURCES = frozenset({"microphone", "camera", "screen", "camera2"})
+MAX_OFFER_SOURCES = 8
 
 
 def parse_client_message(raw: str) -> ClientMessage:
@@ -222,8 +228,23 @@ def parse_client_message(raw: str) -> ClientMessage:
         )
     if kind == "chat" and not values["text"].strip():
         raise ProtocolError("invalid-field", "a chat message needs some text")
+    if kind == "offer" and "sources" in values:
+        _check_sources(values["sources"])
     message: ClientMessage = cls(**values, ref=ref)
     return message
+
+
+def _check_sources(sources: dict[str, Any]) -> None:
+    if len(sources) > MAX_OFFER_SOURCES:
+        raise ProtocolError("invalid-field", f"'sources' names at most {MAX_OFFER_SOURCES} mids")
+    for mid, source in sources.items():
+        if len(mid) > 16 or not isinstance(source, str):
+            raise ProtocolError("invalid-field", "'sources' maps short mids to source names")
+        if source not in OFFER_SOURCES:
+            raise ProtocolError(
+                "unknown-source",
+                f"unknown source {source!r}; one of {', '.join(sorted(OFFER_SOURCES))}",
+            )
 
 
 def error_message(
