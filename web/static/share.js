@@ -74,10 +74,10 @@
   async function tune(source) {
     // Screen content: keep its resolution (text stays legible) and let the frame rate give.
     const tr = senders[source];
-    if (source !== "screen" || !tr || !tr.sender.getParameters) return;
+    if (!tr || !tr.sender.getParameters) return;
     try {
       const params = tr.sender.getParameters();
-      params.degradationPreference = "maintain-resolution";
+      if (source === "screen") params.degradationPreference = "maintain-resolution";
       await tr.sender.setParameters(params);
     } catch (err) {
       // Not every browser takes it; the content hint still asks for detail.
@@ -157,7 +157,6 @@
       // A phone that cannot run two cameras at once: switch the face camera instead.
       return switchCamera(deviceId);
     }
-    if ("contentHint" in track) track.contentHint = "detail";
     return start("camera2", track);
   }
 
