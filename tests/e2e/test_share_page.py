@@ -6,8 +6,6 @@ refused by the server whatever its client does. One server and one browser for t
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -52,6 +50,7 @@ TILE = """(source) => {
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def share_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[RunningServer]:
+    SHOTS.mkdir(parents=True, exist_ok=True)
     running = await start_server(tmp_path_factory.mktemp("share"), "--quality-interval", "1")
     yield running
     await running.stop()
@@ -101,7 +100,6 @@ async def advancing(page: Page, source: str, frames: int = 3) -> dict[str, Any]:
 
 async def shoot(page: Page, name: str) -> None:
     """Screenshots at a laptop's and a phone's size."""
-    SHOTS.mkdir(parents=True, exist_ok=True)
     for width, height in ((1280, 800), (390, 844)):
         await page.set_viewport_size({"width": width, "height": height})
         await page.screenshot(path=str(SHOTS / f"{name}-{width}x{height}.png"), full_page=True)
@@ -215,9 +213,10 @@ async def raw_offer(server: RunningServer, token: str, visit: str, source: str) 
     page's buttons would; return the server's reply to the offer."""
     client = ClientPeer(ice_hosts=("127.0.0.1",), width=320, height=240)
     try:
-        async with aiohttp.ClientSession() as http, http.ws_connect(
-            server.base_url.replace("http", "ws") + "/ws"
-        ) as ws:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.ws_connect(server.base_url.replace("http", "ws") + "/ws") as ws,
+        ):
             await ws.send_json({"type": "join", "token": token, "visit": visit})
             joined = await ws.receive_json(timeout=10)
             assert joined["type"] == "joined", joined
