@@ -6,6 +6,7 @@ refused by the server whatever its client does. One server and one browser for t
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -50,7 +51,7 @@ TILE = """(source) => {
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def share_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[RunningServer]:
-    SHOTS.mkdir(parents=True, exist_ok=True)
+    await asyncio.to_thread(SHOTS.mkdir, parents=True, exist_ok=True)
     running = await start_server(tmp_path_factory.mktemp("share"), "--quality-interval", "1")
     yield running
     await running.stop()
