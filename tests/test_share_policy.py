@@ -71,9 +71,7 @@ def test_an_offer_names_its_sources_by_mid() -> None:
 
 
 def share_event(kind: EventKind, t: float, who: str, role: str, **data: object) -> VisitEvent:
-    return VisitEvent(
-        VisitId("v-1"), kind, ParticipantId(who), role=role, data=dict(data), time=t
-    )
+    return VisitEvent(VisitId("v-1"), kind, ParticipantId(who), role=role, data=dict(data), time=t)
 
 
 def test_the_evaluation_keeps_who_shared_and_how_long_never_what() -> None:
