@@ -188,23 +188,21 @@ async def test_a_nurse_shows_a_wound_with_a_second_camera(
     links = visit["links"]
     nurse = await open_page(share_browser, links["nurse"])
     gp = await open_page(share_browser, links["gp"])
-    citizen = await open_page(share_browser, links["citizen"])
-    pages = [nurse, gp, citizen]
-    await playing(gp, 2, pages)
+    pages = [nurse, gp]
+    await playing(gp, 1, pages)
     await nurse.get_by_role("button", name="Tilføj kamera").click()
     # More than one other camera: the nurse picks one from the list.
     await nurse.locator("#camera2-picker").select_option(label="fake_device_2")
-    for page in (gp, citizen):
-        await playing(page, 3, pages)
-        seen = await advancing(page, "camera2")
-        assert seen["label"] == "Sygeplejerske · ekstra kamera"
-        assert seen["stage"] is None  # a face-sized tile beside the nurse's own
+    # The GP sees the nurse's face and, beside it, her second camera.
+    await playing(gp, 2, pages)
+    seen = await advancing(gp, "camera2")
+    assert seen["label"] == "Sygeplejerske · ekstra kamera"
+    assert seen["stage"] is None  # a face-sized tile beside the nurse's own
     for page, name in ((nurse, "nurse"), (gp, "gp")):
         await shoot(page, f"camera2-{name}")
     await nurse.get_by_role("button", name="Fjern ekstra kamera").click()
-    for page in (gp, citizen):
-        await gone(page, "camera2")
-        await playing(page, 2, pages)
+    await gone(gp, "camera2")
+    await playing(gp, 1, pages)
     for page in pages:
         await page.context.close()
 
