@@ -7,6 +7,7 @@ refused by the server whatever its client does. One server and one browser for t
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from playwright.async_api import Browser, Page, async_playwright
 from media.client import ClientPeer
 from server.keys import load_or_create_signing_key
 from tests.e2e.test_browser import CHROMIUM, CHROMIUM_PRESENT, DIAGNOSIS, FLAGS
-from tests.support.servers import RunningServer, start_server
+from tests.support.servers import RunningServer, cli, start_server
 
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="module")]
 
@@ -179,6 +180,14 @@ async def test_a_specialist_shares_a_scan_and_a_late_joiner_sees_it(
         await gone(page, "screen")
     for page in pages:
         await page.context.close()
+    # The evaluation knows that the specialist showed a screen twice, and for how long.
+    code, out, err = await cli(
+        share_server, "report", "export", "--org", "demo", "--format", "json"
+    )
+    assert code == 0, err
+    shared = [e for v in json.loads(out) for e in v["content_shared"] if e["source"] == "screen"]
+    assert [(e["role"], e["source"], e["times"]) for e in shared] == [("specialist", "screen", 2)]
+    assert shared[0]["seconds"] > 0
 
 
 async def test_a_nurse_shows_a_wound_with_a_second_camera(
