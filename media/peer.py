@@ -41,7 +41,7 @@ from media.downtrack import DownTrack
 from media.errors import NegotiationFailed
 from media.ice import drop_checks_from_refused_sources, restrict_host_candidates
 from media.relay import RelayDownTrack, RelayUpTrack
-from media.remb import watch_remb
+from media.remb import PublisherRemb, watch_remb
 from media.rtpwriter import RtpWriter
 from media.sources import (
     DEFAULT_SOURCE,
@@ -150,6 +150,8 @@ class MediaPeer:
         self._up_by_mid: dict[str, AnyUpTrack] = {}
         #: The source each sending mid was announced as (kept: a mid is one source for good).
         self._source_of_mid: dict[str, str] = {}
+        #: One estimate for all the video it publishes (media.remb).
+        self._remb = PublisherRemb()
         self.slots: list[DownSlot] = []
         self.negotiated = False
         #: The video codecs this participant can receive (from its offers), and those it
@@ -361,6 +363,7 @@ class MediaPeer:
             lambda: self._ssrc_by_mid.get(mid),
             self._tasks,
             self._counters,
+            self._remb,
         )
 
     def _add_slot(self, transceiver: RTCRtpTransceiver) -> None:

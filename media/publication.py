@@ -29,11 +29,13 @@ class Publication:
             return
         if self.source is not None:
             self.source.remove_sink(self.deliver)
+            self.source.published(False)
         self.source = source
         for down in self.subscribers:
             down.source_changed()
         if source is not None:
             source.add_sink(self.deliver)
+            source.published(True)
             if self.subscribers:
                 source.request_keyframe()
 

@@ -15,6 +15,7 @@ from media.client import ClientPeer, RemoteStats
 from media.config import MediaConfig
 from media.room import SfuRoom
 from media.sfu import Sfu
+from media.remb import START_BITRATE, PublisherRemb
 from media.sources import SOURCES, SourceForbidden
 
 LOOPBACK = ("127.0.0.1",)
@@ -181,3 +182,18 @@ async def test_a_source_the_policy_forbids_is_refused_and_nothing_applies(room: 
     unannounced = await citizen.create_offer()
     with pytest.raises(Exception, match="at most one camera"):
         await room.room.handle_offer("citizen", unannounced, {}, SOURCES)
+
+
+def test_a_publishers_video_tracks_hear_one_estimate_their_sum() -> None:
+    """A browser takes each REMB as the cap of all it sends: the camera's estimate alone would
+    starve a screen shared beside it, whose subscribers cannot estimate it before it flows."""
+    group = PublisherRemb()
+    camera, screen = object(), object()
+    group.published(camera, True)
+    assert group.estimate(camera, 500_000) == 500_000
+    group.published(screen, True)
+    assert group.estimate(camera, 500_000) == 500_000 + START_BITRATE
+    assert group.estimate(screen, 200_000) == 700_000
+    group.published(screen, False)
+    assert group.estimate(camera, 400_000) == 400_000
+    assert group.estimate(screen, 900_000) is None  # stopped: caps nothing
