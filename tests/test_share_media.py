@@ -13,9 +13,9 @@ import pytest
 
 from media.client import ClientPeer, RemoteStats
 from media.config import MediaConfig
+from media.remb import START_BITRATE, PublisherRemb
 from media.room import SfuRoom
 from media.sfu import Sfu
-from media.remb import START_BITRATE, PublisherRemb
 from media.sources import SOURCES, SourceForbidden
 
 LOOPBACK = ("127.0.0.1",)
