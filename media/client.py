@@ -124,6 +124,31 @@ class ClientPeer:
             transceiver = self.pc.addTransceiver(track, direction="sendonly")
             transceiver.setCodecPreferences(self._preferences(track.kind))
         self.pc.on("track", self._on_track)
+        #: Extra video it publishes (media.sources: "screen", "camera2") and their transceivers.
+        self._extra: dict[str, RTCRtpTransceiver] = {}
+        self._size = (width, height, fps)
+
+    def add_source(self, source: str, hue: int = 0, width: int | None = None) -> None:
+        """Publish (or resume) a synthetic video track as `source`, say a shared "screen";
+        the next offer announces it (`sources`)."""
+        transceiver = self._extra.get(source)
+        if transceiver is not None:
+            transceiver.direction = "sendonly"
+            return
+        w, h, fps = self._size
+        track = SyntheticVideoTrack(width or w, (width or w) * h // w, fps, hue)
+        transceiver = self.pc.addTransceiver(track, direction="sendonly")
+        transceiver.setCodecPreferences(self._preferences("video"))
+        self._extra[source] = transceiver
+
+    def stop_source(self, source: str) -> None:
+        """Stop sending `source` (the m-line goes inactive at the next offer)."""
+        self._extra[source].direction = "inactive"
+
+    @property
+    def sources(self) -> dict[str, str]:
+        """mid -> source of the extra tracks, for the offer (known once an offer was made)."""
+        return {t.mid: source for source, t in self._extra.items() if t.mid is not None}
 
     def _preferences(self, kind: str) -> list[RTCRtpCodecCapability]:
         if kind == "video" and self._video_codecs is not None:
@@ -208,7 +233,12 @@ class ClientPeer:
         entry = self.track_map.get(mid)
         if entry is None:
             return None
-        stats = self.remotes.setdefault(entry["participant"], RemoteStats(entry["participant"]))
+        # A shared screen or second camera is counted apart: "gp:screen".
+        source = entry.get("source", "camera")
+        key = entry["participant"]
+        if source not in ("camera", "microphone"):
+            key = f"{key}:{source}"
+        stats = self.remotes.setdefault(key, RemoteStats(key))
         if stats.first_frame_seconds is None and kind == "video":
             stats.first_frame_seconds = time.monotonic() - self._started
         if stats.first_audio_seconds is None and kind == "audio":

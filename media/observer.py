@@ -22,3 +22,7 @@ class RoomObserver(Protocol):
     def video_unsupported(self, participant: str, publisher: str, codec: str) -> None:
         """`participant` cannot decode `publisher`'s video codec (`codec`, say "H264"), and no
         codec that everyone decodes is left to switch to: that video will not reach them."""
+
+    def source_changed(self, participant: str, source: str, on: bool) -> None:
+        """`participant` started (`on`) or stopped publishing a transient source: a shared
+        screen or a second camera (media.sources)."""

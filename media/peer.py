@@ -41,8 +41,17 @@ from media.downtrack import DownTrack
 from media.errors import NegotiationFailed
 from media.ice import drop_checks_from_refused_sources, restrict_host_candidates
 from media.relay import RelayDownTrack, RelayUpTrack
-from media.remb import watch_remb
+from media.remb import PublisherRemb, watch_remb
 from media.rtpwriter import SENDER_OCTET_COUNT, SENDER_PACKET_COUNT, RtpWriter
+from media.sources import (
+    DEFAULT_SOURCE,
+    SLOT_OF,
+    SOURCE_KIND,
+    SOURCE_OF_SLOT,
+    SOURCES,
+    SourceForbidden,
+    slot_kind,
+)
 from media.tasks import OwnedTasks
 from media.uptrack import UpTrack
 
@@ -135,7 +144,14 @@ class MediaPeer:
                 bundlePolicy=RTCBundlePolicy.MAX_BUNDLE,
             )
         )
+        #: What it publishes now, by publication slot ("audio", "video", "screen", "camera2"),
+        #: and every up track it ever had, by mid (an up track outlives a paused share).
         self.up: dict[str, AnyUpTrack] = {}
+        self._up_by_mid: dict[str, AnyUpTrack] = {}
+        #: The source each sending mid was announced as (kept: a mid is one source for good).
+        self._source_of_mid: dict[str, str] = {}
+        #: One estimate for all the video it publishes (media.remb).
+        self._remb = PublisherRemb()
         self.slots: list[DownSlot] = []
         self.negotiated = False
         #: The video codecs this participant can receive (from its offers), and those it
@@ -161,11 +177,20 @@ class MediaPeer:
     @property
     def video_codec(self) -> str | None:
         """The video codec this participant publishes, once it publishes video."""
-        return self.video_sends[0] if self.video_sends and "video" in self.up else None
+        publishing = any(slot_kind(slot) == "video" for slot in self.up)
+        return self.video_sends[0] if self.video_sends and publishing else None
 
-    async def answer(self, offer_sdp: str, video_order: VideoOrder | None = None) -> str:
+    async def answer(
+        self,
+        offer_sdp: str,
+        video_order: VideoOrder | None = None,
+        sources: dict[str, str] | None = None,
+        allowed: frozenset[str] = SOURCES,
+    ) -> str:
         """Apply the participant's offer and return our answer (complete, no trickle).
-        `video_order` orders the codecs of the video it publishes (default: as offered)."""
+        `video_order` orders the codecs of the video it publishes (default: as offered);
+        `sources` names the source of sending m-lines by mid (media.sources), each of which
+        must be in `allowed` (else SourceForbidden, and nothing of the offer is applied)."""
         async with self._lock:
             if not offer_sdp.startswith("v=0"):
                 raise NegotiationFailed("the offer is not an SDP session description")
@@ -174,6 +199,7 @@ class MediaPeer:
             except Exception as exc:  # aiortc's parser raises several types on bad input
                 raise NegotiationFailed(f"the offer could not be parsed: {exc}") from exc
             self._check_offer(description)
+            sending = self._publishing(description, sources or {}, allowed)
             # Before aiortc sees it: a refused candidate never gets a single datagram.
             offer_sdp, self.refused_candidates = self._remote_candidates.filter_offer(offer_sdp)
             if self.refused_candidates:
@@ -226,6 +252,12 @@ class MediaPeer:
                     self._add_up(transceiver)
                 elif transceiver.direction == "sendonly":
                     self._add_slot(transceiver)
+            self._source_of_mid.update(sending)
+            self.up = {
+                SLOT_OF[source]: self._up_by_mid[mid]
+                for mid, source in sending.items()
+                if mid in self._up_by_mid
+            }
             await self.pc.setLocalDescription(await self.pc.createAnswer())
             # The sockets exist now (gathered). In relay mode no up track attaches, so only the
             # guard against datagrams that would end aiortc's receiving task applies.
@@ -272,35 +304,66 @@ class MediaPeer:
             )
         if len(description.media) > MAX_MEDIA_SECTIONS:
             raise NegotiationFailed(f"the offer has more than {MAX_MEDIA_SECTIONS} media sections")
-        sending: dict[str, int] = {}
         for media in description.media:
             if media.kind not in ("audio", "video"):
                 raise NegotiationFailed(f"media of kind {media.kind!r} is not supported")
-            if media.direction in ("sendonly", "sendrecv"):
-                sending[media.kind] = sending.get(media.kind, 0) + 1
-        for kind, count in sending.items():
-            already = 1 if kind in self.up else 0
-            new = count - already
-            if count > 1 or new < 0:
-                raise NegotiationFailed(f"a participant publishes at most one {kind} track")
+
+    def _publishing(
+        self,
+        description: aiortc_sdp.SessionDescription,
+        sources: dict[str, str],
+        allowed: frozenset[str],
+    ) -> dict[str, str]:
+        """mid -> source of every m-line the offer sends on that the server receives: as
+        announced, as announced before, or the kind's default (microphone, camera). At most
+        one track of each source, of the source's kind, and only sources in `allowed`."""
+        receiving = {
+            t.mid for t in self.pc.getTransceivers() if t.direction == "recvonly" and t.mid
+        }
+        known = {t.mid for t in self.pc.getTransceivers() if t.mid}
+        out: dict[str, str] = {}
+        for media in description.media:
+            mid = media.rtp.muxId
+            if media.direction not in ("sendonly", "sendrecv"):
+                continue
+            if mid in known and mid not in receiving:
+                continue  # a down slot the client turned around: nothing is received on it
+            source = sources.get(mid) or self._source_of_mid.get(mid) or DEFAULT_SOURCE[media.kind]
+            before = self._source_of_mid.get(mid)
+            if before is not None and before != source:
+                raise NegotiationFailed(f"m-line {mid} was announced as {before}, not {source}")
+            if SOURCE_KIND.get(source) != media.kind:
+                raise NegotiationFailed(f"m-line {mid} is {media.kind}, not a {source} track")
+            if source in out.values():
+                raise NegotiationFailed(f"a participant publishes at most one {source} track")
+            if source not in allowed:
+                raise SourceForbidden(source)
+            out[mid] = source
+        unknown = set(sources) - {m.rtp.muxId for m in description.media}
+        if unknown:
+            raise NegotiationFailed(
+                f"'sources' names mids the offer does not have: {sorted(unknown)}"
+            )
+        return out
 
     def _add_up(self, transceiver: RTCRtpTransceiver) -> None:
         kind = transceiver.kind
-        if kind in self.up:
+        mid = transceiver.mid or ""
+        if mid in self._up_by_mid:
             return
         if self._config.media_mode == "relay":
             # Not tapped: the receiver decodes, and the relay hands decoded frames on.
-            self.up[kind] = RelayUpTrack(
+            self._up_by_mid[mid] = RelayUpTrack(
                 kind, transceiver.receiver.track, self._tasks, self._counters
             )
             return
-        mid = transceiver.mid or ""
-        self.up[kind] = UpTrack(
+        self._up_by_mid[mid] = UpTrack(
             kind,
             transceiver.receiver,
             lambda: self._ssrc_by_mid.get(mid),
             self._tasks,
             self._counters,
+            self._remb,
         )
 
     def _add_slot(self, transceiver: RTCRtpTransceiver) -> None:
@@ -357,7 +420,11 @@ class MediaPeer:
             out[slot.mid] = (
                 None
                 if publication is None
-                else {"participant": publication.participant, "kind": slot.kind}
+                else {
+                    "participant": publication.participant,
+                    "kind": slot.kind,
+                    "source": SOURCE_OF_SLOT[publication.slot],
+                }
             )
         return out
 
@@ -379,7 +446,7 @@ class MediaPeer:
             self._counters.bytes_forwarded_closed += octets
             for slot in self.slots:
                 slot.track.stop()
-            for up in self.up.values():
+            for up in self._up_by_mid.values():
                 if isinstance(up, RelayUpTrack):
                     up.close()
             self._closing = asyncio.ensure_future(self.pc.close())

@@ -16,9 +16,11 @@ if TYPE_CHECKING:
 
 
 class Publication:
-    def __init__(self, participant: str, kind: str) -> None:
+    def __init__(self, participant: str, kind: str, slot: str | None = None) -> None:
         self.participant = participant
         self.kind = kind
+        #: Its key in the room: "audio", "video", "screen" or "camera2" (media.sources).
+        self.slot = slot or kind
         self.source: UpTrack | None = None
         self.subscribers: set[DownTrack] = set()
 
@@ -27,11 +29,13 @@ class Publication:
             return
         if self.source is not None:
             self.source.remove_sink(self.deliver)
+            self.source.published(False)
         self.source = source
         for down in self.subscribers:
             down.source_changed()
         if source is not None:
             source.add_sink(self.deliver)
+            source.published(True)
             if self.subscribers:
                 source.request_keyframe()
 

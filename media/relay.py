@@ -149,9 +149,11 @@ class RelayPublication:
 
     Same surface as `media.publication.Publication` where the room uses it."""
 
-    def __init__(self, participant: str, kind: str) -> None:
+    def __init__(self, participant: str, kind: str, slot: str | None = None) -> None:
         self.participant = participant
         self.kind = kind
+        #: Its key in the room: "audio", "video", "screen" or "camera2" (media.sources).
+        self.slot = slot or kind
         self.source: RelayUpTrack | None = None
         self.subscribers: set[RelayDownTrack] = set()
         self.track = RelaySourceTrack(kind)

@@ -14,13 +14,18 @@ own (media.uptrack switches aiortc's off), and the publisher hears the weakest s
   while they see overuse);
 - `throttle_remb`: the same for an aiortc receiver's own REMBs (bots and test clients, which
   should load the server as browsers do);
-- `send_remb`: how a receiver announces an estimate (the server to a publisher; tests).
+- `send_remb`: how a receiver announces an estimate (the server to a publisher; tests);
+- `PublisherRemb`: a browser takes each REMB as the cap of everything it sends, so a publisher
+  with more than one video track (a camera and a shared screen) hears one estimate: the sum of
+  each track's, a track nobody has estimated yet counting as `START_BITRATE`. Without that the
+  camera's estimate would cap the screen too, and the screen's encoder would get no bitrate
+  at all (its subscribers estimate nothing before its first packets: a deadlock).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
@@ -31,6 +36,9 @@ from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, pack_remb_fci, unpack_remb
 REMB_INTERVAL_SECONDS = 0.2
 #: ...unless the estimate falls below this share of the last one sent.
 REMB_DROP_RATIO = 0.97
+
+#: What a published video track nobody has estimated yet may send (Chromium's start bitrate).
+START_BITRATE = 300_000
 
 #: The receiver's own RTCP SSRC (name-mangled); media.seams checks it at start-up.
 RTCP_SSRC_ATTR = "_RTCRtpReceiver__rtcp_ssrc"
@@ -104,9 +112,37 @@ def throttle_remb(receiver: RTCRtpReceiver, throttle: RembThrottle | None = None
     setattr(receiver, "_send_rtcp", send_rtcp)  # noqa: B010
 
 
-async def send_remb(receiver: RTCRtpReceiver, bitrate: int, media_ssrc: int) -> None:
-    """Send a REMB of `bitrate` about the stream `media_ssrc` from `receiver` now."""
+async def send_remb(
+    receiver: RTCRtpReceiver, bitrate: int, media_ssrc: int | Sequence[int]
+) -> None:
+    """Send a REMB of `bitrate` about the stream(s) `media_ssrc` from `receiver` now."""
     rtcp_ssrc = getattr(receiver, RTCP_SSRC_ATTR, None)
     if rtcp_ssrc is None:
         raise RuntimeError("the receiver has not started: it has no RTCP SSRC yet")
-    await receiver._send_rtcp(remb_packet(rtcp_ssrc, bitrate, [media_ssrc]))
+    ssrcs = [media_ssrc] if isinstance(media_ssrc, int) else list(media_ssrc)
+    await receiver._send_rtcp(remb_packet(rtcp_ssrc, bitrate, ssrcs))
+
+
+class PublisherRemb:
+    """The estimates of one publisher's published video tracks, announced as one (see above)."""
+
+    def __init__(self) -> None:
+        #: published track -> its subscribers' weakest estimate (None: none yet)
+        self._caps: dict[object, int | None] = {}
+        self.throttle = RembThrottle()
+
+    def published(self, track: object, on: bool) -> None:
+        if on:
+            self._caps.setdefault(track, None)
+        else:
+            self._caps.pop(track, None)
+
+    def estimate(self, track: object, bitrate: int) -> int | None:
+        """Record `track`'s estimate; the total to announce, or None while no track has one."""
+        if track not in self._caps:
+            return None  # not published (any more): its estimate caps nothing
+        self._caps[track] = bitrate
+        return sum(START_BITRATE if cap is None else cap for cap in self._caps.values())
+
+    def tracks(self) -> list[object]:
+        return list(self._caps)

@@ -19,6 +19,7 @@ from media.observer import RoomObserver
 from media.peer import AnyDownTrack, AnyUpTrack, MediaPeer, codec_name
 from media.publication import Publication
 from media.relay import RelayDownTrack, RelayPublication, RelayUpTrack
+from media.sources import SOURCE_OF_SLOT, SOURCES, TRANSIENT, slot_kind
 from media.tasks import OwnedTasks
 
 logger = logging.getLogger(__name__)
@@ -48,8 +49,9 @@ class SfuRoom:
         nothing (camera and microphone refused) is never empty, and the next to arrive lands
         in a slot without a renegotiation."""
         others = {p for p in self.peers if p != participant}
-        others |= {p for (p, _kind) in self.publications if p != participant}
-        return {kind: max(len(others), 1) for kind in KINDS}
+        others |= {p for (p, _slot) in self.publications if p != participant}
+        extra = sum(1 for (p, slot) in self.publications if p != participant and slot not in KINDS)
+        return {"audio": max(len(others), 1), "video": max(len(others), 1) + extra}
 
     async def connect(self, participant: str) -> MediaPeer:
         """A new peer connection for `participant`, replacing any previous one (a reconnect)."""
@@ -68,23 +70,41 @@ class SfuRoom:
         self.peers[participant] = peer
         return peer
 
-    async def handle_offer(self, participant: str, offer_sdp: str) -> str:
+    async def handle_offer(
+        self,
+        participant: str,
+        offer_sdp: str,
+        sources: dict[str, str] | None = None,
+        allowed: frozenset[str] = SOURCES,
+    ) -> str:
+        """Answer `participant`'s offer. `sources` names the source of sending m-lines by mid,
+        `allowed` the sources it may publish (media.sources; SourceForbidden otherwise). A
+        shared screen or second camera the offer no longer sends is unpublished."""
         peer = self.peers.get(participant)
         if peer is None:
             raise NegotiationFailed("no media session; join first")
-        answer = await peer.answer(offer_sdp, lambda offered: self._video_order(peer, offered))
-        for kind, up in peer.up.items():
-            publication = self.publications.get((participant, kind))
+        answer = await peer.answer(
+            offer_sdp, lambda offered: self._video_order(peer, offered), sources, allowed
+        )
+        for slot, up in peer.up.items():
+            kind = slot_kind(slot)
+            publication = self.publications.get((participant, slot))
             if publication is None:
                 publication = (
-                    RelayPublication(participant, kind)
+                    RelayPublication(participant, kind, slot)
                     if self._config.media_mode == "relay"
-                    else Publication(participant, kind)
+                    else Publication(participant, kind, slot)
                 )
-                self.publications[(participant, kind)] = publication
+                self.publications[(participant, slot)] = publication
+                if slot not in KINDS:
+                    self._observer.source_changed(participant, SOURCE_OF_SLOT[slot], True)
             if publication.source is not up:
-                up.on_first_frame(self._first_frame_reporter(participant, kind))
+                if slot in KINDS:
+                    up.on_first_frame(self._first_frame_reporter(participant, kind))
                 _set_source(publication, up)
+        for key in [k for k in self.publications if k[0] == participant]:
+            if SOURCE_OF_SLOT[key[1]] in TRANSIENT and key[1] not in peer.up:
+                self._unpublish(participant, key[1])
         self._distribute()
         self._check_video_codecs()
         return answer
@@ -150,14 +170,14 @@ class SfuRoom:
                 continue
             changed = False
             missing = dict.fromkeys(KINDS, 0)
-            for (publisher, kind), publication in self.publications.items():
+            for (publisher, _slot), publication in self.publications.items():
                 if publisher == peer.participant:
                     continue
                 if any(s.track.publication is publication for s in peer.slots):
                     continue
-                slot = peer.free_slot(kind)
+                slot = peer.free_slot(publication.kind)
                 if slot is None:
-                    missing[kind] += 1
+                    missing[publication.kind] += 1
                     continue
                 _attach(slot.track, publication)
                 changed = True
@@ -182,22 +202,28 @@ class SfuRoom:
         peer = self.peers.pop(participant, None)
         if peer is not None:
             await self._drop_peer(peer)
+        for key in [k for k in self.publications if k[0] == participant]:
+            self._unpublish(participant, key[1])
+
+    def _unpublish(self, participant: str, slot: str) -> None:
+        """Close one publication: its subscribers' slots are free for the next one."""
+        publication = self.publications.pop((participant, slot), None)
+        if publication is None:
+            return
         affected: set[str] = set()
-        for kind in KINDS:
-            publication = self.publications.pop((participant, kind), None)
-            if publication is None:
-                continue
-            for down in list(publication.subscribers):
-                for other in self.peers.values():
-                    if any(s.track is down for s in other.slots):
-                        affected.add(other.participant)
-            publication.close()
+        for down in list(publication.subscribers):
+            for other in self.peers.values():
+                if any(s.track is down for s in other.slots):
+                    affected.add(other.participant)
+        publication.close()
+        if slot not in KINDS:
+            self._observer.source_changed(participant, SOURCE_OF_SLOT[slot], False)
         for subscriber in affected:
             self._observer.tracks_changed(subscriber)
 
     async def _drop_peer(self, peer: MediaPeer) -> None:
-        for kind, up in peer.up.items():
-            publication = self.publications.get((peer.participant, kind))
+        for slot, up in peer.up.items():
+            publication = self.publications.get((peer.participant, slot))
             if publication is not None and publication.source is up:
                 _set_source(publication, None)
         await peer.close()

@@ -31,7 +31,7 @@ from media.directreceive import RECEIVER_CODECS, DirectReceive, ReceivedPacket, 
 from media.firstframe import FirstFrame
 from media.frames import MediaPacket, keyframe_start_for
 from media.reassembly import JITTER_BUFFER_ATTR, NackRetries
-from media.remb import RembThrottle, send_remb
+from media.remb import PublisherRemb, send_remb
 from media.tap import install_tap
 from media.tasks import OwnedTasks
 
@@ -73,7 +73,9 @@ class UpTrack:
         media_ssrc: Callable[[], int | None],
         tasks: OwnedTasks,
         counters: MediaCounters,
+        remb: PublisherRemb | None = None,
     ) -> None:
+        """`remb`: the estimates of every video track of this publisher (media.remb)."""
         self.kind = kind
         self._receiver = receiver
         self._media_ssrc = media_ssrc
@@ -84,7 +86,7 @@ class UpTrack:
         self._last_request = 0.0
         self._request_pending = False
         self.frames = 0
-        self._remb = RembThrottle()
+        self._remb = remb if remb is not None else PublisherRemb()
         # The tap keeps the receiver's decoder thread idle; the packets come to us instead.
         install_tap(receiver, lambda _codec, _frame: None)
         self._video = kind == "video"
@@ -162,16 +164,28 @@ class UpTrack:
         self._counters.nacks_sent += 1
         self._tasks.spawn(self._receiver._send_rtcp_nack(media_ssrc, lost))
 
-    def cap_bitrate(self, bitrate: int) -> None:
-        """The weakest subscriber's estimate: tell the publisher, five times a second at most
-        unless it falls."""
-        if self.kind != "video" or not self._remb.admit(bitrate):
-            return
-        ssrc = self._media_ssrc()
-        if ssrc is not None:
-            self._tasks.spawn(self._announce(bitrate, ssrc))
+    def published(self, on: bool) -> None:
+        """Whether a publication forwards this track now (its estimate counts only then)."""
+        if self.kind == "video":
+            self._remb.published(self, on)
 
-    async def _announce(self, bitrate: int, ssrc: int) -> None:
+    def cap_bitrate(self, bitrate: int) -> None:
+        """The weakest subscriber's estimate: tell the publisher (the sum over its published
+        video tracks, media.remb), five times a second at most unless it falls."""
+        if self.kind != "video":
+            return
+        total = self._remb.estimate(self, bitrate)
+        if total is None or not self._remb.throttle.admit(total):
+            return
+        ssrcs = [
+            ssrc
+            for track in self._remb.tracks()
+            if isinstance(track, UpTrack) and (ssrc := track._media_ssrc()) is not None
+        ]
+        if ssrcs:
+            self._tasks.spawn(self._announce(total, ssrcs))
+
+    async def _announce(self, bitrate: int, ssrc: list[int]) -> None:
         try:
             await send_remb(self._receiver, bitrate, ssrc)
         except RuntimeError:

@@ -163,6 +163,16 @@ class FirstFrame:
 
 
 @dataclass(frozen=True)
+class ContentShared:
+    """A shared screen or second camera began (`seconds` None) or ended after `seconds`."""
+
+    member: Member | None
+    source: str
+    seconds: float | None = None
+    started: bool = True
+
+
+@dataclass(frozen=True)
 class VisitOpened:
     pass
 
@@ -197,6 +207,7 @@ CallEvent = (
     | AssistingChanged
     | FellBackToPhone
     | FirstFrame
+    | ContentShared
     | VisitOpened
     | VisitStarted
     | VisitMoved
@@ -227,6 +238,8 @@ class Call:
         self.visit_id = visit_id
         self._grace = grace
         self._clock = clock
+        #: (participant, source) -> when their shared screen or second camera began (clock).
+        self.sharing: dict[tuple[ParticipantId, str], float] = {}
         self.seats: dict[ParticipantId, Seat] = {}
         self.kind = VisitKind.CONSULTATION
         self.waiting_room = True
@@ -441,6 +454,17 @@ class Call:
     def first_frame(self, participant: ParticipantId, media: str, direction: str) -> CallEvent:
         seat = self.seats.get(participant)
         return FirstFrame(Member.of(seat) if seat else None, media, direction)
+
+    def content_share(self, participant: ParticipantId, source: str, on: bool) -> CallEvent:
+        """A shared screen or second camera began or ended (how long, by the clock)."""
+        seat = self.seats.get(participant)
+        member = Member.of(seat) if seat else None
+        if on:
+            self.sharing[(participant, source)] = self._clock()
+            return ContentShared(member, source)
+        began = self.sharing.pop((participant, source), None)
+        seconds = round(self._clock() - began, 1) if began is not None else None
+        return ContentShared(member, source, seconds, started=False)
 
     # --- leaving ------------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ from rooms.call import (
     AssistingChanged,
     CallEvent,
     ConnectionReplaced,
+    ContentShared,
     FellBackToPhone,
     FirstFrame,
     MediaFailed,
@@ -60,6 +61,11 @@ def visit_event(visit: VisitId, org: str | None, event: CallEvent) -> VisitEvent
             kind = EventKind.VISIT_FELL_BACK_TO_PHONE
         case FirstFrame(member=member, media=media, direction=direction):
             kind, data = EventKind.MEDIA_FIRST_FRAME, {"media": media, "direction": direction}
+        case ContentShared(member=member, source=source, seconds=seconds, started=True):
+            kind, data = EventKind.CONTENT_SHARE_STARTED, {"source": source}
+        case ContentShared(member=member, source=source, seconds=seconds):
+            kind = EventKind.CONTENT_SHARE_STOPPED
+            data = {"source": source, "seconds": seconds}
         case VisitOpened():
             kind = EventKind.VISIT_OPENED
         case VisitStarted():

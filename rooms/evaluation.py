@@ -61,6 +61,10 @@ Definitions of the fields of a `VisitSummary`:
   is worse, the 5th percentile), by nearest rank; `worst`, the maximum (the minimum for bitrate
   and frame rate). Also how many samples there were at each level. Exports name the tail by
   what it is: `p95` for the first four measures, `p5` for bitrate and frame rate.
+- `content_shared`: what was shown besides faces, never what it showed: per role and source
+  (`screen`, `camera2`), the summed seconds from each `content-share-started` to the next
+  `content-share-stopped` of that participant and source (a span still open is closed at the
+  visit's end, or while live at the latest recorded time), and how many times it began.
 - `outcome`: the code given to `summarize` (from the outcome store), else the `outcome` of the
   last `outcome-recorded` event; None when none was recorded. The clinician's note is never
   an input.
@@ -228,6 +232,16 @@ class Experience:
 
 
 @dataclass(frozen=True)
+class SharedContent:
+    """That a role showed a source, how often and for how long; never what it showed."""
+
+    role: str
+    source: str
+    times: int
+    seconds: float
+
+
+@dataclass(frozen=True)
 class VisitSummary:
     visit: str
     kind: str | None
@@ -250,6 +264,7 @@ class VisitSummary:
     experience: Experience | None
     end_reason: str | None = None
     surveys: list[SurveyAnswer] = field(default_factory=list)
+    content_shared: list[SharedContent] = field(default_factory=list)
 
     @property
     def reference_time(self) -> float | None:
@@ -359,6 +374,9 @@ def summarize(
     first_frames_up: dict[str, list[float]] = {}
     last_outcome: str | None = None
     survey_events: list[SurveyAnswer] = []
+    #: (participant, source) -> when the share began; (role, source) -> [times, seconds]
+    share_open: dict[tuple[str, str], tuple[float, str]] = {}
+    shared: dict[tuple[str, str], list[float]] = {}
 
     for event in ordered:
         track: _Track | None = None
@@ -392,6 +410,14 @@ def summarize(
                 open_track.waiting_since = None
         elif k is EventKind.MEDIA_FAILED:
             media_failed.append(t)
+        elif k is EventKind.CONTENT_SHARE_STARTED and track is not None:
+            source = str(event.data.get("source") or "unknown")
+            share_open.setdefault((track.participant, source), (t, track.role or "unknown"))
+        elif k is EventKind.CONTENT_SHARE_STOPPED and track is not None:
+            source = str(event.data.get("source") or "unknown")
+            began = share_open.pop((track.participant, source), None)
+            if began is not None:
+                _add_share(shared, began[1], source, t - began[0])
         elif k is EventKind.CITIZEN_ASSISTED:
             assisted_flag = assisted_flag or event.data.get("on") is True
         elif k is EventKind.MEDIA_FIRST_FRAME and track is not None:
@@ -405,6 +431,8 @@ def summarize(
                 started_at = t
 
     horizon = ended_at if ended_at is not None else last_known
+    for (_participant, source), (began_at, role) in share_open.items():
+        _add_share(shared, role, source, (horizon or began_at) - began_at)
     for open_track in tracks.values():
         if horizon is not None:
             open_track.close_span(horizon)
@@ -479,7 +507,19 @@ def summarize(
         experience=_experience(answers),
         end_reason=end_reason,
         surveys=answers,
+        content_shared=[
+            SharedContent(role, source, int(times), round(seconds, 1))
+            for (role, source), (times, seconds) in sorted(shared.items())
+        ],
     )
+
+
+def _add_share(
+    shared: dict[tuple[str, str], list[float]], role: str, source: str, seconds: float
+) -> None:
+    entry = shared.setdefault((role, source), [0, 0.0])
+    entry[0] += 1
+    entry[1] += max(0.0, seconds)
 
 
 def _lifecycle(

@@ -42,6 +42,10 @@ class EventKind(StrEnum):
     MEDIA_FIRST_FRAME = "media-first-frame"
     MEDIA_RESTARTED = "media-restarted"
     MEDIA_FAILED = "media-failed"
+    #: A participant began or stopped showing content (data: `source`, "screen" or "camera2";
+    #: on stop also `seconds`). That content was shown, never what.
+    CONTENT_SHARE_STARTED = "content-share-started"
+    CONTENT_SHARE_STOPPED = "content-share-stopped"
 
 
 @dataclass(frozen=True)

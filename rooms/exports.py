@@ -155,6 +155,10 @@ def visit_object(s: VisitSummary, pseudonyms: Pseudonymizer) -> dict[str, Any]:
         "fell_back_to_phone": s.fell_back_to_phone,
         "technical_failure": s.technical_failure,
         "failure_reasons": [code(x) for x in s.failure_reasons],
+        "content_shared": [
+            {"role": code(c.role), "source": code(c.source), "times": c.times, "seconds": c.seconds}
+            for c in s.content_shared
+        ],
         "outcome": code(s.outcome),
         "experience": None
         if experience is None

@@ -75,6 +75,28 @@ TABLE: dict[Role, dict[Action, Scope]] = {
 }
 
 
+#: What a participant may publish (the token's `sources` claim names them, like LiveKit's
+#: canPublishSources): a microphone, a camera, a shared screen, a second camera.
+SOURCES = ("microphone", "camera", "screen", "camera2")
+_EVERYONE = frozenset({"microphone", "camera", "camera2"})
+#: Without a `sources` claim: staff may share their screen; everyone may add a second camera.
+DEFAULT_SOURCES: dict[Role, frozenset[str]] = {
+    Role.CITIZEN: _EVERYONE,
+    Role.RELATIVE: _EVERYONE,
+    Role.INTERPRETER: _EVERYONE,
+    Role.NURSE: _EVERYONE | {"screen"},
+    Role.GP: _EVERYONE | {"screen"},
+    Role.SPECIALIST: _EVERYONE | {"screen"},
+}
+
+
+def publish_sources(principal: Principal) -> frozenset[str]:
+    """The sources `principal` may publish: its token's grant, else its role's default."""
+    if principal.sources is not None:
+        return principal.sources
+    return DEFAULT_SOURCES.get(principal.role, frozenset())
+
+
 def is_host_role(visit: Visit, role: Role) -> bool:
     """The clinician decides; in an assisted screen visit the nurse hosts."""
     return hosts(visit.kind, role)

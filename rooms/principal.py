@@ -23,3 +23,5 @@ class Principal:
     name: str | None = None
     token_id: str | None = None
     expires_at: float | None = None
+    #: What it may publish (rooms.policy.SOURCES), when its token says; None: its role's default.
+    sources: frozenset[str] | None = None

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from rooms.errors import AuthenticationFailed
 from rooms.ids import ParticipantId, VisitId
+from rooms.policy import SOURCES
 from rooms.principal import Principal
 from rooms.roles import CLINICIAN_ROLES, Role, Sector
 from server.keys import SigningKey
@@ -168,6 +169,14 @@ class TokenVerifier:
                 status=403,
             )
         name = claims.get("name")
+        sources = claims.get("sources")
+        if sources is not None and (
+            not isinstance(sources, list) or any(source not in SOURCES for source in sources)
+        ):
+            raise AuthenticationFailed(
+                "token-invalid",
+                f"'sources' must be a list of {', '.join(SOURCES)}",
+            )
         return Principal(
             subject=subject,
             issuer=issuer.iss,
@@ -179,6 +188,7 @@ class TokenVerifier:
             name=name if isinstance(name, str) else None,
             token_id=str(claims["jti"]) if "jti" in claims else None,
             expires_at=float(claims["exp"]),
+            sources=frozenset(sources) if sources is not None else None,
         )
 
 
@@ -216,6 +226,7 @@ class TokenIssuer:
         org: str | None = None,
         name: str | None = None,
         extra: dict[str, Any] | None = None,
+        sources: list[str] | None = None,
     ) -> str:
         now = int(time.time())
         claims: dict[str, Any] = {
@@ -229,7 +240,7 @@ class TokenIssuer:
             "sector": sector.value,
             "role": role.value,
         }
-        for claim, value in (("visit", visit), ("org", org), ("name", name)):
+        for claim, value in (("visit", visit), ("org", org), ("name", name), ("sources", sources)):
             if value is not None:
                 claims[claim] = value
         claims.update(extra or {})

@@ -62,6 +62,8 @@ class Recv(DownModel):
 class TrackSlot(DownModel):
     participant: str
     kind: Literal["audio", "video"]
+    #: What the track carries: the face camera and microphone, a shared screen, a second camera.
+    source: Literal["microphone", "camera", "screen", "camera2"] = "camera"
 
 
 class ChatPosted(DownMessage):
@@ -86,6 +88,8 @@ class Joined(DownMessage, CallState):
     reconnect: bool
     waiting: bool
     ice_servers: list[dict[str, Any]]
+    #: The sources this seat may publish (policy and the token's `sources` grant).
+    sources: list[Literal["microphone", "camera", "screen", "camera2"]]
     waiting_room: list[ParticipantInfo] | None = Field(default=None, exclude_if=_absent)
     outcomes: list[str] | None = Field(default=None, exclude_if=_absent)
     barred: list[SeatInfo] | None = Field(default=None, exclude_if=_absent)

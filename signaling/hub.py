@@ -525,6 +525,12 @@ class VisitHub:
         if session is not None:
             session.send({"type": "video-unsupported", "participant": publisher, "codec": codec})
 
+    def source_changed(self, participant: str, source: str, on: bool) -> None:
+        """A shared screen or second camera began or ended: recorded (role, source, seconds)."""
+        self.tasks.spawn(
+            self._record(self.call.content_share(ParticipantId(participant), source, on))
+        )
+
     def first_frame(self, participant: str, kind: str) -> None:
         self.tasks.spawn(
             self._record(self.call.first_frame(ParticipantId(participant), kind, "up"))

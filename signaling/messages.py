@@ -50,6 +50,8 @@ class Join(UpMessage):
 class Offer(UpMessage):
     type: Literal["offer"] = "offer"
     sdp: str
+    #: mid -> source ("camera", "microphone", "screen", "camera2") of the tracks it sends.
+    sources: dict[str, str] | None = None
 
 
 class MediaState(UpMessage):
@@ -208,6 +210,11 @@ def _refusal(raw: str) -> ProtocolError:
     return ProtocolError("invalid-message", "the message could not be read")
 
 
+#: The sources an offer may name (rooms.policy.SOURCES), and how many mids at most.
+OFFER_SOURCES = frozenset({"microphone", "camera", "screen", "camera2"})
+MAX_OFFER_SOURCES = 8
+
+
 def parse_client_message(raw: str) -> ClientMessage:
     """Parse and validate one client message, or raise ProtocolError with a precise code.
 
@@ -218,9 +225,25 @@ def parse_client_message(raw: str) -> ClientMessage:
             "message-too-large", f"messages are limited to {MAX_MESSAGE_BYTES} bytes"
         )
     try:
-        return _UNION.validate_json(raw)
+        message = _UNION.validate_json(raw)
     except ValueError:
         raise _refusal(raw) from None
+    if isinstance(message, Offer) and message.sources is not None:
+        _check_sources(message.sources)
+    return message
+
+
+def _check_sources(sources: dict[str, Any]) -> None:
+    if len(sources) > MAX_OFFER_SOURCES:
+        raise ProtocolError("invalid-field", f"'sources' names at most {MAX_OFFER_SOURCES} mids")
+    for mid, source in sources.items():
+        if len(mid) > 16 or not isinstance(source, str):
+            raise ProtocolError("invalid-field", "'sources' maps short mids to source names")
+        if source not in OFFER_SOURCES:
+            raise ProtocolError(
+                "unknown-source",
+                f"unknown source {source!r}; one of {', '.join(sorted(OFFER_SOURCES))}",
+            )
 
 
 def error_message(

@@ -9,6 +9,7 @@ import traceback
 from typing import TYPE_CHECKING, Any
 
 from media.errors import NegotiationFailed
+from media.sources import SourceForbidden
 from rooms.call import CallRefused
 from rooms.errors import (
     AuthenticationFailed,
@@ -19,7 +20,7 @@ from rooms.errors import (
 )
 from rooms.ids import ParticipantId
 from rooms.outcomes import OutcomeRejected
-from rooms.policy import Action, check_entry, is_host_role
+from rooms.policy import Action, check_entry, is_host_role, publish_sources
 from rooms.principal import Principal
 from rooms.store import StaleLease
 from rooms.visit import Seat, VisitState
@@ -105,6 +106,11 @@ class Session:
         #: Messages the hub sent while this session was joining, held back so that `joined` is
         #: always the first thing a client hears; None once it has been sent.
         self._held: list[dict[str, Any]] | None = []
+
+    @property
+    def sources(self) -> frozenset[str]:
+        """What this participant may publish (rooms.policy.publish_sources)."""
+        return publish_sources(self.principal) if self.principal is not None else frozenset()
 
     @property
     def participant(self) -> ParticipantId | None:
@@ -404,6 +410,8 @@ class Session:
                 "reconnect": reconnect,
                 "waiting": waiting,
                 "ice_servers": self._services.browser_ice_servers,
+                # What this seat may publish: the page offers a share button only if allowed.
+                "sources": sorted(self.sources),
             }
             if waiting:
                 joined.update({"participants": [], "chat": [], "recv": {"audio": 0, "video": 0}})
@@ -432,7 +440,11 @@ class Session:
             return
         if isinstance(message, Offer):
             try:
-                answer = await hub.room.handle_offer(seat.participant, message.sdp)
+                answer = await hub.room.handle_offer(
+                    seat.participant, message.sdp, message.sources, self.sources
+                )
+            except SourceForbidden as exc:
+                raise ProtocolError("source-forbidden", str(exc)) from None
             except NegotiationFailed as exc:
                 raise ProtocolError("negotiation-failed", str(exc)) from None
             peer = hub.room.peers[seat.participant]

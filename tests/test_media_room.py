@@ -52,6 +52,9 @@ class Recorder:
         self.unsupported.append((participant, publisher, codec))
         self.changed.set()
 
+    def source_changed(self, participant: str, source: str, on: bool) -> None:
+        pass
+
     async def until(self, check: Callable[[], bool], timeout: float = 30) -> None:
         """Wait until `check()` holds, re-checked at each first frame or codec report."""
         async with asyncio.timeout(timeout):

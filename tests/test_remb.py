@@ -20,7 +20,7 @@ class Downlink:
         (mid,) = [
             m
             for m, entry in client.track_map.items()
-            if entry == {"participant": publisher, "kind": "video"}
+            if entry == {"participant": publisher, "kind": "video", "source": "camera"}
         ]
         (slot,) = [s for s in harness.room.peers[subscriber].slots if s.mid == mid]
         (self._receiver,) = [t.receiver for t in client.pc.getTransceivers() if t.mid == mid]

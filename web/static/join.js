@@ -41,6 +41,10 @@
     metrics: { firstRemoteFrameMs: null, firstFrameByParticipant: {}, arrivalsNotified: 0, joinTimeReported: null },
   };
   window.screenvisit = state;
+  // Extensions (share.js) hook in here: offer(pc) -> extra offer fields, peer(pc) on a new
+  // peer connection, joined(msg), render(); and call back through api.
+  state.hooks = {};
+  state.api = { negotiate, send, render, t, preferForwardedCodecs };
 
   function pickLanguage() {
     const asked = new URLSearchParams(location.search).get("lang");
@@ -417,6 +421,7 @@
     state.visit = msg.visit;
     state.reconnects = 0;
     state.iceServers = msg.ice_servers;
+    if (state.hooks.joined) state.hooks.joined(msg);
     sessionStorage.setItem(joinedKey, "1");
     state.waiting = new Map((msg.waiting_room || []).map((p) => [p.participant, p]));
     state.barred = new Map((msg.barred || []).map((p) => [p.participant, p]));
@@ -475,6 +480,7 @@
         preferForwardedCodecs(transceiver, track.kind);
       }
     }
+    if (state.hooks.peer) state.hooks.peer(pc);
     ensureReceivers(recv);
     negotiate();
   }
@@ -522,7 +528,8 @@
         const answered = new Promise((resolve, reject) => {
           state.pending = { ref, resolve, reject };
         });
-        send({ type: "offer", id: ref, sdp: pc.localDescription.sdp });
+        const extra = state.hooks.offer ? state.hooks.offer(pc) : {};
+        send({ type: "offer", id: ref, sdp: pc.localDescription.sdp, ...extra });
         const answer = await answered;
         state.pending = null;
         if (state.pc !== pc) return;
@@ -531,6 +538,10 @@
       })
       .catch((err) => {
         state.pending = null;
+        // A refused offer (say a source not allowed) must not leave the connection stuck.
+        if (state.pc && state.pc.signalingState === "have-local-offer") {
+          state.pc.setLocalDescription({ type: "rollback" }).catch(() => {});
+        }
         showError("default", String(err && err.message ? err.message : err));
       });
     return state.negotiation;
@@ -644,7 +655,8 @@
   function tracksOf(participant) {
     const out = {};
     for (const [mid, entry] of Object.entries(state.tracks)) {
-      if (entry && entry.participant === participant && state.trackByMid.has(mid)) {
+      const face = !entry || !entry.source || ["camera", "microphone"].includes(entry.source);
+      if (face && entry && entry.participant === participant && state.trackByMid.has(mid)) {
         out[entry.kind] = state.trackByMid.get(mid);
       }
     }
@@ -756,6 +768,7 @@
           (state.deviceNotice && !state.participants.size ? state.deviceNotice : inCall),
       );
     }
+    if (state.hooks.render) state.hooks.render();
   }
 
   function addChat(msg) {
