@@ -35,6 +35,7 @@ from server import appkeys
 from server.access import AccessControl
 from server.auth import TokenIssuer, TokenVerifier
 from server.config import Settings
+from server.connection_test import setup_connection_test_routes
 from server.drain import Drainer
 from server.headers import add_security_headers
 from server.http_api import error_middleware, setup_api_routes
@@ -87,6 +88,7 @@ def create_app(
     app.cleanup_ctx.append(_signaling)
     setup_api_routes(app)
     setup_page_routes(app)
+    setup_connection_test_routes(app)
     app.router.add_static("/static", str(resources.files("web") / "static"))
     return app
 

@@ -647,6 +647,8 @@ async def check_link(request: web.Request) -> web.Response:
             "planned_start": planned,
             "opens_at": None if planned is None else planned - OPENS_BEFORE_START,
             "now": time.time(),
+            # For the pre-call connection test (UDP reachability through STUN/TURN).
+            "ice_servers": [s.to_browser() for s in request.app[appkeys.SETTINGS].ice_servers],
         },
         headers={"Cache-Control": "no-store"},
     )

@@ -609,6 +609,12 @@ def _paths() -> dict[str, Schema]:
                                 "planned_start": {"type": "number", "nullable": True},
                                 "opens_at": {"type": "number", "nullable": True},
                                 "now": {"type": "number"},
+                                "ice_servers": {
+                                    "type": "array",
+                                    "items": {"type": "object"},
+                                    "description": "STUN/TURN servers for the page's"
+                                    " connection test, as RTCIceServer dictionaries",
+                                },
                             },
                         },
                         "The link is valid",
@@ -751,6 +757,33 @@ def _paths() -> dict[str, Schema]:
                 "responses": {
                     "202": _json(_ref("Drain"), "Draining"),
                     **_errors(401, 403, 429),
+                },
+            }
+        },
+        "/api/connection-test": {
+            "get": {
+                "operationId": "connectionTest",
+                "summary": "The join page's connection test: round trip and download rate",
+                "description": "Returns `bytes` bytes that do not compress; no token needed.",
+                "security": [],
+                "parameters": [
+                    {
+                        "name": "bytes",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "integer", "minimum": 0, "maximum": 524288},
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "The payload",
+                        "content": {
+                            "application/octet-stream": {
+                                "schema": {"type": "string", "format": "binary"}
+                            }
+                        },
+                    },
+                    **_errors(400),
                 },
             }
         },
