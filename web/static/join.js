@@ -288,6 +288,7 @@
     }
     if (!track) return startPreview();
     if (kind === "audio") old.stop();
+    precall.remember(kind === "video" ? "camera" : "mic", track.getSettings().deviceId);
     track.enabled = kind === "audio" ? state.audioOn : state.videoOn;
     state.local.removeTrack(old);
     state.local.addTrack(track);

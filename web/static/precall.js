@@ -19,14 +19,15 @@ window.screenvisitPrecall = (() => {
     localStorage.setItem(PREFS, JSON.stringify({ ...prefs(), [kind]: deviceId }));
   }
 
-  function videoConstraints(extra = {}) {
+  // The remembered device if it is still there ("ideal"); the one just picked ("exact").
+  function videoConstraints(extra = {}, how = "ideal") {
     const camera = prefs().camera;
-    return { ...VIDEO, ...(camera ? { deviceId: { ideal: camera } } : {}), ...extra };
+    return { ...VIDEO, ...(camera ? { deviceId: { [how]: camera } } : {}), ...extra };
   }
 
-  function audioConstraints() {
+  function audioConstraints(how = "ideal") {
     const mic = prefs().mic;
-    return mic ? { deviceId: { ideal: mic } } : true;
+    return mic ? { deviceId: { [how]: mic } } : true;
   }
 
   /**
@@ -38,6 +39,17 @@ window.screenvisitPrecall = (() => {
     if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
       result.missing = true;
       return result;
+    }
+    if (prefs().camera || prefs().mic) {
+      // Exactly the devices chosen before, when they are all still there.
+      try {
+        result.stream = await navigator.mediaDevices.getUserMedia({
+          audio: audioConstraints("exact"), video: videoConstraints({}, "exact"),
+        });
+        return result;
+      } catch (err) {
+        result.stream = null;
+      }
     }
     const asks = [
       { audio: audioConstraints(), video: videoConstraints() },
@@ -57,8 +69,11 @@ window.screenvisitPrecall = (() => {
   }
 
   /** A new track of `kind` from the chosen (or the other-facing) device. */
-  async function openTrack(kind, extra = {}) {
-    const constraints = kind === "video" ? { video: videoConstraints(extra) } : { audio: audioConstraints() };
+  async function openTrack(kind, extra) {
+    // Front or back (`extra` facingMode) of any camera, or exactly the one picked.
+    const constraints = kind === "video"
+      ? { video: extra ? { ...VIDEO, ...extra } : videoConstraints({}, "exact") }
+      : { audio: audioConstraints("exact") };
     const stream = await navigator.mediaDevices.getUserMedia(constraints);
     return stream.getTracks()[0];
   }
