@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+from playwright.async_api import Browser, BrowserContext, Page, ViewportSize, async_playwright
 
 from tests.e2e.test_browser import CHROMIUM, CHROMIUM_PRESENT, DIAGNOSIS, FLAGS
 from tests.faults.tcpproxy import TcpProxy
@@ -23,8 +23,8 @@ from tests.support.servers import RunningServer, run_bot, start_server
 
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="module")]
 
-PHONE = {"width": 390, "height": 844}
-LAPTOP = {"width": 1280, "height": 800}
+PHONE: ViewportSize = {"width": 390, "height": 844}
+LAPTOP: ViewportSize = {"width": 1280, "height": 800}
 #: Two fake cameras, so that "Skift kamera" has somewhere to go.
 TWO_CAMERAS = [f for f in FLAGS if "fake-device" not in f] + [
     "--use-fake-device-for-media-stream=device-count=2"
@@ -41,7 +41,7 @@ GEOMETRY = """() => {
     width: innerWidth, height: innerHeight,
     buttons: [...document.querySelectorAll('button, select, input')]
       .filter((b) => b.checkVisibility())
-      .map((b) => ({name: b.getAttribute('aria-label') || b.textContent.trim() || b.id, ...box(b)})),
+      .map((b) => ({name: b.getAttribute('aria-label') || b.textContent.trim(), ...box(b)})),
     tiles: [...document.querySelectorAll('.tile.remote')].map(box),
     self: box(document.getElementById('self-tile')),
   };
@@ -97,9 +97,9 @@ async def chromium() -> AsyncIterator[Browser]:
 
 
 async def open_page(
-    browser: Browser, link: str, viewport: dict[str, int], init: str | None = None
+    browser: Browser, link: str, viewport: ViewportSize, init: str | None = None
 ) -> Page:
-    context: BrowserContext = await browser.new_context(viewport=viewport)  # type: ignore[arg-type]
+    context: BrowserContext = await browser.new_context(viewport=viewport)
     if init is not None:
         await context.add_init_script(init)
     page = await context.new_page()
@@ -375,8 +375,10 @@ async def test_stalled_media_is_noticed_and_past_the_cap_offers_a_button(
     await sender.evaluate(
         "() => Promise.all(window.screenvisit.pc.getSenders().map((s) => s.replaceTrack(null)))"
     )
-    await watcher.get_by_role("alert").filter(has_text="Forbindelsen er ustabil").wait_for(
-        timeout=15_000
+    await (
+        watcher.get_by_role("alert")
+        .filter(has_text="Forbindelsen er ustabil")
+        .wait_for(timeout=15_000)
     )
     gave_up = watcher.get_by_role("alert").filter(has_text="Vi kan ikke genoprette")
     await gave_up.wait_for(timeout=30_000)

@@ -46,10 +46,7 @@
       confirmRemoveYes: "Fjern",
       noMicVideoOnly: "Vi kan ikke bruge din mikrofon. Du deltager med billede, og du kan se og høre de andre.",
       help: {
-        mic: "Vi kan ikke bruge din mikrofon.",
-        camera: "Vi kan ikke bruge dit kamera.",
-        both: "Vi kan ikke bruge dit kamera eller din mikrofon.",
-        none: "Vi fandt hverken kamera eller mikrofon. Du kan stadig deltage og se og høre de andre.",
+        plugIn: "Sæt et kamera eller en mikrofon til, eller tjek at ingen anden app bruger dem. Tryk så på knappen herunder.",
         chrome: "Tryk på ikonet til venstre for adressen (hængelåsen eller kameraet), vælg Tillad for kamera og mikrofon, og tryk så på knappen herunder.",
         firefox: "Tryk på kamera-ikonet til venstre for adressen, fjern blokeringen af kamera og mikrofon, og tryk så på knappen herunder.",
         safari: "På iPhone og iPad: tryk på aA i adressefeltet, vælg Indstillinger for websted, og sæt Kamera og Mikrofon til Tillad. Tryk så på knappen herunder.",
@@ -99,10 +96,7 @@
       confirmRemoveYes: "Remove",
       noMicVideoOnly: "We cannot use your microphone. You join with your picture, and you can see and hear the others.",
       help: {
-        mic: "We cannot use your microphone.",
-        camera: "We cannot use your camera.",
-        both: "We cannot use your camera or your microphone.",
-        none: "We found no camera and no microphone. You can still join, and see and hear the others.",
+        plugIn: "Connect a camera or a microphone, or check that no other app is using them. Then press the button below.",
         chrome: "Press the icon left of the address (the padlock or the camera), choose Allow for camera and microphone, then press the button below.",
         firefox: "Press the camera icon left of the address, unblock camera and microphone, then press the button below.",
         safari: "On iPhone and iPad: press aA in the address bar, choose Website Settings, and set Camera and Microphone to Allow. Then press the button below.",

@@ -16,7 +16,7 @@
   // Tests shorten the backoff (first delay, cap) to see the cap without waiting for it.
   const TUNING = window.screenvisitTuning || {};
   // A loss of the socket, ICE or the media: recover with backoff; past the cap, stop and say so.
-  const recovery = connwatch.backoff({ first: TUNING.first || 500, max: 8000, cap: TUNING.cap || 6 });
+  const recovery = connwatch.backoff({ first: TUNING.first || 500, max: 4000, cap: TUNING.cap || 6 });
   // Trouble this long after the last trouble starts the backoff afresh.
   const RECOVERY_FORGET_MS = 20000;
   const DISCONNECTED_GRACE_MS = 3000;
@@ -250,8 +250,8 @@
     const help = state.deviceHelp;
     $("device-help").hidden = !help;
     if (!help) return;
-    const how = help.refused ? ` ${t(`help.${precall.browserFamily()}`)}` : "";
-    $("device-help-text").textContent = t(`help.${help.missing}`) + how;
+    // The status line says what is missing; this says what to do about it.
+    $("device-help-text").textContent = t(help.refused ? `help.${precall.browserFamily()}` : "help.plugIn");
   }
 
   function localTrack(kind) {
