@@ -143,7 +143,7 @@ async def test_three_browsers_see_and_hear_each_other_leave_and_reload(
     await pages["citizen"].get_by_text("Du har forladt besøget").wait_for()
     for role in ("nurse", "gp"):
         await pages[role].wait_for_function(
-            "document.querySelectorAll('.tile.remote').length === 1", timeout=15_000
+            "() => document.querySelectorAll('.tile.remote').length === 1", timeout=15_000
         )
         assert "Borger" not in await tile_names(pages[role])
 

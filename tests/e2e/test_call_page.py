@@ -25,6 +25,14 @@ pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="module")]
 
 PHONE: ViewportSize = {"width": 390, "height": 844}
 LAPTOP: ViewportSize = {"width": 1280, "height": 800}
+#: Every size the call must fit: phone and tablet, upright and on their side, and a laptop.
+SIZES: list[ViewportSize] = [
+    PHONE,
+    {"width": 844, "height": 390},
+    {"width": 820, "height": 1180},
+    {"width": 1180, "height": 820},
+    LAPTOP,
+]
 #: Two fake cameras, so that "Skift kamera" has somewhere to go.
 TWO_CAMERAS = [f for f in FLAGS if "fake-device" not in f] + [
     "--use-fake-device-for-media-stream=device-count=2"
@@ -119,9 +127,11 @@ async def playing(page: Page, n: int) -> None:
         raise AssertionError(f"not playing: {await page.evaluate(DIAGNOSIS)}") from None
 
 
-async def fits(page: Page, remotes: int, phone: bool, pinned: bool = False) -> dict[str, Any]:
+async def fits(
+    page: Page, remotes: int, phone: bool = True, pinned: bool = False
+) -> dict[str, Any]:
     """The call fills the viewport with no scroll; every control is inside it (44 px or more
-    on the phone); each remote tile gets a clear share of the viewport (unless one is pinned)."""
+    for touch); each remote tile gets a clear share of the viewport (unless one is pinned)."""
     await page.evaluate("() => new Promise((r) => requestAnimationFrame(() => r()))")
     g: dict[str, Any] = await page.evaluate(GEOMETRY)
     assert g["scrollHeight"] <= g["height"] and g["scrollWidth"] <= g["width"], g
@@ -167,12 +177,14 @@ async def test_a_three_way_call_fits_the_phone_and_the_laptop(
     try:
         for page in (citizen, gp):
             await playing(page, 2)
-        for page, phone in ((citizen, True), (gp, False)):
-            await fits(page, 2, phone=phone)
-            other = LAPTOP if phone else PHONE
-            await page.set_viewport_size(other)
-            await fits(page, 2, phone=not phone)
-            await page.set_viewport_size(PHONE if phone else LAPTOP)
+        for page, size in ((citizen, PHONE), (gp, LAPTOP)):
+            for other in SIZES:
+                await page.set_viewport_size(other)
+                try:
+                    await fits(page, 2)
+                except AssertionError as failed:
+                    raise AssertionError(f"at {other}: {failed}") from None
+            await page.set_viewport_size(size)
         await shoot(citizen, "call-3way-citizen")
         await shoot(gp, "call-3way-gp")
 
