@@ -238,7 +238,8 @@
     const missing = hasVideo ? (hasAudio ? null : "mic") : hasAudio ? "camera" : opened.refused ? "both" : "none";
     state.deviceHelp = missing && { missing, refused: opened.refused };
     renderDeviceHelp();
-    precall.startMeter(hasAudio ? state.local.getAudioTracks()[0] : null, $("mic-level"));
+    // The meter is for the pre-call check only: it costs a frame's work on every frame.
+    if (!$("lobby").hidden) precall.startMeter(hasAudio ? state.local.getAudioTracks()[0] : null, $("mic-level"));
     $("mic-level").closest(".level").hidden = !hasAudio;
     await refreshPickers();
     setStatus(state.deviceNotice);
@@ -301,7 +302,7 @@
     const facing = kind === "video" && track.getSettings().facingMode;
     $("self-tile").classList.toggle("unmirrored", facing === "environment");
     $("preview").classList.toggle("unmirrored", facing === "environment");
-    if (kind === "audio") precall.startMeter(track, $("mic-level"));
+    if (kind === "audio" && !$("lobby").hidden) precall.startMeter(track, $("mic-level"));
     await refreshPickers();
   }
 
@@ -1237,7 +1238,8 @@
   }
   checkLink().then((open) => {
     if (!open) return undefined;
-    runConnectionTest();
+    // Back from a reload in the call: straight in, no test to wait for.
+    if (!sessionStorage.getItem(joinedKey)) runConnectionTest();
     return startPreview().then(() => {
       $("join").disabled = false;
       // A reload during a visit goes straight back in: the seat is the same link.
