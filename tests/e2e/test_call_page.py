@@ -218,8 +218,8 @@ async def test_a_three_way_call_fits_the_phone_and_the_laptop(
         assert await tile.count() == 1
         await tile.get_by_role("button", name="Fjern").click()
         await dialog.get_by_role("button", name="Fjern").click()
-        await tile.wait_for(state="detached", timeout=15_000)
-        await asyncio.wait_for(nurse, 30)
+        await tile.wait_for(state="detached", timeout=30_000)
+        await asyncio.wait_for(nurse, 60)
     finally:
         if not nurse.done():
             nurse.cancel()
@@ -242,8 +242,13 @@ async def test_the_pre_call_check(shared_server: RunningServer, chromium: Browse
     page = await open_page(chromium, visit["links"]["citizen"], PHONE)
     verdict = page.locator("#net-verdict[data-verdict=netGood], #net-verdict[data-verdict=netWeak]")
     await verdict.wait_for(timeout=20_000)
-    # Loopback: a short round trip, a high rate; no STUN server is set up, and the page says so.
-    assert await page.locator("#net-verdict").text_content() == "Din forbindelse er god"
+    # A plain verdict (on loopback "god", unless the machine is too loaded to answer in 300 ms),
+    # the figures behind it, and a note that no STUN server is set up.
+    verdict_text = await page.locator("#net-verdict").text_content()
+    assert verdict_text in (
+        "Din forbindelse er god",
+        "Din forbindelse er svag: brug wifi hvis muligt",
+    )
     details = await page.locator("#net-details").inner_text()
     assert "Svartid" in details and "Hastighed" in details and "ikke testet" in details
 
