@@ -253,6 +253,19 @@ class VisitListQuery(Query):
     )
 
 
+#: The connection test's largest payload: half a megabyte takes 4 s at 1 Mbit/s, a call's rate.
+CONNECTION_TEST_MAX_BYTES = 512 * 1024
+
+
+class ConnectionTestQuery(Query):
+    bytes: int = Field(
+        default=0,
+        ge=0,
+        le=CONNECTION_TEST_MAX_BYTES,
+        description="How many bytes to send back (they do not compress).",
+    )
+
+
 class EvaluationQuery(Query):
     from_: FilterTime | None = Field(default=None, alias="from")
     to: FilterTime | None = None
@@ -391,6 +404,8 @@ class LinkCheck(Answer):
     closes_at: float | None
     window: Literal["before", "open", "after"]
     now: float
+    #: The STUN/TURN servers, for the pre-call connection test's UDP reachability.
+    ice_servers: list[dict[str, Any]]
 
 
 class EvaluationReport(Answer):

@@ -12,6 +12,7 @@ from server import appkeys
 from server.api_models import (
     AuditQuery,
     AuditRecords,
+    ConnectionTestQuery,
     Drain,
     EvaluationQuery,
     EvaluationReport,
@@ -37,6 +38,7 @@ from server.api_models import (
     VisitPatch,
     VisitStateChange,
 )
+from server.connection_test import connection_test
 from server.http_api import (
     answer_survey,
     cancel_visit,
@@ -215,6 +217,19 @@ OPERATIONS: tuple[Operation, ...] = (
         content={204: {}},
         description="With the page's own link. Only a histogram keeps it"
         " (screenvisit_join_seconds); nothing is stored.",
+    ),
+    Operation(
+        "GET",
+        "/api/connection-test",
+        connection_test,
+        "connectionTest",
+        "The join page's connection test: round trip and download rate",
+        {},
+        errors=(400,),
+        query=ConnectionTestQuery,
+        public=True,
+        content={200: {"application/octet-stream": {"type": "string", "format": "binary"}}},
+        description="Returns `bytes` bytes that do not compress; no token needed.",
     ),
     Operation(
         "GET",

@@ -486,6 +486,8 @@ async def check_link(request: web.Request) -> web.Response:
         kind=visit.kind,
         role=visit.seats[principal.participant].role.value,
         **link_status(request.app, visit, time.time()),
+        # For the pre-call connection test (UDP reachability through STUN/TURN).
+        ice_servers=[s.to_browser() for s in request.app[appkeys.SETTINGS].ice_servers],
     )
     return _answer(check, headers={"Cache-Control": "no-store"})
 

@@ -143,10 +143,12 @@ async def test_three_browsers_see_and_hear_each_other_leave_and_reload(
 
     # The citizen leaves: their tile disappears from the others' view.
     await pages["citizen"].get_by_role("button", name="Forlad besøget").click()
+    confirm = pages["citizen"].get_by_role("dialog", name="Vil du forlade besøget?")
+    await confirm.get_by_role("button", name="Forlad besøget").click()
     await pages["citizen"].get_by_text("Du har forladt besøget").wait_for()
     for role in ("nurse", "gp"):
         await pages[role].wait_for_function(
-            "document.querySelectorAll('.tile.remote').length === 1", timeout=15_000
+            "() => document.querySelectorAll('.tile.remote').length === 1", timeout=15_000
         )
         assert "Borger" not in await tile_names(pages[role])
 

@@ -263,6 +263,7 @@ async def test_removed_declined_replaced_and_ended_each_have_their_own_page(
     await gp.get_by_role("button", name="Luk ind").click()
     await in_call(citizen)
     await gp.locator(".tile.remote .remove").click()
+    await gp.get_by_role("dialog", name="Fjern Borger?").get_by_role("button", name="Fjern").click()
     text = await end_state(citizen, "Du er ikke længere med i besøget")
     assert "Lægen har fjernet dig fra besøget." in text
 

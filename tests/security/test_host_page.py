@@ -22,6 +22,7 @@ async def test_the_gp_removes_a_citizen_who_stays_out_until_let_in_again(
     tile = gp.locator(".tile.remote").filter(has_text="Borger")
     await tile.wait_for()
     await tile.get_by_role("button", name="Fjern").click()
+    await gp.get_by_role("dialog", name="Fjern Borger?").get_by_role("button", name="Fjern").click()
     await citizen.get_by_text("Lægen har fjernet dig fra besøget.").wait_for()
     barred = gp.get_by_role("list", name="Fjernet fra besøget")
     await barred.get_by_text("Borger").wait_for()

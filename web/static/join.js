@@ -9,6 +9,17 @@
   const joinedKey = `screenvisit-joined-${visitId}`;
   const token = location.hash.slice(1);
   const RECONNECT_DELAYS_MS = [500, 1000, 2000, 4000, 8000];
+  const stage = window.screenvisitStage;
+  const precall = window.screenvisitPrecall;
+  const connwatch = window.screenvisitConnWatch;
+  const confirm = window.screenvisitConfirm;
+  // Tests shorten the backoff (first delay, cap) to see the cap without waiting for it.
+  const TUNING = window.screenvisitTuning || {};
+  // A loss of the socket, ICE or the media: recover with backoff; past the cap, stop and say so.
+  const recovery = connwatch.backoff({ first: TUNING.first || 500, max: 4000, cap: TUNING.cap || 6 });
+  // Trouble this long after the last trouble starts the backoff afresh.
+  const RECOVERY_FORGET_MS = 20000;
+  const DISCONNECTED_GRACE_MS = 3000;
   // The server acknowledges an outcome once it is durable; past this, try again.
   const OUTCOME_ACK_MS = 15000;
 
@@ -38,7 +49,15 @@
     // {outcome, note, ref, attempts, saved, timer, status}.
     outcome: null,
     // Measured in the page, read by operators' diagnostics and by the browser tests.
-    metrics: { firstRemoteFrameMs: null, firstFrameByParticipant: {}, arrivalsNotified: 0, joinTimeReported: null },
+    metrics: {
+      firstRemoteFrameMs: null, firstFrameByParticipant: {}, arrivalsNotified: 0, joinTimeReported: null,
+      joinPressedMs: null, joinToFirstFrameMs: null, recoveries: 0,
+    },
+    precall: null, // the connection test's result
+    linkIce: [], // STUN/TURN servers for the pre-call connection test
+    lastTrouble: -Infinity,
+    recoveryTimer: null,
+    mediaWatch: null,
   };
   window.screenvisit = state;
   // Extensions (share.js) hook in here: offer(pc) -> extra offer fields, peer(pc) on a new
@@ -73,6 +92,9 @@
     render();
     renderEndState();
     if (state.deviceNotice && !state.pc) setStatus(state.deviceNotice);
+    renderDeviceHelp();
+    renderConnectionTest();
+    if (state.connNotice) showConn(state.connNotice);
     if (state.outcome) outcomeStatus(state.outcome.status);
   }
 
@@ -175,6 +197,7 @@
       if (response.status === 429) showError(code, body.error && body.error.message);
       return true;
     }
+    state.linkIce = body.ice_servers || [];
     if (body.state === "cancelled") return showEndState("cancelled"), false;
     // Past its window a visit is over, whether it took place or nobody came.
     if (body.window === "after") return showEndState("over"), false;
@@ -208,6 +231,8 @@
         state.fatal = false;
         showView("lobby");
       }
+      // Back from a reload in the call: straight in, no test to wait for.
+      if (!sessionStorage.getItem(joinedKey)) runConnectionTest();
       return startPreview().then(() => {
         $("join").disabled = false;
         // A reload during a visit goes straight back in: the seat is the same link.
@@ -225,19 +250,9 @@
   async function startPreview() {
     // Camera and microphone; without a camera, the microphone alone; without either, nothing:
     // the participant still joins, and sees and hears the others.
-    const video = { width: { ideal: 640 }, height: { ideal: 480 } };
-    const asks = [{ audio: true, video }, { audio: true }];
-    state.local = null;
-    if (navigator.mediaDevices && navigator.mediaDevices.getUserMedia) {
-      for (const constraints of asks) {
-        try {
-          state.local = await navigator.mediaDevices.getUserMedia(constraints);
-          break;
-        } catch (err) {
-          state.local = null;
-        }
-      }
-    }
+    if (state.local) for (const track of state.local.getTracks()) track.stop();
+    const opened = await precall.openDevices();
+    state.local = opened.stream;
     const hasVideo = Boolean(state.local && state.local.getVideoTracks().length);
     const hasAudio = Boolean(state.local && state.local.getAudioTracks().length);
     state.videoOn = hasVideo;
@@ -245,13 +260,131 @@
     $("camera").disabled = !hasVideo;
     $("mute").disabled = !hasAudio;
     updateControls();
-    if (state.local) for (const id of ["preview", "waiting-preview", "self"]) $(id).srcObject = state.local;
+    for (const id of ["preview", "waiting-preview", "self"]) $(id).srcObject = state.local;
     // No picture of oneself to check: no empty preview either.
     for (const id of ["preview", "waiting-preview", "self-tile"]) $(id).hidden = !hasVideo;
+    $("self-toggle").hidden = !hasVideo;
     $("lobby-hint").dataset.i18n = hasVideo ? "lobbyHint" : "lobbyHintNoCamera";
     $("lobby-hint").textContent = t($("lobby-hint").dataset.i18n);
-    state.deviceNotice = hasVideo ? "" : hasAudio ? "noCameraAudioOnly" : "noCamera";
+    state.deviceNotice = hasVideo ? (hasAudio ? "" : "noMicVideoOnly") : hasAudio ? "noCameraAudioOnly" : "noCamera";
+    // What is missing, and whether the browser refused it (then: how to allow it).
+    const missing = hasVideo ? (hasAudio ? null : "mic") : hasAudio ? "camera" : opened.refused ? "both" : "none";
+    state.deviceHelp = missing && { missing, refused: opened.refused };
+    renderDeviceHelp();
+    // The meter is for the pre-call check only: it costs a frame's work on every frame.
+    if (!$("lobby").hidden) precall.startMeter(hasAudio ? state.local.getAudioTracks()[0] : null, $("mic-level"));
+    $("mic-level").closest(".level").hidden = !hasAudio;
+    await refreshPickers();
     setStatus(state.deviceNotice);
+    // Back in the call after a retry: the new tracks go out on the next offer.
+    if (state.pc && state.inCall) send({ type: "media-restart" });
+  }
+
+  function renderDeviceHelp() {
+    const help = state.deviceHelp;
+    $("device-help").hidden = !help;
+    if (!help) return;
+    // The status line says what is missing; this says what to do about it.
+    $("device-help-text").textContent = t(help.refused ? `help.${precall.browserFamily()}` : "help.plugIn");
+  }
+
+  function localTrack(kind) {
+    return state.local ? state.local.getTracks().find((track) => track.kind === kind) : undefined;
+  }
+
+  async function refreshPickers() {
+    const list = await precall.devices();
+    const using = (kind) => {
+      const track = localTrack(kind);
+      return track ? track.getSettings().deviceId : precall.prefs()[kind === "video" ? "camera" : "mic"];
+    };
+    state.cameras = precall.fillPicker($("pick-camera"), list, "videoinput", using("video"), t);
+    precall.fillPicker($("pick-mic"), list, "audioinput", using("audio"), t);
+    const speakers = precall.speakerSupported()
+      ? precall.fillPicker($("pick-speaker"), list, "audiooutput", precall.prefs().speaker, t)
+      : 0;
+    $("pick-speaker").hidden = !speakers;
+    document.querySelector("label[for=pick-speaker]").hidden = !speakers;
+    $("switch-camera").hidden = !(localTrack("video") && state.cameras > 1);
+  }
+
+  async function switchTrack(kind, extra) {
+    // Another device of `kind` in place of the one in use, in the preview and in the call.
+    const old = localTrack(kind);
+    if (!old) return;
+    if (kind === "video") old.stop(); // a phone cannot open both its cameras at once
+    let track;
+    try {
+      track = await precall.openTrack(kind, extra);
+    } catch (err) {
+      if (kind === "video" && extra) return switchTrack(kind); // no such facing: the next one
+      track = null;
+    }
+    if (!track) return startPreview();
+    if (kind === "audio") old.stop();
+    precall.remember(kind === "video" ? "camera" : "mic", track.getSettings().deviceId);
+    track.enabled = kind === "audio" ? state.audioOn : state.videoOn;
+    state.local.removeTrack(old);
+    state.local.addTrack(track);
+    if (state.pc) {
+      for (const sender of state.pc.getSenders()) {
+        if (sender.track === old) await sender.replaceTrack(track);
+      }
+    }
+    for (const id of ["preview", "waiting-preview", "self"]) $(id).srcObject = state.local;
+    const facing = kind === "video" && track.getSettings().facingMode;
+    $("self-tile").classList.toggle("unmirrored", facing === "environment");
+    $("preview").classList.toggle("unmirrored", facing === "environment");
+    if (kind === "audio" && !$("lobby").hidden) precall.startMeter(track, $("mic-level"));
+    await refreshPickers();
+  }
+
+  async function nextCamera() {
+    // Front and back where the camera says which way it faces; otherwise the next camera.
+    const track = localTrack("video");
+    if (!track) return;
+    const facing = track.getSettings().facingMode;
+    if (facing === "user" || facing === "environment") {
+      await switchTrack("video", { facingMode: { exact: facing === "user" ? "environment" : "user" } });
+      return;
+    }
+    const cameras = (await precall.devices()).filter((d) => d.kind === "videoinput" && d.deviceId);
+    const i = cameras.findIndex((d) => d.deviceId === track.getSettings().deviceId);
+    const next = cameras[(i + 1) % cameras.length];
+    if (!next) return;
+    precall.remember("camera", next.deviceId);
+    await switchTrack("video");
+  }
+
+  async function runConnectionTest() {
+    $("net-test").disabled = true;
+    $("net-verdict").dataset.verdict = "testing";
+    $("net-verdict").textContent = t("netTesting");
+    $("net-details").textContent = "";
+    state.precall = await precall.testConnection(state.linkIce);
+    $("net-test").disabled = false;
+    renderConnectionTest();
+  }
+
+  function renderConnectionTest() {
+    const r = state.precall;
+    if (!r) return;
+    const verdict = $("net-verdict");
+    verdict.dataset.verdict = r.verdict;
+    verdict.textContent = t(r.verdict);
+    const details = $("net-details");
+    details.textContent = "";
+    const lines = [];
+    if (r.rttMs !== null) lines.push(t("netRtt", { ms: r.rttMs }));
+    if (r.mbit !== null) lines.push(t("netRate", { mbit: r.mbit >= 100 ? "100+" : r.mbit.toFixed(1) }));
+    if (r.verdict !== "netFailed") {
+      lines.push(t({ ok: "netUdpOk", relay: "netUdpRelay", blocked: "netUdpBlocked" }[r.udp] || "netUdpUntested"));
+    }
+    for (const line of lines) {
+      const item = document.createElement("li");
+      item.textContent = line;
+      details.append(item);
+    }
   }
 
   function preferForwardedCodecs(transceiver, kind) {
@@ -282,19 +415,96 @@
       closePeer();
       if (state.leaving || state.fatal) return;
       // Network dropped or the server restarted: the seat is kept for a while, so go back.
-      const delay = RECONNECT_DELAYS_MS[Math.min(state.reconnects, RECONNECT_DELAYS_MS.length - 1)];
       state.reconnects += 1;
+      const delay = nextRecovery();
       setStatus("reconnecting");
-      if (state.reconnects > RECONNECT_DELAYS_MS.length && !state.unreachable) {
+      if (delay === null) {
         // The server has not answered for a while (shut down, or the network is gone): say
-        // so on a page of its own, and go on trying; a rejoin brings the call back.
+        // so on a page of its own, with a button that tries again.
         state.unreachable = true;
+        showConn(null);
         showView("end-state");
         state.endState = { name: "shutdown", vars: {} };
         renderEndState();
+        return;
       }
-      setTimeout(connect, delay);
+      if (state.inCall) showConn("unstable");
+      clearTimeout(state.recoveryTimer);
+      state.recoveryTimer = setTimeout(connect, delay);
     };
+  }
+
+  // --- connection state: lost socket, ICE failed or disconnected, stalled media ---------------
+
+  function nextRecovery() {
+    const now = performance.now();
+    if (now - state.lastTrouble > RECOVERY_FORGET_MS) recovery.reset();
+    state.lastTrouble = now;
+    state.metrics.recoveries += 1;
+    return recovery.next();
+  }
+
+  function showConn(key) {
+    state.connNotice = key;
+    $("conn").hidden = !key;
+    $("conn").dataset.state = key || "";
+    $("conn-text").textContent = key ? t(key) : "";
+    $("conn-retry").hidden = key !== "unstableGaveUp";
+  }
+
+  function mediaTrouble(why) {
+    // ICE failed, stayed disconnected or the media stalled while the socket is up. aiortc
+    // cannot restart ICE on a live connection, so the first attempts replace the peer
+    // connection (over the same socket: the seat is kept, the waiting room skipped); later
+    // ones rejoin from a new socket.
+    if (state.fatal || state.leaving || state.recoveryTimer || !state.inCall) return;
+    console.info(`media trouble: ${why}`);
+    const delay = nextRecovery();
+    if (delay === null) {
+      showConn("unstableGaveUp");
+      return;
+    }
+    showConn("unstable");
+    state.recoveryTimer = setTimeout(() => {
+      state.recoveryTimer = null;
+      if (recovery.attempts <= 2 && state.ws && state.ws.readyState === WebSocket.OPEN) {
+        send({ type: "media-restart" });
+      } else if (state.ws) {
+        state.ws.close(); // onclose rejoins
+      }
+    }, delay);
+  }
+
+  function retryConnection() {
+    // After the cap: the person asks for another round, with the backoff from the start.
+    recovery.reset();
+    state.lastTrouble = -Infinity;
+    clearTimeout(state.recoveryTimer);
+    state.recoveryTimer = null;
+    showConn("unstable");
+    if (state.ws && state.ws.readyState === WebSocket.OPEN) {
+      send({ type: "media-restart" });
+      return;
+    }
+    state.endState = null;
+    state.unreachable = false;
+    showView(state.inCall ? "call" : "lobby");
+    connect();
+  }
+
+  function mediaSettled() {
+    // Media flows on a connected peer: the notice goes, the next trouble starts a new round.
+    if (state.connNotice === "unstable" && !state.recoveryTimer) showConn(null);
+  }
+
+  function expectedMids() {
+    // Inbound streams of those who are here and not themselves reconnecting.
+    const mids = new Set();
+    for (const [mid, entry] of Object.entries(state.tracks)) {
+      const who = entry && state.participants.get(entry.participant);
+      if (who && !who.reconnecting && state.trackByMid.has(mid)) mids.add(mid);
+    }
+    return mids;
   }
 
   function handle(msg) {
@@ -420,6 +630,8 @@
     state.me = msg.you;
     state.visit = msg.visit;
     state.reconnects = 0;
+    clearTimeout(state.recoveryTimer);
+    state.recoveryTimer = null;
     state.iceServers = msg.ice_servers;
     if (state.hooks.joined) state.hooks.joined(msg);
     sessionStorage.setItem(joinedKey, "1");
@@ -430,6 +642,14 @@
     $("host-panel").hidden = !host;
     $("phone").hidden = !host;
     $("end").hidden = !host;
+    $("timer").hidden = !host;
+    if (host) {
+      // Since this host first came into the call on this device; a reload keeps counting.
+      const key = `screenvisit-started-${visitId}`;
+      const since = Number(sessionStorage.getItem(key)) || Date.now();
+      sessionStorage.setItem(key, String(since));
+      stage.startTimer($("timer-value"), since);
+    }
     const assistingNurse = msg.you.role === "nurse" && msg.visit.kind === "assisted";
     $("assisting-row").hidden = !assistingNurse;
     if (msg.waiting) {
@@ -468,12 +688,20 @@
       render();
     };
     pc.onconnectionstatechange = () => {
-      // aiortc cannot restart ICE on a live connection, so a failed one is replaced whole,
-      // over the same signaling socket: the seat is kept and the waiting room skipped.
-      if (pc.connectionState === "failed" && state.pc === pc && !state.fatal) {
-        send({ type: "media-restart" });
-      }
+      if (state.pc !== pc || state.fatal) return;
+      clearTimeout(state.disconnectedTimer);
+      if (pc.connectionState === "failed") mediaTrouble("ice-failed");
+      else if (pc.connectionState === "disconnected") {
+        state.disconnectedTimer = setTimeout(() => {
+          if (state.pc === pc && pc.connectionState === "disconnected") mediaTrouble("ice-disconnected");
+        }, DISCONNECTED_GRACE_MS);
+      } else if (pc.connectionState === "connected" && !expectedMids().size) mediaSettled();
     };
+    if (state.mediaWatch) state.mediaWatch.stop();
+    state.mediaWatch = connwatch.watchMedia(pc, expectedMids, {
+      onStall: () => state.pc === pc && mediaTrouble("media-stalled"),
+      onFlowing: mediaSettled,
+    }, { stallMs: TUNING.stallMs || 4000 });
     if (state.local) {
       for (const track of state.local.getTracks()) {
         const transceiver = pc.addTransceiver(track, { direction: "sendonly", streams: [state.local] });
@@ -548,6 +776,9 @@
   }
 
   function closePeer() {
+    if (state.mediaWatch) state.mediaWatch.stop();
+    state.mediaWatch = null;
+    clearTimeout(state.disconnectedTimer);
     if (state.pc) state.pc.close();
     state.pc = null;
     state.pending = null;
@@ -589,7 +820,14 @@
     }
   }
 
+  function renderSideToggle() {
+    const host = Boolean(state.me && state.me.host);
+    const waiting = host && state.waiting.size ? ` (${state.waiting.size})` : "";
+    $("side-toggle").textContent = t(host ? "sideToggleHost" : "sideToggle") + waiting;
+  }
+
   function renderWaiting() {
+    renderSideToggle();
     const list = $("waiting-list");
     list.textContent = "";
     for (const [id, p] of state.waiting) {
@@ -638,6 +876,10 @@
     for (const view of ["lobby", "waiting", "call", "left", "ended", "end-state"]) {
       $(view).hidden = view !== name;
     }
+    // The call fills the viewport (style.css); the other views are pages that may scroll.
+    document.body.dataset.view = name;
+    if (name !== "lobby") precall.stopMeter();
+    if (name === "call") stage.relayout();
     // An end state says it all: no "Du er med i besøget" left over beside it.
     if (!["lobby", "waiting", "call"].includes(name)) setStatus("");
   }
@@ -676,25 +918,46 @@
     video.playsInline = true;
     const audio = document.createElement("audio");
     audio.autoplay = true;
+    precall.applySpeaker(precall.prefs().speaker);
     const caption = document.createElement("figcaption");
     tile.append(video, audio, caption);
+    const tools = document.createElement("div");
+    tools.className = "tile-tools";
+    const pin = document.createElement("button");
+    pin.type = "button";
+    pin.className = "tile-button pin";
+    pin.setAttribute("aria-pressed", "false");
+    pin.textContent = "⤢";
+    pin.addEventListener("click", () => stage.pin(stage.pinned() === tile ? null : tile));
+    tools.append(pin);
     if (state.me && state.me.host) {
-      const tools = document.createElement("div");
-      tools.className = "tile-tools";
       const mute = document.createElement("button");
       mute.type = "button";
       mute.className = "ask-mute";
       mute.addEventListener("click", () => send({ type: "mute-request", participant }));
       const remove = document.createElement("button");
       remove.type = "button";
-      remove.className = "remove";
-      remove.addEventListener("click", () => send({ type: "remove", participant }));
+      remove.className = "remove danger";
+      remove.addEventListener("click", () => confirmRemove(participant));
       tools.append(mute, remove);
-      tile.append(tools);
     }
+    tile.append(tools);
     $("tiles").append(tile);
+    audio.addEventListener("loadedmetadata", () => precall.applySpeaker(precall.prefs().speaker));
     watchFirstFrame(participant, video);
     return tile;
+  }
+
+  async function confirmRemove(participant) {
+    const who = state.participants.get(participant);
+    if (!who) return;
+    const name = label(who);
+    const yes = await confirm.ask({
+      title: t("confirmRemoveTitle", { name }),
+      text: t("confirmRemoveText", { name }),
+      yes: t("confirmRemoveYes"),
+    });
+    if (yes) send({ type: "remove", participant });
   }
 
   function watchFirstFrame(participant, video) {
@@ -704,6 +967,7 @@
       if (state.metrics.firstRemoteFrameMs === null) {
         state.metrics.firstRemoteFrameMs = ms;
         reportJoinTime(ms / 1000);
+        if (state.metrics.joinPressedMs !== null) state.metrics.joinToFirstFrameMs = ms - state.metrics.joinPressedMs;
       }
     };
     if (video.requestVideoFrameCallback) video.requestVideoFrameCallback(seen);
@@ -738,7 +1002,9 @@
     if (!tiles) return;
     const present = new Set(state.participants.keys());
     for (const tile of [...tiles.children]) {
-      if (!present.has(tile.dataset.participant)) tile.remove();
+      // Only the participants' own tiles: others (a shared screen) are their owners' to remove.
+      const own = tile.id === `tile-${tile.dataset.participant}`;
+      if (own && !present.has(tile.dataset.participant)) tile.remove();
     }
     for (const [id, p] of state.participants) {
       const tile = tileFor(id);
@@ -759,8 +1025,17 @@
       const mute = tile.querySelector(".ask-mute");
       if (mute) mute.textContent = t("askMute");
       const remove = tile.querySelector(".remove");
-      if (remove) remove.textContent = t("remove");
+      if (remove) {
+        remove.textContent = t("remove");
+        remove.setAttribute("aria-label", `${t("remove")} ${label(p)}`);
+      }
+      const pin = tile.querySelector(".pin");
+      const pinned = tile.dataset.stage === "true";
+      pin.setAttribute("aria-pressed", String(pinned));
+      pin.setAttribute("aria-label", t(pinned ? "unpin" : "pin", { name: label(p) }));
     }
+    $("alone").hidden = tiles.children.length > 0;
+    renderSideToggle();
     if (state.pc && !state.fatal) {
       const inCall = state.participants.size ? "inCall" : "waitingForOthers";
       setStatus(
@@ -800,6 +1075,15 @@
     }
     send({ type: "media-state", audio: state.audioOn, video: state.videoOn });
     updateControls();
+  }
+
+  async function confirmLeave() {
+    const yes = await confirm.ask({
+      title: t("confirmLeaveTitle"),
+      text: t("confirmLeaveText"),
+      yes: t("confirmLeaveYes"),
+    });
+    if (yes) leave();
   }
 
   function leave() {
@@ -936,10 +1220,48 @@
       renderWaiting();
     });
   }
-  $("join").addEventListener("click", connect);
+  $("join").addEventListener("click", () => {
+    state.metrics.joinPressedMs = performance.now();
+    connect();
+  });
+  stage.init();
+  $("tiles").addEventListener("stagechange", render);
+  $("self-move").addEventListener("click", stage.nextCorner);
+  $("self-toggle").addEventListener("click", () => {
+    const on = $("self-toggle").getAttribute("aria-pressed") !== "true";
+    $("self-toggle").setAttribute("aria-pressed", String(on));
+    stage.showSelf(on);
+  });
+  $("side-toggle").addEventListener("click", () => {
+    const open = $("side-toggle").getAttribute("aria-expanded") !== "true";
+    $("side-toggle").setAttribute("aria-expanded", String(open));
+    $("call").classList.toggle("side-open", open);
+    stage.relayout();
+  });
+  $("fullscreen").hidden = !stage.fullscreenAvailable();
+  $("fullscreen").addEventListener("click", () => stage.toggleFullscreen());
+  document.addEventListener("fullscreenchange", () => {
+    $("fullscreen").setAttribute("aria-pressed", String(Boolean(document.fullscreenElement)));
+  });
+  $("switch-camera").addEventListener("click", nextCamera);
+  $("pick-camera").addEventListener("change", (e) => {
+    precall.remember("camera", e.target.value);
+    switchTrack("video");
+  });
+  $("pick-mic").addEventListener("change", (e) => {
+    precall.remember("mic", e.target.value);
+    switchTrack("audio");
+  });
+  $("pick-speaker").addEventListener("change", (e) => {
+    precall.remember("speaker", e.target.value);
+    precall.applySpeaker(e.target.value);
+  });
+  $("device-retry").addEventListener("click", startPreview);
+  $("net-test").addEventListener("click", runConnectionTest);
+  $("conn-retry").addEventListener("click", retryConnection);
   $("mute").addEventListener("click", () => toggle("audio"));
   $("camera").addEventListener("click", () => toggle("video"));
-  $("leave").addEventListener("click", leave);
+  $("leave").addEventListener("click", confirmLeave);
   $("rejoin").addEventListener("click", () => location.reload());
   $("admit-all").addEventListener("click", () => send({ type: "admit-all" }));
   $("end").addEventListener("click", askOutcome);
@@ -960,7 +1282,11 @@
   });
   applyTexts();
 
-  $("end-action").addEventListener("click", () => location.reload());
+  $("end-action").addEventListener("click", () => {
+    // No server: try again from here, with the call's state as it is; otherwise a fresh page.
+    if (state.endState && state.endState.name === "shutdown" && state.unreachable) retryConnection();
+    else location.reload();
+  });
   if (!token) {
     showEndState("invalid", { code: "no-token" });
     return;
