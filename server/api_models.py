@@ -339,6 +339,9 @@ class VisitOut(Booking):
     id: str
     state: VisitState
     revision: int = Field(ge=0, description="Counts the recorded changes of the visit.")
+    fence: int = Field(
+        ge=0, description="The highest lease epoch that has written the visit (fencing)."
+    )
     seats: list[SeatOut]
     removed: list[str] = Field(
         description="Participants the host removed; they stay out until readmitted."
