@@ -32,23 +32,24 @@ from rooms.sql import open_database
 from server.auth import TokenIssuer
 from server.keys import load_or_create_signing_key
 from signaling.bot import Bot, BotReport
-from tests.e2e.test_multinode import (
+from tests.support.bots import finish, light, media_back, seeing_each_other
+from tests.support.cluster import (
     PrivateRedis,
-    light,
     on_node,
     postgres_url,
     redis_server,
-    seeing_each_other,
     start_node,
-    until,
 )
 from tests.support.servers import RunningServer, start_server
+from tests.support.waiting import until
 
 # The two nodes' private Redis and shared PostgreSQL, as in the multi-node tests.
 __all__ = ["postgres_url", "redis_server"]
 
 #: Bookings made before each fault.
 BOOKINGS = 6
+#: The longest a bot runs; the tests end the runs once they have seen what they wait for.
+BOT_SECONDS = 90.0
 
 
 def staff_token(server: RunningServer) -> str:
@@ -135,8 +136,11 @@ async def test_every_booking_joins_after_a_single_node_is_killed_and_restarted(
         assert status == 200
         # A visit in progress, with a waiting room, its bots in the call when the server dies.
         running = await server.create_visit()
-        host = dataclasses.replace(light(45), admit_all=True)
-        bots = [Bot(running["links"]["citizen"], light(45)), Bot(running["links"]["gp"], host)]
+        host = dataclasses.replace(light(BOT_SECONDS), admit_all=True)
+        bots = [
+            Bot(running["links"]["citizen"], light(BOT_SECONDS)),
+            Bot(running["links"]["gp"], host),
+        ]
         tasks = [asyncio.create_task(bot.run()) for bot in bots]
         await until(seeing_each_other(bots), 30, "media in the running visit")
 
@@ -163,7 +167,8 @@ async def test_every_booking_joins_after_a_single_node_is_killed_and_restarted(
         assert status == 200
         assert {v["id"] for v in listed["visits"]} >= {b["visit"] for b in booked}
 
-        reports = await asyncio.gather(*tasks)
+        await until(media_back(bots), 40, "media back in the running visit")
+        reports = await finish(tasks, bots)
         for report in reports:
             assert report.errors == [], report.errors
             assert report.reconnects >= 1 and media_came_back(report), json.dumps(report.to_dict())
@@ -196,9 +201,9 @@ async def test_every_booking_opens_after_redis_is_killed_and_restarted_empty(
         running = await a.create_visit("--no-waiting-room")
         links = running["links"]
         bots = [
-            Bot(links["citizen"], light(40)),
-            Bot(on_node(links["nurse"], b), light(40)),
-            Bot(links["gp"], light(40)),
+            Bot(links["citizen"], light(BOT_SECONDS)),
+            Bot(on_node(links["nurse"], b), light(BOT_SECONDS)),
+            Bot(links["gp"], light(BOT_SECONDS)),
         ]
         tasks = [asyncio.create_task(bot.run()) for bot in bots]
         await until(seeing_each_other(bots), 30, "media in the running visit")
@@ -240,7 +245,7 @@ async def test_every_booking_opens_after_redis_is_killed_and_restarted_empty(
             return all(n > before + 30 for n, before in zip(now, frames_at_restart, strict=True))
 
         await until(media_again, 30, "media in the running visit after the Redis restart")
-        reports = await asyncio.gather(*tasks)
+        reports = await finish(tasks, bots)
         for report in reports:
             assert report.errors == [], report.errors
     finally:
