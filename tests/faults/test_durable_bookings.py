@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import secrets
 import signal
 import time
 from pathlib import Path
@@ -27,10 +26,7 @@ from redis.asyncio import Redis
 
 from rooms.eventlog import EventKind, SqlEventLog
 from rooms.ids import VisitId
-from rooms.roles import Role, Sector
 from rooms.sql import open_database
-from server.auth import TokenIssuer
-from server.keys import load_or_create_signing_key
 from signaling.bot import Bot, BotReport
 from tests.support.bots import finish, light, media_back, seeing_each_other
 from tests.support.cluster import (
@@ -52,22 +48,10 @@ BOOKINGS = 6
 BOT_SECONDS = 90.0
 
 
-def staff_token(server: RunningServer) -> str:
-    """A GP's five-minute token signed by the server's own key, as `screenvisit visit` makes."""
-    key = load_or_create_signing_key(server.data_dir / "signing-key.pem")
-    return TokenIssuer("screenvisit-local", "screenvisit", key).sign(
-        sub="gp-" + secrets.token_hex(4),
-        role=Role.GP,
-        sector=Sector.GENERAL_PRACTICE,
-        lifetime=300,
-        org="demo",
-    )
-
-
 async def api(
     server: RunningServer, method: str, path: str, body: dict[str, Any] | None = None
 ) -> tuple[int, dict[str, Any]]:
-    headers = {"Authorization": f"Bearer {staff_token(server)}"}
+    headers = {"Authorization": f"Bearer {server.staff_token()}"}
     async with (
         aiohttp.ClientSession() as http,
         http.request(method, server.base_url + path, json=body, headers=headers) as response,
@@ -119,7 +103,7 @@ async def test_every_booking_joins_after_a_single_node_is_killed_and_restarted(
     server = await start_server(tmp_path, "--reconnect-grace", "30")
     restarted: RunningServer | None = None
     try:
-        booked = [await server.create_visit() for _ in range(BOOKINGS)]
+        booked = [await server.book() for _ in range(BOOKINGS)]
         # Changes over the API are acknowledged only once recorded, like the booking itself.
         patched, cancelled = booked[0]["visit"], booked[1]["visit"]
         later = time.time() + 3 * 24 * 3600
@@ -197,7 +181,7 @@ async def test_every_booking_opens_after_redis_is_killed_and_restarted_empty(
     a = await start_node(tmp_path, "df-a", redis_server.url, postgres_url)
     b = await start_node(tmp_path, "df-b", redis_server.url, postgres_url)
     try:
-        booked = [await a.create_visit() for _ in range(BOOKINGS)]
+        booked = [await a.book() for _ in range(BOOKINGS)]
         running = await a.create_visit("--no-waiting-room")
         links = running["links"]
         bots = [

@@ -11,7 +11,7 @@ import asyncio
 import json
 import signal
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +22,7 @@ from redis.exceptions import RedisError
 
 from signaling.errors import CLOSE_INTERNAL
 from tests.support.servers import RunningServer, free_port, start_server
-
-
-async def until(condition: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not await condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.2)
+from tests.support.waiting import until
 
 
 @pytest.fixture
