@@ -54,7 +54,9 @@ def media_back(bots: list[Bot]) -> Callable[[], Awaitable[bool]]:
         peer = bot._peer
         if peer is not None:
             bot._credit_recoveries(peer)
-        return bool(bot._recoveries) and all(r.owed <= r.back.keys() for r in bot._recoveries)
+        return bool(bot._recoveries) and all(
+            r.owed and r.owed <= r.back.keys() for r in bot._recoveries
+        )
 
     async def condition() -> bool:
         return all(back(bot) for bot in bots)
