@@ -272,10 +272,12 @@ async def _signaling(app: web.Application) -> AsyncIterator[None]:
     cluster: ClusterState
     bus: Bus
     if appkeys.REDIS in app:
-        cluster = RedisClusterState(app[appkeys.REDIS], DEFAULT_PREFIX, owns_client=False)
+        cluster = RedisClusterState(
+            app[appkeys.REDIS], DEFAULT_PREFIX, owns_client=False, node_ttl=settings.node_ttl
+        )
         bus = RedisBus(app[appkeys.REDIS])
     else:
-        cluster, bus = MemoryClusterState(), LocalBus()
+        cluster, bus = MemoryClusterState(settings.node_ttl), LocalBus()
     node_id = NodeId(settings.node_name)
     services = SignalingServices(
         access=app[appkeys.ACCESS],

@@ -17,6 +17,7 @@ from typing import Any
 
 from media.candidates import parse_networks
 from media.config import IceServer, MediaConfig, MediaMode, parse_media_mode
+from rooms.cluster import DEFAULT_NODE_TTL
 from rooms.link_window import LinkWindow
 from rooms.outcomes import DEFAULT_OUTCOMES
 
@@ -160,6 +161,12 @@ SETTINGS: tuple[Setting, ...] = (
         " default the first of the ICE hosts",
     ),
     Setting(
+        "node-ttl",
+        "6",
+        "seconds a node's registration in Redis lives without a heartbeat (it renews it every"
+        " third of that): a node silent longer is taken for dead and its visits move",
+    ),
+    Setting(
         "drain-timeout",
         "60",
         "seconds a stopping (SIGTERM) or drained node waits for its visits to end before it"
@@ -259,6 +266,7 @@ class Settings:
     media_mode: MediaMode = "forward"
     node_id: str = ""
     announce_address: str = ""
+    node_ttl: float = DEFAULT_NODE_TTL
     drain_timeout: float = 60.0
     frame_ancestors: str = "'none'"
     http_header_timeout: float = 10.0
@@ -354,6 +362,7 @@ class Settings:
                 media_mode=parse_media_mode(raw["media-mode"]),
                 node_id=raw["node-id"],
                 announce_address=raw["announce-address"],
+                node_ttl=_positive(raw["node-ttl"]),
                 drain_timeout=float(raw["drain-timeout"]),
                 frame_ancestors=parse_frame_ancestors(raw["frame-ancestors"]),
                 http_header_timeout=_positive(raw["http-header-timeout"]),

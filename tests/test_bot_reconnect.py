@@ -1,7 +1,8 @@
 """The bot reconnects by itself when its node is lost, and stops for good when it must.
 
-Real server processes (killed with SIGKILL and replaced on the same port and data folder), real
-Redis for the live state that must outlive the node, real aiortc bots as their own processes.
+Real server processes (killed with SIGKILL and replaced on the same port and data folder), a
+real redis-server of the test's own (tests.support.cluster) for the live state that must outlive
+the node, real aiortc bots as their own processes.
 """
 
 from __future__ import annotations
@@ -10,49 +11,29 @@ import asyncio
 import json
 import signal
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import jwt
 import pytest
-import redis.asyncio
 
 from rooms.sql import open_database
 from signaling.errors import CLOSE_NODE_LOST
+from tests.support.cluster import PrivateRedis, redis_server
 from tests.support.servers import RunningServer, cli, run_bot, start_server
+from tests.support.waiting import until
+
+__all__ = ["redis_server"]
 
 ROLES = ("citizen", "nurse", "gp")
-REDIS_URL = "redis://127.0.0.1:6379/15"
 #: How long each bot of the restart test stays, from its first join.
 SECONDS = 30.0
 
 
-async def until(
-    condition: Callable[[], Awaitable[bool]], timeout: float, what: str, every: float = 0.2
-) -> None:
-    """Poll `condition` until it holds; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not await condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(every)
-
-
-async def flush_redis() -> None:
-    client = redis.asyncio.from_url(REDIS_URL)
-    try:
-        await client.flushdb()
-    finally:
-        await client.aclose()
-
-
 @pytest.fixture
-async def redis_env() -> AsyncIterator[dict[str, str]]:
-    await flush_redis()
-    yield {"SCREENVISIT_REDIS_URL": REDIS_URL}
-    await flush_redis()
+def redis_env(redis_server: PrivateRedis) -> dict[str, str]:
+    return {"SCREENVISIT_REDIS_URL": redis_server.url}
 
 
 async def kill(server: RunningServer) -> None:

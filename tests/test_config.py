@@ -1,7 +1,12 @@
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from rooms.cluster import DEFAULT_NODE_TTL
+from server import appkeys
+from server.app import create_app
 from server.config import SETTINGS, Settings, SettingsError
 
 
@@ -45,3 +50,17 @@ def test_bad_settings_are_reported() -> None:
 def test_every_setting_has_an_env_name_and_a_flag() -> None:
     for setting in SETTINGS:
         assert setting.env.startswith("SCREENVISIT_") and setting.flag.startswith("--")
+
+
+def test_the_node_ttl_is_a_setting_with_the_cluster_default() -> None:
+    assert Settings.load(env={}).node_ttl == DEFAULT_NODE_TTL == 6.0
+    assert Settings.load(env={"SCREENVISIT_NODE_TTL": "2.5"}).node_ttl == 2.5
+    with pytest.raises(SettingsError):
+        Settings.load(env={"SCREENVISIT_NODE_TTL": "0"})
+
+
+async def test_the_node_ttl_reaches_the_cluster_state(
+    aiohttp_client: Any, settings: Settings
+) -> None:
+    client = await aiohttp_client(create_app(replace(settings, node_ttl=2.5)))
+    assert client.app[appkeys.NODE].cluster.node_ttl == 2.5

@@ -2,7 +2,9 @@
 restart, drain, revocation and rate limits across nodes, and `serve --workers`.
 
 Each test starts its own redis-server on a free port, so it can stop and restart it without
-touching the machine's shared Redis, and the nodes it starts see no other test's nodes.
+touching the machine's shared Redis, and the nodes it starts see no other test's nodes. The
+nodes' registrations live NODE_TTL seconds (tests.support.cluster); the bots' runs end once the
+test has seen what it waits for (tests.support.bots.finish).
 """
 
 from __future__ import annotations
@@ -10,134 +12,35 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import jwt
-import pytest
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
-from rooms.sql import Database, open_database
-from signaling.bot import Bot, BotOptions, BotReport, run_bot
-from tests.sqlbackends import backend_for
-from tests.support.servers import RunningServer, cli, free_port, start_server
+from rooms.sql import open_database
+from signaling.bot import BotReport
+from tests.support.bots import finish, flowing, media_back, seeing_each_other, start_bots
+from tests.support.cluster import (
+    NODE_TTL,
+    PrivateRedis,
+    events_of,
+    on_node,
+    postgres_url,
+    redis_server,
+    start_node,
+)
+from tests.support.servers import RunningServer, cli, start_server
+from tests.support.waiting import until
 
+__all__ = ["postgres_url", "redis_server"]
 
-@dataclass
-class PrivateRedis:
-    port: int
-    process: asyncio.subprocess.Process | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    async def start(self) -> None:
-        self.process = await asyncio.create_subprocess_exec(
-            "redis-server",
-            *("--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"),
-            stdout=asyncio.subprocess.DEVNULL,
-        )
-        client = Redis(port=self.port)
-        try:
-            deadline = time.monotonic() + 10
-            while True:
-                try:
-                    await client.ping()
-                    return
-                except (OSError, RedisError):
-                    if time.monotonic() > deadline:
-                        raise
-                await asyncio.sleep(0.05)
-        finally:
-            await client.aclose()
-
-    async def stop(self) -> None:
-        if self.process is not None and self.process.returncode is None:
-            self.process.terminate()
-            await asyncio.wait_for(self.process.wait(), 10)
-
-
-@pytest.fixture
-async def redis_server() -> AsyncIterator[PrivateRedis]:
-    server = PrivateRedis(free_port())
-    await server.start()
-    yield server
-    await server.stop()
-
-
-@pytest.fixture
-async def postgres_url(tmp_path: Path) -> AsyncIterator[str]:
-    async with backend_for("postgresql", tmp_path) as location:
-        assert location.url is not None
-        yield location.url
-
-
-async def start_node(
-    tmp: Path, name: str, redis_url: str, database_url: str, **env: str
-) -> RunningServer:
-    """A node of the deployment; every node shares the data folder (the signing key)."""
-    return await start_server(
-        tmp,
-        log_name=f"{name}.log",
-        env={
-            "SCREENVISIT_REDIS_URL": redis_url,
-            "SCREENVISIT_DATABASE_URL": database_url,
-            "SCREENVISIT_NODE_ID": name,
-            "SCREENVISIT_DRAIN_TIMEOUT": "3",
-            **env,
-        },
-    )
-
-
-def on_node(link: str, node: RunningServer) -> str:
-    """The same invite link, opened through another node (as a load balancer would send it)."""
-    scheme, rest = link.split("://", 1)
-    return f"{scheme}://127.0.0.1:{node.port}/{rest.split('/', 1)[1]}"
-
-
-#: Longer than a node's registration lives (6 s), so a node that judged by Redis alone would
-#: think the others dead.
-OUTAGE_SECONDS = 7.0
-
-
-def light(seconds: float) -> BotOptions:
-    return BotOptions(seconds=seconds, width=320, height=240, decode=False)
-
-
-async def events_of(db: Database, visit: str) -> list[tuple[str, str | None, dict[str, Any]]]:
-    rows = await db.fetch(
-        "SELECT kind, participant, data FROM events WHERE visit = ? ORDER BY id", visit
-    )
-    return [(str(r[0]), r[1], json.loads(r[2]) if r[2] else {}) for r in rows]
-
-
-async def until(condition: Any, timeout: float, what: str) -> None:
-    """Poll an outside condition (another process's state) until it holds, or fail."""
-    deadline = time.monotonic() + timeout
-    while not await condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.1)
-
-
-def start_bots(links: list[str], seconds: float) -> tuple[list[Bot], list[asyncio.Task[BotReport]]]:
-    """Light bots on `links`, running: the bots (to watch) and their tasks (for the reports)."""
-    bots = [Bot(link, light(seconds)) for link in links]
-    return bots, [asyncio.create_task(bot.run()) for bot in bots]
-
-
-def seeing_each_other(bots: list[Bot]) -> Callable[[], Awaitable[bool]]:
-    """Every bot has received video from every other one (as the participants would see it)."""
-
-    async def condition() -> bool:
-        return all(len(bot.video_from()) >= len(bots) - 1 for bot in bots)
-
-    return condition
+#: Longer than a node's registration lives, so a node that judged by Redis alone would think
+#: the others dead.
+OUTAGE_SECONDS = NODE_TTL + 1.0
+#: The longest a bot runs; the tests end the runs once they have seen what they wait for.
+BOT_SECONDS = 90.0
 
 
 def remote_video(report: BotReport) -> dict[str, int]:
@@ -158,7 +61,8 @@ async def test_a_visit_on_one_node_serves_participants_on_others_and_survives_it
         assert await redis.get(f"screenvisit:visit:{visit}:node") == "mn-a"  # least loaded, by id
         started = time.monotonic()
         bots, tasks = start_bots(
-            [on_node(links["citizen"], b), on_node(links["nurse"], c), on_node(links["gp"], b)], 40
+            [on_node(links["citizen"], b), on_node(links["nurse"], c), on_node(links["gp"], b)],
+            BOT_SECONDS,
         )
         await until(seeing_each_other(bots), 30, "media through node A")
         a.process.kill()
@@ -166,7 +70,8 @@ async def test_a_visit_on_one_node_serves_participants_on_others_and_survives_it
         await a.process.wait()
         # The visit moves to a live node, and everyone gets media back there.
         await until(lambda: _moved(redis, visit), 20, "the visit to be pinned to a live node")
-        reports = await asyncio.gather(*tasks)
+        await until(media_back(bots), 30, "media back for every bot")
+        reports = await finish(tasks, bots)
         await redis.aclose()
         for report in reports:
             assert report.errors == [], report.errors
@@ -217,7 +122,9 @@ async def test_a_redis_restart_mid_visit_does_not_stop_the_call(
         booked = await a.create_visit("--no-waiting-room", "--relative")
         visit, links = booked["visit"], booked["links"]
         started = time.monotonic()
-        bots, tasks = start_bots([links["citizen"], on_node(links["nurse"], b), links["gp"]], 30)
+        bots, tasks = start_bots(
+            [links["citizen"], on_node(links["nurse"], b), links["gp"]], BOT_SECONDS
+        )
         await until(seeing_each_other(bots), 30, "media in the visit")
         await redis_server.stop()
         outage = time.monotonic()
@@ -235,7 +142,10 @@ async def test_a_redis_restart_mid_visit_does_not_stop_the_call(
             await until(lambda: _resynced(redis, visit), 15, "the nodes to re-register and re-sync")
         finally:
             await redis.aclose()
-        reports = await asyncio.gather(*tasks)
+        # The call goes on after the outage too: more video for everyone, then the runs end.
+        resynced = [bot.video_frames() for bot in bots]
+        await until(flowing(bots, resynced), 15, "media after the nodes re-synced")
+        reports = await finish(tasks, bots)
         for report in reports:
             assert report.errors == [], report.errors
             assert report.reconnects == 0, report.recoveries  # the call never dropped
@@ -270,7 +180,9 @@ async def test_a_drained_node_hands_its_visit_on_and_exits(
     try:
         booked = await a.create_visit("--no-waiting-room")
         visit, links = booked["visit"], booked["links"]
-        bots, tasks = start_bots([on_node(links[r], b) for r in ("citizen", "nurse", "gp")], 45)
+        bots, tasks = start_bots(
+            [on_node(links[r], b) for r in ("citizen", "nurse", "gp")], BOT_SECONDS
+        )
         await until(seeing_each_other(bots), 40, "media through node A")
         code, out, _err = await cli(a, "drain")
         assert code == 0 and "mn-a is draining" in out
@@ -284,7 +196,8 @@ async def test_a_drained_node_hands_its_visit_on_and_exits(
             await redis.aclose()
         # ...and after the drain timeout (3 s) node A hands the running one on and exits.
         assert await asyncio.wait_for(a.process.wait(), 30) == 0
-        reports = await asyncio.gather(*tasks)
+        await until(media_back(bots), 40, "media back for every bot on node B")
+        reports = await finish(tasks, bots)
         for report in reports:
             assert report.errors == [], report.errors
             assert report.reconnects >= 1
@@ -318,7 +231,7 @@ async def test_revocation_rate_limits_and_the_audit_log_hold_across_nodes(
     try:
         booked = await a.create_visit("--no-waiting-room")
         visit, links = booked["visit"], booked["links"]
-        bots, (citizen, gp) = start_bots([on_node(links["citizen"], b), links["gp"]], 20)
+        bots, (citizen, gp) = start_bots([on_node(links["citizen"], b), links["gp"]], BOT_SECONDS)
         await until(seeing_each_other(bots), 30, "media in the visit")
         # Revoked on node A; the citizen's session (relayed from B) is closed at once...
         token = links["citizen"].split("#", 1)[1]
@@ -330,7 +243,7 @@ async def test_revocation_rate_limits_and_the_audit_log_hold_across_nodes(
         # ...and node B refuses the token too.
         refused = await join_once(b, on_node(links["citizen"], b))
         assert refused["code"] == "token-revoked"
-        await gp
+        await finish([gp], bots[1:])
         # Failed authentications count across nodes, 3 a minute from one address: the revoked
         # token on B was the first, then one on A and one on B, and both refuse the next.
         bad = on_node(links["nurse"], a).split("#")[0] + "#not-a-token"
@@ -365,9 +278,16 @@ async def test_serve_workers_share_one_port_and_place_visits_across_them(
         first = await server.create_visit("--no-waiting-room")
         second = await server.create_visit("--no-waiting-room")
         owners = {await redis.get(f"screenvisit:visit:{v['visit']}:node") for v in (first, second)}
-        reports = await asyncio.gather(
-            *(run_bot(first["links"][r], light(8)) for r in ("citizen", "nurse", "gp"))
+        bots, tasks = start_bots(
+            [first["links"][r] for r in ("citizen", "nurse", "gp")], BOT_SECONDS
         )
+
+        async def thirty_frames_each() -> bool:
+            counts = [bot.video_frames() for bot in bots]
+            return all(len(c) == 2 and min(c.values()) > 30 for c in counts)
+
+        await until(thirty_frames_each, 40, "over 30 video frames from each other bot")
+        reports = await finish(tasks, bots)
         for report in reports:
             assert report.errors == []
             assert len(report.remotes) == 2 and min(remote_video(report).values()) > 30

@@ -17,7 +17,7 @@ import signal
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -27,26 +27,12 @@ from media.encoded import EncodedMedia
 from rooms.eventlog import EventKind, SqlEventLog, VisitEvent
 from rooms.ids import VisitId
 from rooms.sql import open_database
-from signaling.bot import Bot, BotOptions
-from tests.support.servers import RunningServer, start_server
+from signaling.bot import Bot, BotOptions, BotReport
+from tests.support.servers import RunningServer
+from tests.support.waiting import until
 
 #: The bound within which a dead participant must be shown as cut off.
 CUT_OFF_SECONDS = 15.0
-
-
-async def until(condition: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not await condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.1)
-
-
-@pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[RunningServer]:
-    running = await start_server(tmp_path, "--quality-interval", "1")
-    yield running
-    await running.stop()
 
 
 async def start_bot(link: str) -> asyncio.subprocess.Process:
@@ -78,6 +64,18 @@ class Listener:
             if msg.type is aiohttp.WSMsgType.TEXT:
                 self.heard.append((time.monotonic(), json.loads(msg.data)))
 
+    def told(self, kind: str, participant: str) -> Callable[[], Awaitable[bool]]:
+        """A condition: the host has been sent a `kind` message about `participant`."""
+
+        async def condition() -> bool:
+            try:
+                self.first(kind, participant)
+            except LookupError:
+                return False
+            return True
+
+        return condition
+
     def first(self, kind: str, participant: str | None = None) -> tuple[float, dict[str, Any]]:
         for at, message in self.heard:
             if message["type"] != kind:
@@ -95,6 +93,66 @@ class Listener:
             await self._task
 
 
+@contextlib.asynccontextmanager
+async def hosted_visit(server: RunningServer) -> AsyncIterator[tuple[dict[str, Any], Listener]]:
+    """A visit without a waiting room, its GP (the host) in it on a plain socket."""
+    visit = await server.create_visit("--no-waiting-room")
+    async with aiohttp.ClientSession() as http:
+        ws = await http.ws_connect(server.base_url.replace("http", "ws", 1) + "/ws")
+        token = visit["links"]["gp"].split("#", 1)[1]
+        await ws.send_json({"type": "join", "token": token, "visit": visit["visit"]})
+        host = Listener(ws)
+        try:
+            yield visit, host
+        finally:
+            await host.close()
+
+
+@dataclass
+class Call:
+    visit: dict[str, Any]
+    host: Listener
+    citizen: Bot
+    nurse: Bot
+    runs: list[asyncio.Task[BotReport]]
+
+
+@contextlib.asynccontextmanager
+async def call_with_media(server: RunningServer) -> AsyncIterator[Call]:
+    """The host on a socket, the citizen and the nurse as light bots in this process, video
+    flowing between them both ways."""
+    encoded = await asyncio.to_thread(EncodedMedia.build, 320, 240, 30, 0)
+    async with hosted_visit(server) as (visit, host):
+        citizen, nurse = (
+            Bot(
+                visit["links"][role],
+                BotOptions(seconds=120, decode=False, encoded=encoded, width=320, height=240),
+            )
+            for role in ("citizen", "nurse")
+        )
+        runs = [asyncio.create_task(bot.run()) for bot in (citizen, nurse)]
+        try:
+
+            async def media_both_ways() -> bool:
+                return bool(citizen.video_from() and nurse.video_from())
+
+            await until(media_both_ways, 60, "video between the citizen and the nurse")
+            yield Call(visit, host, citizen, nurse, runs)
+        finally:
+            for run in runs:
+                run.cancel()
+            await asyncio.gather(*runs, return_exceptions=True)
+
+
+def counting(server: RunningServer, participants: int) -> Callable[[], Awaitable[bool]]:
+    """A condition: /healthz counts `participants`."""
+
+    async def condition() -> bool:
+        return bool((await server.health())["participants"] == participants)
+
+    return condition
+
+
 async def events_of(server: RunningServer, visit: str) -> list[VisitEvent]:
     db = await open_database(None, server.data_dir / "metadata.sqlite3")
     try:
@@ -104,13 +162,8 @@ async def events_of(server: RunningServer, visit: str) -> list[VisitEvent]:
 
 
 async def test_a_frozen_participant_is_cut_off_within_15_s(server: RunningServer) -> None:
-    visit = await server.create_visit("--no-waiting-room")
-    links = visit["links"]
-    async with aiohttp.ClientSession() as http:
-        ws = await http.ws_connect(server.base_url.replace("http", "ws", 1) + "/ws")
-        token = links["gp"].split("#", 1)[1]
-        await ws.send_json({"type": "join", "token": token, "visit": visit["visit"]})
-        host = Listener(ws)
+    async with hosted_visit(server) as (visit, host):
+        links = visit["links"]
         bots = {role: await start_bot(links[role]) for role in ("citizen", "nurse")}
         try:
             seats: dict[str, str] = {}
@@ -135,20 +188,10 @@ async def test_a_frozen_participant_is_cut_off_within_15_s(server: RunningServer
 
             bots["nurse"].send_signal(signal.SIGSTOP)
             stopped = time.monotonic()
-
-            async def told() -> bool:
-                try:
-                    host.first("participant-reconnecting", nurse)
-                except LookupError:
-                    return False
-                return True
-
-            async def not_counted() -> bool:
-                return bool((await server.health())["participants"] == 2)
-
+            told = host.told("participant-reconnecting", nurse)
             await until(told, 45, "the host to be told the nurse is cut off")
             told_after = host.first("participant-reconnecting", nurse)[0] - stopped
-            await until(not_counted, 15, "/healthz to stop counting the nurse")
+            await until(counting(server, 2), 15, "/healthz to stop counting the nurse")
             uncounted_after = time.monotonic() - stopped
             print(
                 f"SIGSTOPped nurse: others told after {told_after:.1f} s, /healthz stopped"
@@ -162,7 +205,6 @@ async def test_a_frozen_participant_is_cut_off_within_15_s(server: RunningServer
         finally:
             for process in bots.values():
                 await stop_bot(process)
-            await host.close()
 
     events = await events_of(server, visit["visit"])
     cut = [
@@ -200,69 +242,26 @@ class DarkPath:
 async def test_a_participant_whose_media_dies_is_cut_off_while_its_socket_lives(
     server: RunningServer,
 ) -> None:
-    visit = await server.create_visit("--no-waiting-room")
-    links = visit["links"]
-    encoded = await asyncio.to_thread(EncodedMedia.build, 320, 240, 30, 0)
-    async with aiohttp.ClientSession() as http:
-        ws = await http.ws_connect(server.base_url.replace("http", "ws", 1) + "/ws")
-        token = links["gp"].split("#", 1)[1]
-        await ws.send_json({"type": "join", "token": token, "visit": visit["visit"]})
-        host = Listener(ws)
-        bots = {
-            role: Bot(
-                links[role],
-                BotOptions(seconds=120, decode=False, encoded=encoded, width=320, height=240),
-            )
-            for role in ("citizen", "nurse")
-        }
-        runs = [asyncio.create_task(bot.run()) for bot in bots.values()]
-        try:
-
-            async def media_both_ways() -> bool:
-                return all(bot.video_from() for bot in bots.values())
-
-            await until(media_both_ways, 60, "video between the citizen and the nurse")
-            nurse = bots["nurse"].report.participant
-            peer = bots["nurse"]._peer
-            assert peer is not None
-            DarkPath(peer.pc)
-            dark = time.monotonic()
-
-            async def told() -> bool:
-                try:
-                    host.first("participant-reconnecting", nurse)
-                except LookupError:
-                    return False
-                return True
-
-            # Not the 30-36 s aioice needs to give up after six unanswered consent checks.
-            await until(told, CUT_OFF_SECONDS + 5, "the host to be told the nurse's media is gone")
-            told_after = host.first("participant-reconnecting", nurse)[0] - dark
-            assert told_after < CUT_OFF_SECONDS
-
-            async def not_counted() -> bool:
-                return bool((await server.health())["participants"] == 2)
-
-            await until(not_counted, 15, "/healthz to stop counting the nurse")
-            print(f"UDP path of the nurse cut: others told after {told_after:.1f} s", end="")
-            # Its signaling socket is still open: the cut-off came from the media connection.
-            assert not runs[1].done()
-            # Asking for a new media connection brings it back: the others are told.
-            await bots["nurse"]._send({"type": "media-restart"})
-
-            async def back() -> bool:
-                try:
-                    host.first("participant-reconnected", nurse)
-                except LookupError:
-                    return False
-                return bool((await server.health())["participants"] == 3)
-
-            await until(back, 15, "the nurse shown back after media-restart")
-        finally:
-            for run in runs:
-                run.cancel()
-            await asyncio.gather(*runs, return_exceptions=True)
-            await host.close()
+    async with call_with_media(server) as call:
+        host, visit = call.host, call.visit
+        nurse = call.nurse.report.participant
+        peer = call.nurse._peer
+        assert peer is not None
+        DarkPath(peer.pc)
+        dark = time.monotonic()
+        told = host.told("participant-reconnecting", nurse)
+        # Not the 30-36 s aioice needs to give up after six unanswered consent checks.
+        await until(told, CUT_OFF_SECONDS + 5, "the host to be told the nurse's media is gone")
+        told_after = host.first("participant-reconnecting", nurse)[0] - dark
+        assert told_after < CUT_OFF_SECONDS
+        await until(counting(server, 2), 15, "/healthz to stop counting the nurse")
+        print(f"UDP path of the nurse cut: others told after {told_after:.1f} s", end="")
+        # Its signaling socket is still open: the cut-off came from the media connection.
+        assert not call.runs[1].done()
+        # Asking for a new media connection brings it back: the others are told.
+        await call.nurse._send({"type": "media-restart"})
+        await until(host.told("participant-reconnected", nurse), 15, "the nurse shown back")
+        await until(counting(server, 3), 15, "/healthz to count the nurse again")
 
     events = await events_of(server, visit["visit"])
     failed = [e for e in events if e.participant == nurse and e.kind is EventKind.MEDIA_FAILED]
@@ -277,58 +276,33 @@ async def test_a_connection_closed_on_purpose_is_not_a_media_failure(
 ) -> None:
     """A client that closes its peer connection and then says why (here: it restarts its media,
     as the page does) is not cut off, and no media failure is recorded."""
-    visit = await server.create_visit("--no-waiting-room")
-    links = visit["links"]
-    encoded = await asyncio.to_thread(EncodedMedia.build, 320, 240, 30, 0)
-    async with aiohttp.ClientSession() as http:
-        ws = await http.ws_connect(server.base_url.replace("http", "ws", 1) + "/ws")
-        token = links["gp"].split("#", 1)[1]
-        await ws.send_json({"type": "join", "token": token, "visit": visit["visit"]})
-        host = Listener(ws)
-        bots = {
-            role: Bot(
-                links[role],
-                BotOptions(seconds=120, decode=False, encoded=encoded, width=320, height=240),
+    async with call_with_media(server) as call:
+        host, visit = call.host, call.visit
+        nurse = call.nurse.report.participant
+        peer = call.nurse._peer
+        assert peer is not None
+        await peer.pc.close()  # the server's end sees the DTLS close: "closed"
+        # The page's own pace between closing its connection and asking for a new one.
+        await asyncio.sleep(0.3)
+        await call.nurse._send({"type": "media-restart"})
+
+        async def restarted() -> bool:
+            events = await events_of(server, visit["visit"])
+            return any(
+                e.kind is EventKind.MEDIA_RESTARTED and e.participant == nurse for e in events
             )
-            for role in ("citizen", "nurse")
-        }
-        runs = [asyncio.create_task(bot.run()) for bot in bots.values()]
-        try:
 
-            async def media_both_ways() -> bool:
-                return all(bot.video_from() for bot in bots.values())
+        await until(restarted, 15, "the nurse's media restarted")
+        # Past the time a closed peer is given to be explained, and a little more.
+        ping_sent = time.monotonic()
+        await host.ws.send_json({"type": "ping", "id": "later"})
 
-            await until(media_both_ways, 60, "video between the citizen and the nurse")
-            nurse = bots["nurse"].report.participant
-            peer = bots["nurse"]._peer
-            assert peer is not None
-            await peer.pc.close()  # the server's end sees the DTLS close: "closed"
-            # The page's own pace between closing its connection and asking for a new one.
-            await asyncio.sleep(0.3)
-            await bots["nurse"]._send({"type": "media-restart"})
+        async def ponged_after_settle() -> bool:
+            return time.monotonic() - ping_sent > 4 and any(
+                m["type"] == "pong" for _at, m in host.heard
+            )
 
-            async def restarted() -> bool:
-                events = await events_of(server, visit["visit"])
-                return any(
-                    e.kind is EventKind.MEDIA_RESTARTED and e.participant == nurse for e in events
-                )
-
-            await until(restarted, 15, "the nurse's media restarted")
-            # Past the time a closed peer is given to be explained, and a little more.
-            ping_sent = time.monotonic()
-            await ws.send_json({"type": "ping", "id": "later"})
-
-            async def ponged_after_settle() -> bool:
-                return time.monotonic() - ping_sent > 4 and any(
-                    m["type"] == "pong" for _at, m in host.heard
-                )
-
-            await until(ponged_after_settle, 15, "a pong, 4 s on")
-        finally:
-            for run in runs:
-                run.cancel()
-            await asyncio.gather(*runs, return_exceptions=True)
-            await host.close()
+        await until(ponged_after_settle, 15, "a pong, 4 s on")
 
     with pytest.raises(LookupError):
         host.first("participant-reconnecting", nurse)

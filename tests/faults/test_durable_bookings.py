@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import secrets
 import signal
 import time
 from pathlib import Path
@@ -27,46 +26,32 @@ from redis.asyncio import Redis
 
 from rooms.eventlog import EventKind, SqlEventLog
 from rooms.ids import VisitId
-from rooms.roles import Role, Sector
 from rooms.sql import open_database
-from server.auth import TokenIssuer
-from server.keys import load_or_create_signing_key
 from signaling.bot import Bot, BotReport
-from tests.e2e.test_multinode import (
+from tests.support.bots import finish, light, media_back, seeing_each_other
+from tests.support.cluster import (
     PrivateRedis,
-    light,
     on_node,
     postgres_url,
     redis_server,
-    seeing_each_other,
     start_node,
-    until,
 )
 from tests.support.servers import RunningServer, start_server
+from tests.support.waiting import until
 
 # The two nodes' private Redis and shared PostgreSQL, as in the multi-node tests.
 __all__ = ["postgres_url", "redis_server"]
 
 #: Bookings made before each fault.
 BOOKINGS = 6
-
-
-def staff_token(server: RunningServer) -> str:
-    """A GP's five-minute token signed by the server's own key, as `screenvisit visit` makes."""
-    key = load_or_create_signing_key(server.data_dir / "signing-key.pem")
-    return TokenIssuer("screenvisit-local", "screenvisit", key).sign(
-        sub="gp-" + secrets.token_hex(4),
-        role=Role.GP,
-        sector=Sector.GENERAL_PRACTICE,
-        lifetime=300,
-        org="demo",
-    )
+#: The longest a bot runs; the tests end the runs once they have seen what they wait for.
+BOT_SECONDS = 90.0
 
 
 async def api(
     server: RunningServer, method: str, path: str, body: dict[str, Any] | None = None
 ) -> tuple[int, dict[str, Any]]:
-    headers = {"Authorization": f"Bearer {staff_token(server)}"}
+    headers = {"Authorization": f"Bearer {server.staff_token()}"}
     async with (
         aiohttp.ClientSession() as http,
         http.request(method, server.base_url + path, json=body, headers=headers) as response,
@@ -118,7 +103,7 @@ async def test_every_booking_joins_after_a_single_node_is_killed_and_restarted(
     server = await start_server(tmp_path, "--reconnect-grace", "30")
     restarted: RunningServer | None = None
     try:
-        booked = [await server.create_visit() for _ in range(BOOKINGS)]
+        booked = [await server.book() for _ in range(BOOKINGS)]
         # Changes over the API are acknowledged only once recorded, like the booking itself.
         patched, cancelled = booked[0]["visit"], booked[1]["visit"]
         # Later, yet inside the link's opening hours (from 15 minutes before), so it joins.
@@ -136,8 +121,11 @@ async def test_every_booking_joins_after_a_single_node_is_killed_and_restarted(
         assert status == 200
         # A visit in progress, with a waiting room, its bots in the call when the server dies.
         running = await server.create_visit()
-        host = dataclasses.replace(light(45), admit_all=True)
-        bots = [Bot(running["links"]["citizen"], light(45)), Bot(running["links"]["gp"], host)]
+        host = dataclasses.replace(light(BOT_SECONDS), admit_all=True)
+        bots = [
+            Bot(running["links"]["citizen"], light(BOT_SECONDS)),
+            Bot(running["links"]["gp"], host),
+        ]
         tasks = [asyncio.create_task(bot.run()) for bot in bots]
         await until(seeing_each_other(bots), 30, "media in the running visit")
 
@@ -164,7 +152,8 @@ async def test_every_booking_joins_after_a_single_node_is_killed_and_restarted(
         assert status == 200
         assert {v["id"] for v in listed["visits"]} >= {b["visit"] for b in booked}
 
-        reports = await asyncio.gather(*tasks)
+        await until(media_back(bots), 40, "media back in the running visit")
+        reports = await finish(tasks, bots)
         for report in reports:
             assert report.errors == [], report.errors
             assert report.reconnects >= 1 and media_came_back(report), json.dumps(report.to_dict())
@@ -193,13 +182,13 @@ async def test_every_booking_opens_after_redis_is_killed_and_restarted_empty(
     a = await start_node(tmp_path, "df-a", redis_server.url, postgres_url)
     b = await start_node(tmp_path, "df-b", redis_server.url, postgres_url)
     try:
-        booked = [await a.create_visit() for _ in range(BOOKINGS)]
+        booked = [await a.book() for _ in range(BOOKINGS)]
         running = await a.create_visit("--no-waiting-room")
         links = running["links"]
         bots = [
-            Bot(links["citizen"], light(40)),
-            Bot(on_node(links["nurse"], b), light(40)),
-            Bot(links["gp"], light(40)),
+            Bot(links["citizen"], light(BOT_SECONDS)),
+            Bot(on_node(links["nurse"], b), light(BOT_SECONDS)),
+            Bot(links["gp"], light(BOT_SECONDS)),
         ]
         tasks = [asyncio.create_task(bot.run()) for bot in bots]
         await until(seeing_each_other(bots), 30, "media in the running visit")
@@ -241,7 +230,7 @@ async def test_every_booking_opens_after_redis_is_killed_and_restarted_empty(
             return all(n > before + 30 for n, before in zip(now, frames_at_restart, strict=True))
 
         await until(media_again, 30, "media in the running visit after the Redis restart")
-        reports = await asyncio.gather(*tasks)
+        reports = await finish(tasks, bots)
         for report in reports:
             assert report.errors == [], report.errors
     finally:

@@ -7,62 +7,26 @@ reads the visit from the live state. Nothing in the server is patched.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import signal
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from signaling.errors import CLOSE_INTERNAL
-from tests.support.servers import RunningServer, free_port, start_server
+from tests.support.cluster import PrivateRedis, redis_server
+from tests.support.servers import RunningServer, start_server
+from tests.support.waiting import until
 
-
-async def until(condition: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not await condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.2)
+__all__ = ["redis_server"]
 
 
 @pytest.fixture
-async def redis_process() -> AsyncIterator[tuple[asyncio.subprocess.Process, str]]:
-    port = free_port()
-    process = await asyncio.create_subprocess_exec(
-        "redis-server",
-        *("--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"),
-        stdout=asyncio.subprocess.DEVNULL,
-    )
-    client = Redis(port=port)
-
-    async def answers() -> bool:
-        try:
-            return bool(await client.ping())
-        except (OSError, RedisError):
-            return False
-
-    try:
-        await until(answers, 10, "redis-server to answer")
-    finally:
-        await client.aclose()
-    yield process, f"redis://127.0.0.1:{port}/0"
-    if process.returncode is None:
-        process.kill()
-        await process.wait()
-
-
-@pytest.fixture
-async def server(
-    tmp_path: Path, redis_process: tuple[asyncio.subprocess.Process, str]
-) -> AsyncIterator[RunningServer]:
-    running = await start_server(tmp_path, env={"SCREENVISIT_REDIS_URL": redis_process[1]})
+async def server(tmp_path: Path, redis_server: PrivateRedis) -> AsyncIterator[RunningServer]:
+    running = await start_server(tmp_path, env={"SCREENVISIT_REDIS_URL": redis_server.url})
     yield running
     await running.stop()
 
@@ -77,7 +41,7 @@ async def receive_type(ws: aiohttp.ClientWebSocketResponse, kind: str) -> dict[s
 
 
 async def test_a_session_whose_handler_fails_leaves_its_seat(
-    server: RunningServer, redis_process: tuple[asyncio.subprocess.Process, str]
+    server: RunningServer, redis_server: PrivateRedis
 ) -> None:
     visit = await server.create_visit("--no-waiting-room")
     tokens = {role: link.split("#", 1)[1] for role, link in visit["links"].items()}
@@ -94,9 +58,7 @@ async def test_a_session_whose_handler_fails_leaves_its_seat(
         await receive_type(gp, "participant-joined")
         assert (await server.health())["participants"] == 2
 
-        redis, _url = redis_process
-        redis.send_signal(signal.SIGKILL)
-        await redis.wait()
+        await redis_server.kill()
         await gp.send_json({"type": "end", "id": "end-1"})
 
         reply = await gp.receive(timeout=30)

@@ -9,9 +9,6 @@ is the server process's RSS (psutil), both after a warm-up.
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 
 import aiohttp
 import psutil
@@ -19,7 +16,8 @@ import pytest
 
 from media.encoded import EncodedMedia
 from signaling.bot import Bot, BotOptions
-from tests.support.servers import RunningServer, start_server
+from tests.support.servers import RunningServer
+from tests.support.waiting import until
 
 WARM_UP = 3
 VISITS = 20
@@ -27,24 +25,9 @@ VISITS = 20
 RSS_PER_VISIT = 1_000_000
 
 
-async def until(condition: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not await condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.2)
-
-
-@pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[RunningServer]:
-    running = await start_server(tmp_path, "--quality-interval", "1")
-    yield running
-    await running.stop()
-
-
 async def one_visit(server: RunningServer, encoded: EncodedMedia) -> None:
     """Book, two peers with media and a host, media both ways, the host ends it."""
-    visit = await server.create_visit("--no-waiting-room")
+    visit = await server.book(waiting_room=False)
     links = visit["links"]
     async with aiohttp.ClientSession() as http:
         host = await http.ws_connect(server.base_url.replace("http", "ws", 1) + "/ws")

@@ -18,18 +18,17 @@ from typing import Any
 import aiohttp
 
 from rooms.sql import open_database
-from signaling.bot import Bot
-from tests.e2e.test_multinode import (
+from tests.support.bots import finish, flowing, seeing_each_other, start_bots
+from tests.support.cluster import (
     PrivateRedis,
     events_of,
     on_node,
     postgres_url,
     redis_server,
-    start_bots,
     start_node,
-    until,
 )
 from tests.support.servers import start_server
+from tests.support.waiting import until
 
 __all__ = ["postgres_url", "redis_server"]
 
@@ -86,7 +85,7 @@ async def test_sigterm_tells_everyone_keeps_reading_ends_the_visit_with_reason_s
         watcher = Watcher(links["nurse"])
         watching = asyncio.create_task(watcher.run())
         await watcher.first("joined", 20)
-        await until(lambda: _seeing(bots), 40, "media between the bots")
+        await until(seeing_each_other(bots), 40, "media between the bots")
 
         server.process.send_signal(signal.SIGTERM)
         signalled = time.monotonic()
@@ -137,10 +136,6 @@ def _me(watcher: Watcher) -> str:
     return str(joined["you"]["participant"])
 
 
-async def _seeing(bots: list[Bot]) -> bool:
-    return all(len(bot.video_from()) >= len(bots) - 1 for bot in bots)
-
-
 async def test_sigterm_with_another_node_up_moves_everyone_there_and_exits_0(
     tmp_path: Path, redis_server: PrivateRedis, postgres_url: str
 ) -> None:
@@ -153,10 +148,10 @@ async def test_sigterm_with_another_node_up_moves_everyone_there_and_exits_0(
     try:
         booked = await a.create_visit("--no-waiting-room")  # on A: least loaded, by id
         visit, links = booked["visit"], booked["links"]
-        bots, tasks = start_bots([on_node(links[r], b) for r in ("citizen", "gp")], 45)
+        bots, tasks = start_bots([on_node(links[r], b) for r in ("citizen", "gp")], 90)
         watcher = Watcher(on_node(links["nurse"], b))
         watching = asyncio.create_task(watcher.run())
-        await until(lambda: _seeing(bots), 40, "media through node A")
+        await until(seeing_each_other(bots), 40, "media through node A")
 
         a.process.send_signal(signal.SIGTERM)
         notice = await watcher.first("server-shutdown", 20)
@@ -165,8 +160,8 @@ async def test_sigterm_with_another_node_up_moves_everyone_there_and_exits_0(
         await asyncio.wait_for(watching, 20)
         assert watcher.close_code == 4006  # moved: reconnect (to node B)
         before = [bot.video_frames() for bot in bots]
-        await until(lambda: _more_video(bots, before), 40, "media on node B")
-        reports = await asyncio.wait_for(asyncio.gather(*tasks), 60)
+        await until(flowing(bots, before), 40, "media on node B")
+        reports = await finish(tasks, bots)
         for report in reports:
             assert report.errors == [], report.errors
             assert report.reconnects >= 1
@@ -181,11 +176,3 @@ async def test_sigterm_with_another_node_up_moves_everyone_there_and_exits_0(
         await db.close()
         for node in (a, b):
             await node.stop()
-
-
-async def _more_video(bots: list[Bot], before: list[dict[str, int]]) -> bool:
-    for bot, then in zip(bots, before, strict=True):
-        now = bot.video_frames()
-        if not now or any(count <= then.get(p, 0) for p, count in now.items()):
-            return False
-    return True

@@ -1,7 +1,8 @@
 """A node paused longer than its registration lives (SIGSTOP, then SIGCONT) wakes without the
 lease of its visit: another node took the visit over meanwhile, and only that node serves it.
 
-Two real nodes share a redis-server this test starts on a free port, and PostgreSQL.
+Two real nodes share a redis-server this test starts on a free port, and PostgreSQL. Their
+registrations live NODE_TTL seconds (4, the default is 6), so the pause is scaled to it.
 """
 
 from __future__ import annotations
@@ -14,23 +15,26 @@ from pathlib import Path
 from redis.asyncio import Redis
 
 from rooms.sql import open_database
-from signaling.bot import Bot
-from tests.e2e.test_multinode import (
+from tests.support.bots import finish, flowing, media_back, seeing_each_other, start_bots
+from tests.support.cluster import (
+    NODE_TTL,
     PrivateRedis,
     events_of,
     on_node,
     postgres_url,
     redis_server,
-    start_bots,
     start_node,
-    until,
 )
 from tests.support.servers import RunningServer
+from tests.support.waiting import until
 
 __all__ = ["postgres_url", "redis_server"]
 
-#: Far longer than a node's registration lives (6 s): the other node takes the visit over.
-PAUSE_SECONDS = 20.0
+#: Far longer than a node's registration lives: the other node takes the visit over, and the
+#: paused one stays stopped a while after that.
+PAUSE_SECONDS = 3 * NODE_TTL
+#: The longest a bot runs; the test ends the runs once it has seen what it waits for.
+BOT_SECONDS = 90.0
 
 
 async def _serves(node: RunningServer, participants: int) -> bool:
@@ -53,9 +57,9 @@ async def test_a_node_that_wakes_without_its_lease_drops_the_visit_and_only_the_
         assert await redis.get(f"screenvisit:visit:{visit}:node") == "sb-a"
         # The citizen and the nurse reach the visit through node B, the GP straight on A.
         bots, tasks = start_bots(
-            [on_node(links["citizen"], b), on_node(links["nurse"], b), links["gp"]], 75
+            [on_node(links["citizen"], b), on_node(links["nurse"], b), links["gp"]], BOT_SECONDS
         )
-        await until(lambda: _seeing(bots), 40, "media through node A")
+        await until(seeing_each_other(bots), 40, "media through node A")
         assert await _serves(a, 3)
         a.process.send_signal(signal.SIGSTOP)
         stopped = time.monotonic()
@@ -74,14 +78,15 @@ async def test_a_node_that_wakes_without_its_lease_drops_the_visit_and_only_the_
         await until(lambda: _serves(b, 3), 40, "node B to serve all three participants")
         assert await redis.get(f"screenvisit:visit:{visit}:node") == "sb-b"
         before = [bot.video_frames() for bot in bots]
-        await until(lambda: _flowing(bots, before), 40, "media on node B after A woke")
+        await until(flowing(bots, before), 40, "media on node B after A woke")
         print(
-            f"\nSIGSTOP {PAUSE_SECONDS:.0f} s: the woken node had dropped the visit"
+            f"\nSIGSTOP {woke - stopped:.0f} s: the woken node had dropped the visit"
             f" {dropped:.1f} s after SIGCONT; all three on node B with media"
             f" {time.monotonic() - woke:.1f} s after"
         )
         assert await _serves(a, 0)  # and A did not take anyone back meanwhile
-        reports = await asyncio.gather(*tasks)
+        await until(media_back(bots), 20, "media back after every loss")
+        reports = await finish(tasks, bots)
         for report in reports:
             assert report.errors == [], report.errors
             assert report.reconnects >= 1
@@ -100,17 +105,3 @@ async def test_a_node_that_wakes_without_its_lease_drops_the_visit_and_only_the_
 
 async def _owned_by(redis: Redis, visit: str, node: str) -> bool:
     return bool(await redis.get(f"screenvisit:visit:{visit}:node") == node)
-
-
-async def _seeing(bots: list[Bot]) -> bool:
-    return all(len(bot.video_from()) >= len(bots) - 1 for bot in bots)
-
-
-async def _flowing(bots: list[Bot], before: list[dict[str, int]]) -> bool:
-    """Every bot has received more video from every other one since `before`."""
-    for bot, then in zip(bots, before, strict=True):
-        now = bot.video_frames()
-        others = [p for p in now if p != bot.report.participant]
-        if len(others) < len(bots) - 1 or any(now[p] <= then.get(p, 0) for p in others):
-            return False
-    return True

@@ -12,8 +12,8 @@ import aiohttp
 from aiohttp import WSMsgType
 from redis.asyncio import Redis
 
-from tests.e2e.test_multinode import PrivateRedis, postgres_url, redis_server, start_node
 from tests.security.sockets import next_of
+from tests.support.cluster import PrivateRedis, postgres_url, redis_server, start_node
 from tests.support.servers import RunningServer
 
 __all__ = ["postgres_url", "redis_server"]

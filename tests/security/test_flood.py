@@ -3,15 +3,13 @@ close reaches it. The others in the visit notice nothing but the flooder leaving
 
 from __future__ import annotations
 
-import time
-
 import aiohttp
-from aiohttp import WSMsgType
 
 from server import appkeys
 from signaling.limits import ANY, Rate
 from tests.conftest import book
 from tests.security.sockets import Client, StallingProxy, closed_with, join, next_of
+from tests.support.flood import chat_until_one_is_dropped
 
 
 async def test_a_chat_flood_closes_the_flooder_and_not_the_others(client: Client) -> None:
@@ -82,25 +80,9 @@ async def test_a_socket_whose_outbox_fills_is_closed_and_the_close_reaches_it(
         sender, _ = await join(client, tokens["gp"], visit.id)
 
         proxy.stall()
-        text = "y" * 500
-        deadline = time.monotonic() + 60
-        gone = None
-        sent = 0
-        while gone is None:
-            assert time.monotonic() < deadline, f"the stalled socket was never closed ({sent})"
-            for _ in range(50):
-                await sender.send_json({"type": "chat", "text": text})
-                sent += 1
-            # Read what came back; the victim's departure shows up among the chats.
-            while gone is None:
-                try:
-                    msg = await sender.receive(timeout=0.01)
-                except TimeoutError:
-                    break
-                assert msg.type is WSMsgType.TEXT, msg
-                data = msg.json()
-                if data["type"] == "participant-reconnecting":
-                    gone = data["participant"]
+        gone, sent = await chat_until_one_is_dropped(
+            sender, letter="y", batch=50, read_timeout=0.01, timeout=60
+        )
         assert gone == victim_id
 
         proxy.resume()

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from dataclasses import replace
 from typing import Any
 
 import aiohttp
-from aiohttp import WSMsgType, web
+from aiohttp import web
 from redis.asyncio import Redis
 
 from server import appkeys
@@ -19,8 +18,9 @@ from server.app import create_app
 from server.config import Settings
 from signaling.limits import ANY, Rate
 from tests.conftest import book
-from tests.e2e.test_multinode import PrivateRedis, postgres_url, redis_server
 from tests.security.sockets import Client, StallingProxy, closed_with, join, next_of
+from tests.support.cluster import PrivateRedis, postgres_url, redis_server
+from tests.support.flood import chat_until_one_is_dropped
 
 __all__ = ["postgres_url", "redis_server"]
 
@@ -74,25 +74,10 @@ async def test_a_stalled_socket_on_the_edge_node_is_closed_and_its_seat_released
         # The victim still talks (only its reading stalled), so the server's heartbeat never
         # gives up on it: what closes it must be the full queue.
         keepalive = asyncio.create_task(keep_talking(victim))
-        text = "z" * 500
-        deadline = time.monotonic() + 90
-        gone = None
-        sent = 0
-        while gone is None:
-            assert time.monotonic() < deadline, f"the stalled socket was never closed ({sent})"
-            # Paced so that the owner's session keeps up: what backs up is the edge's queue.
-            for _ in range(10):
-                await sender.send_json({"type": "chat", "text": text})
-                sent += 1
-            while gone is None:
-                try:
-                    msg = await sender.receive(timeout=0.02)
-                except TimeoutError:
-                    break
-                assert msg.type is WSMsgType.TEXT, msg
-                data = msg.json()
-                if data["type"] == "participant-reconnecting":
-                    gone = data["participant"]
+        # Paced so that the owner's session keeps up: what backs up is the edge's queue.
+        gone, sent = await chat_until_one_is_dropped(
+            sender, letter="z", batch=10, read_timeout=0.02, timeout=90
+        )
         assert gone == victim_id
         keepalive.cancel()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import secrets
 import signal
 import socket
 import sys
@@ -13,6 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+
+from rooms.roles import Role, Sector
+from server.auth import TokenIssuer
+from server.keys import load_or_create_signing_key
 
 
 def free_port() -> int:
@@ -51,6 +56,34 @@ class RunningServer:
         assert code == 0, err
         data: dict[str, Any] = json.loads(out)
         return data
+
+    def staff_token(self) -> str:
+        """A GP's five-minute token signed by the server's own key, as `screenvisit visit` makes."""
+        key = load_or_create_signing_key(self.data_dir / "signing-key.pem")
+        return TokenIssuer("screenvisit-local", "screenvisit", key).sign(
+            sub="gp-" + secrets.token_hex(4),
+            role=Role.GP,
+            sector=Sector.GENERAL_PRACTICE,
+            lifetime=300,
+            org="demo",
+        )
+
+    async def book(self, *, waiting_room: bool = True) -> dict[str, Any]:
+        """Book a visit (citizen, nurse, GP) over the API, as `visit create --json` does but
+        without a CLI process each time (for tests that book many): its id and links."""
+        body = {
+            "kind": "consultation",
+            "participants": [{"role": "citizen"}, {"role": "nurse"}, {"role": "gp"}],
+            "waiting_room": waiting_room,
+        }
+        headers = {"Authorization": f"Bearer {self.staff_token()}"}
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(self.base_url + "/api/visits", json=body, headers=headers) as response,
+        ):
+            data: dict[str, Any] = await response.json()
+            assert response.status == 201, data
+            return {"visit": data["visit"], "links": data["links"]}
 
     async def health(self) -> dict[str, Any]:
         async with aiohttp.ClientSession() as http, http.get(self.base_url + "/healthz") as r:
@@ -111,8 +144,9 @@ async def start_server(
     )
     handle.close()
     assert server.process.stdout is not None
-    # Ready when it says so: the first line is printed once every resource is up.
-    line = await asyncio.wait_for(server.process.stdout.readline(), timeout=30)
+    # Ready when it says so: the first line is printed once every resource is up (a start can
+    # take half a minute on a two-core machine under a full test load).
+    line = await asyncio.wait_for(server.process.stdout.readline(), timeout=60)
     if b"listening on" not in line:
         await server.stop()
         raise RuntimeError(f"server did not start: {line!r}\n{log.read_text()}")
