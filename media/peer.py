@@ -43,6 +43,7 @@ from media.ice import drop_checks_from_refused_sources, restrict_host_candidates
 from media.relay import RelayDownTrack, RelayUpTrack
 from media.remb import watch_remb
 from media.rtpwriter import RtpWriter
+from media.rtt import peer_rtt
 from media.tasks import OwnedTasks
 from media.uptrack import UpTrack
 
@@ -301,6 +302,7 @@ class MediaPeer:
             lambda: self._ssrc_by_mid.get(mid),
             self._tasks,
             self._counters,
+            rtt=lambda: peer_rtt(self.pc),
         )
 
     def _add_slot(self, transceiver: RTCRtpTransceiver) -> None:
