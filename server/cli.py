@@ -35,6 +35,7 @@ from server import appkeys, httpserver
 from server.app import create_app, drain_before_stop
 from server.auth import TokenIssuer
 from server.config import SETTINGS, Settings, SettingsError
+from server.eventloop import new_event_loop
 from server.keys import load_or_create_signing_key
 from server.reports import EXPORTS, Filters, gather, load_pseudonymizer, render_export
 from server.timeparse import parse_when
@@ -144,6 +145,8 @@ def serve(args: argparse.Namespace) -> int:
         for line in announcement:
             print(line, flush=True)
 
+    loop, loop_kind = new_event_loop(use_uvloop=settings.uvloop)
+    logger.info("event loop: %s", loop_kind)
     try:
         httpserver.run(
             app,
@@ -157,6 +160,7 @@ def serve(args: argparse.Namespace) -> int:
             reuse_port=args.reuse_port or None,
             drain=lambda: drain_before_stop(app),
             drain_timeout=settings.drain_timeout,
+            new_loop=lambda: loop,
         )
     except TrustConfigError as exc:
         raise SystemExit(f"screenvisit: bad trust file: {exc}") from None
