@@ -112,7 +112,11 @@ async def start_server(
     handle.close()
     assert server.process.stdout is not None
     # Ready when it says so: the first line is printed once every resource is up.
-    line = await asyncio.wait_for(server.process.stdout.readline(), timeout=30)
+    try:
+        line = await asyncio.wait_for(server.process.stdout.readline(), timeout=30)
+    except TimeoutError:
+        await server.stop()  # not left running (with `--workers`, restarting its workers)
+        raise
     if b"listening on" not in line:
         await server.stop()
         raise RuntimeError(f"server did not start: {line!r}\n{log.read_text()}")
