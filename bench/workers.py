@@ -1,19 +1,20 @@
 """How `serve --workers N` spreads visits and CPU over its workers, under light-bot load.
 
-    python3 -m bench.workers [--workers 2] [--rooms 4] [--seconds 20]
+    python3 -m bench.workers [--workers 2] [--rooms 4] [--seconds 15]
     python3 -m bench.workers --workers 1 --rooms 4     # the same load on one worker
 
 A private redis-server (free port) holds the workers' shared state; the rooms are booked in one
 burst (every worker's heartbeat says load 0 then), three light bots (`--no-decode`) join each,
-and over the middle of the calls the CPU of each worker process is read (psutil, user +
-system). Printed per worker: the visits it hosts (from the leases in Redis), its CPU-seconds
-per second and its share of the workers' total.
+and once every bot's session runs, over `--seconds`, the CPU of each worker process is read
+(psutil, user + system). Printed per worker: the visits it hosts (from the leases in Redis),
+its CPU-seconds per second and its share of the workers' total.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import signal
 import sys
@@ -29,6 +30,9 @@ from redis.exceptions import RedisError
 from bench.media_forwarding import ROLES, _cli, _cpu, _create_visit
 from bench.three_way_room import free_port
 
+#: After every bot has joined, let keyframes and bitrate estimates settle.
+SETTLE_SECONDS = 3.0
+
 
 async def _until(check: Callable[[], Awaitable[object]], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
@@ -38,7 +42,7 @@ async def _until(check: Callable[[], Awaitable[object]], timeout: float, what: s
         await asyncio.sleep(0.2)
 
 
-async def run(workers: int, rooms: int, seconds: float, width: int, height: int) -> None:
+async def run(workers: int, rooms: int, window: float, width: int, height: int) -> None:
     redis_port = free_port()
     redis_server = await asyncio.create_subprocess_exec(
         "redis-server",
@@ -88,7 +92,7 @@ async def run(workers: int, rooms: int, seconds: float, width: int, height: int)
                 for index, role in enumerate(ROLES):
                     bots.append(
                         await asyncio.create_subprocess_exec(
-                            *_cli("bot", visit["links"][role], "--json", "--seconds", str(seconds)),
+                            *_cli("bot", visit["links"][role], "--json", "--seconds", "600"),
                             *("--width", str(width), "--height", str(height)),
                             *("--hue", str(80 * index), "--no-decode"),
                             env=env,
@@ -96,18 +100,26 @@ async def run(workers: int, rooms: int, seconds: float, width: int, height: int)
                             stderr=asyncio.subprocess.DEVNULL,
                         )
                     )
-            started = time.monotonic()
             processes = (
                 psutil.Process(server.pid).children()
                 if workers > 1
                 else [psutil.Process(server.pid)]
             )
             names = {p.pid: p.environ().get("SCREENVISIT_NODE_ID", "bench") for p in processes}
-            # The middle of the calls: after the bots' start-up, before the first leaves.
-            await asyncio.sleep(max(started + seconds * 0.35 - time.monotonic(), 0))
+
+            async def everyone_in() -> bool:
+                records = [await redis.get(key) for key in await redis.keys("screenvisit:node:*")]
+                load = sum(json.loads(r)["load"] for r in records if r and r.startswith("{"))
+                return load >= 3 * rooms
+
+            # Measured once every participant's session runs (the workers' heartbeats say so).
+            await _until(everyone_in, 120, "every bot to join")
+            await asyncio.sleep(SETTLE_SECONDS)
             cpu0, t0 = {p.pid: _cpu(p) for p in processes}, time.monotonic()
-            await asyncio.sleep(seconds * 0.5)
+            await asyncio.sleep(window)
             cpu1, t1 = {p.pid: _cpu(p) for p in processes}, time.monotonic()
+            for bot in bots:
+                bot.send_signal(signal.SIGTERM)
             await asyncio.gather(*(bot.wait() for bot in bots))
         finally:
             for bot in bots:
@@ -140,7 +152,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--rooms", type=int, default=4)
-    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--seconds", type=float, default=15.0, help="measured window")
     parser.add_argument("--width", type=int, default=320)
     parser.add_argument("--height", type=int, default=240)
     args = parser.parse_args(argv)
