@@ -108,8 +108,9 @@ async def run(workers: int, rooms: int, window: float, width: int, height: int) 
             names = {p.pid: p.environ().get("SCREENVISIT_NODE_ID", "bench") for p in processes}
 
             async def everyone_in() -> bool:
-                records = [await redis.get(key) for key in await redis.keys("screenvisit:node:*")]
-                load = sum(json.loads(r)["load"] for r in records if r and r.startswith("{"))
+                keys = await redis.keys("screenvisit:node:*")
+                records = [str(await redis.get(key) or "") for key in keys]
+                load = sum(json.loads(r)["load"] for r in records if r.startswith("{"))
                 return load >= 3 * rooms
 
             # Measured once every participant's session runs (the workers' heartbeats say so).
