@@ -365,7 +365,7 @@ async def test_serve_workers_share_one_port_and_place_visits_across_them(
         # A burst of bookings (nobody has joined yet, so every heartbeat says load 0) is spread
         # by the visits each worker hosts: 2 and 2.
         booked = await asyncio.gather(*(server.create_visit("--no-waiting-room") for _ in range(4)))
-        owners = [await redis.get(f"screenvisit:visit:{v['visit']}:node") for v in booked]
+        owners = [str(await redis.get(f"screenvisit:visit:{v['visit']}:node")) for v in booked]
         assert sorted(owners) == ["mw-w0", "mw-w0", "mw-w1", "mw-w1"]
         first = booked[0]
         reports = await asyncio.gather(
