@@ -49,6 +49,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,6 +88,8 @@ class ModeResult:
     latency_p50: list[float] = field(default_factory=list)
     latency_p95: list[float] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    #: Why this mode gave no figures (its server did not start, its calls never got steady...).
+    failure: str | None = None
 
     @property
     def ms_per_frame(self) -> float:
@@ -369,6 +372,22 @@ def _streams(
             result.kbps += [per_stream] * len(remotes)
 
 
+async def run_each(
+    modes: list[str], rooms: int, runner: Callable[[str], Awaitable[ModeResult]]
+) -> list[ModeResult]:
+    """Run every mode in turn: one that fails is reported as failed, and the others still run
+    and keep their figures."""
+    results = []
+    for mode in modes:
+        print(f"running {mode} ...", flush=True)
+        try:
+            results.append(await runner(mode))
+        except Exception as exc:  # a bench run reports every failure and goes on
+            print(f"  {mode} failed: {exc}", flush=True)
+            results.append(ModeResult(mode, rooms, failure=str(exc)))
+    return results
+
+
 def print_table(results: list[ModeResult], width: int, height: int, seconds: float) -> None:
     header = (
         f"{'mode':{MODE_WIDTH}s} {'rooms':>5s} {'server CPU s/s':>14s} {'median fps':>10s} "
@@ -379,6 +398,9 @@ def print_table(results: list[ModeResult], width: int, height: int, seconds: flo
     )
     print(header)
     for r in results:
+        if r.failure is not None:
+            print(f"{r.mode:{MODE_WIDTH}s} failed: {r.failure}")
+            continue
         first = f"{percentile(r.first_frame, 50):.2f} / {percentile(r.first_frame, 95):.2f} s"
         kbps = f"{statistics.median(r.kbps):.0f}" if r.kbps else "n/a"
         latency = (
@@ -396,7 +418,7 @@ def print_table(results: list[ModeResult], width: int, height: int, seconds: flo
     for r in results:
         for problem in r.problems:
             print(f"  {r.mode}: {problem}")
-    for r in results:
+    for r in (r for r in results if r.failure is None):
         print(
             f"  {r.mode}: {len(r.fps)} streams, steady window {r.window_seconds:.1f} s of "
             f"{seconds:.0f} s calls"
@@ -417,7 +439,13 @@ def print_table(results: list[ModeResult], width: int, height: int, seconds: flo
 def baseline_line(results: list[ModeResult], baseline: ModeResult) -> str:
     """This checkout's forwarding against the same load on an older revision's server."""
     forward = next((r for r in results if r.mode == "forward"), None)
-    if forward is None or not forward.server_cpu or not baseline.server_cpu:
+    if (
+        forward is None
+        or forward.failure is not None
+        or baseline.failure is not None
+        or not forward.server_cpu
+        or not baseline.server_cpu
+    ):
         return f"{baseline.mode}: no comparison (forward was not run or used no CPU)"
     now, then = forward.rooms_per_core, baseline.rooms_per_core
     return (
@@ -428,8 +456,17 @@ def baseline_line(results: list[ModeResult], baseline: ModeResult) -> str:
 
 
 def summary_line(results: list[ModeResult]) -> str:
+    """The figures README quotes; each mode on its own when either failed."""
     by_mode = {r.mode: r for r in results}
     forward, relay = by_mode.get("forward"), by_mode.get("relay")
+    if any(r.failure is not None for r in results):
+        return "; ".join(
+            f"{r.mode}: failed ({r.failure})"
+            if r.failure is not None
+            else f"{r.mode}: three-way rooms per core: {r.rooms_per_core:.1f}; "
+            f"streams at full rate: {r.full_rate_percent:.0f}%"
+            for r in results
+        )
     ratio = forward.server_cpu / relay.server_cpu if forward and relay else math.nan
     per_core = forward.rooms_per_core if forward else math.nan
     full = forward.full_rate_percent if forward else math.nan
@@ -448,21 +485,22 @@ async def main(args: argparse.Namespace) -> None:
     )
     if args.quick:
         print(f"--quick: {args.rooms} room, {args.seconds:.0f} s calls")
-    results = []
-    for mode in args.modes:
-        print(f"running {mode} ...", flush=True)
-        results.append(
-            await run_mode(
-                mode, args.rooms, args.seconds, args.width, args.height, args.bots == "light"
-            )
-        )
+    results = await run_each(
+        args.modes,
+        args.rooms,
+        lambda mode: run_mode(
+            mode, args.rooms, args.seconds, args.width, args.height, args.bots == "light"
+        ),
+    )
     baselines: list[ModeResult] = []
     for revision in args.baseline_rev:
         with tempfile.TemporaryDirectory(prefix="bench-baseline-") as tree:
             commit = export_revision(revision, Path(tree))
-            print(f"running forward on the server of {commit} ...", flush=True)
-            baselines.append(
-                await run_mode(
+            label = f"forward@{commit}"
+            baselines += await run_each(
+                [label],
+                args.rooms,
+                lambda _mode: run_mode(
                     "forward",
                     args.rooms,
                     args.seconds,
@@ -470,8 +508,8 @@ async def main(args: argparse.Namespace) -> None:
                     args.height,
                     args.bots == "light",
                     server_tree=Path(tree),
-                    label=f"forward@{commit}",
-                )
+                    label=label,  # noqa: B023
+                ),
             )
     print_table(results + baselines, args.width, args.height, args.seconds)
     for baseline in baselines:

@@ -43,6 +43,7 @@ from media.ice import drop_checks_from_refused_sources, restrict_host_candidates
 from media.relay import RelayDownTrack, RelayUpTrack
 from media.remb import PublisherRemb, watch_remb
 from media.rtpwriter import SENDER_OCTET_COUNT, SENDER_PACKET_COUNT, RtpWriter
+from media.rtt import peer_rtt
 from media.sources import (
     DEFAULT_SOURCE,
     SLOT_OF,
@@ -364,6 +365,7 @@ class MediaPeer:
             self._tasks,
             self._counters,
             self._remb,
+            rtt=lambda: peer_rtt(self.pc),
         )
 
     def _add_slot(self, transceiver: RTCRtpTransceiver) -> None:

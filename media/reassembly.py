@@ -36,14 +36,20 @@ JITTER_BUFFER_ATTR = "_RTCRtpReceiver__jitter_buffer"
 #: aiortc's own video buffer size, in packets.
 VIDEO_CAPACITY = 512
 
-#: A packet still missing this long after its last NACK is asked for again...
-NACK_RETRY_SECONDS = 0.1
-#: ...at most this many times (then the buffer's own overflow and PLI take over).
+#: A packet still missing one round trip after its last NACK is asked for again (a request
+#: repeated sooner would only cross its retransmission on the way); this is the round trip
+#: assumed until one is measured (RTCP receiver reports)...
+DEFAULT_RTT_SECONDS = 0.1
+#: ...but never more often than this (a LAN's round trip is well under a millisecond)...
+MIN_RETRY_SECONDS = 0.02
+#: ...and at most this many times (then the buffer's own overflow and PLI take over).
 NACK_RETRIES = 10
 
 FrameDelivery = Callable[[JitterFrame], None]
 #: Sends a NACK for `(media_ssrc, sequence numbers)`.
 NackSender = Callable[[int, list[int]], None]
+#: The latest measured round trip in seconds, or None before one is measured.
+RttSource = Callable[[], float | None]
 
 
 class AudioFrames:
@@ -67,19 +73,22 @@ class AudioFrames:
 
 
 class NackRetries:
-    """Asks again for packets still missing NACK_RETRY_SECONDS after they were last NACKed, at
-    most NACK_RETRIES times; then `give_up(ssrc)` (a keyframe request) if given. aiortc's
-    NackGenerator NACKs each gap once, when it appears; the retries are ours."""
+    """Asks again for packets still missing one round trip (`rtt()`, DEFAULT_RTT_SECONDS until
+    measured) after they were last NACKed, at most NACK_RETRIES times; then `give_up(ssrc)` (a
+    keyframe request) if given. aiortc's NackGenerator NACKs each gap once, when it appears;
+    the retries are ours."""
 
     def __init__(
         self,
         nack: NackSender | None,
         clock: Callable[[], float] = time.monotonic,
         give_up: Callable[[int], None] | None = None,
+        rtt: RttSource | None = None,
     ) -> None:
         self._nack = nack
         self._clock = clock
         self._give_up = give_up
+        self._rtt = rtt
         self._highest: int | None = None
         #: Missing sequence number -> (when it was last NACKed, how many times).
         self._missing: dict[int, tuple[float, int]] = {}
@@ -98,7 +107,8 @@ class NackRetries:
             self._missing.pop(sequence, None)
         if not self._missing:
             return
-        due = [s for s, (at, _) in self._missing.items() if now - at >= NACK_RETRY_SECONDS]
+        wait = self.retry_after()
+        due = [s for s, (at, _) in self._missing.items() if now - at >= wait]
         if not due:
             return
         gave_up = False
@@ -114,6 +124,13 @@ class NackRetries:
             self._nack(ssrc, again)
         if gave_up and self._give_up is not None:
             self._give_up(ssrc)
+
+    def retry_after(self) -> float:
+        """Seconds from a packet's last NACK before it is asked for again: one round trip."""
+        measured = self._rtt() if self._rtt is not None else None
+        if measured is None or measured <= 0:
+            return DEFAULT_RTT_SECONDS
+        return max(measured, MIN_RETRY_SECONDS)
 
 
 class VideoFrames:

@@ -75,6 +75,8 @@ def check_seams() -> None:
     if "await self._retransmit(seq)" not in rtcp_source:
         problems.append("RTCRtpSender no longer answers NACKs through _retransmit")
     sender_init = inspect.getsource(RTCRtpSender.__init__)
+    if "self.__rtt: Optional[float] = None" not in sender_init:
+        problems.append("RTCRtpSender no longer keeps its measured round trip in __rtt")
     for counter in ("ntp_timestamp", "rtp_timestamp", "octet_count", "packet_count"):
         if f"self.__{counter} = 0" not in sender_init:
             problems.append(f"RTCRtpSender no longer reports __{counter}")

@@ -30,7 +30,7 @@ from media.counters import MediaCounters
 from media.directreceive import RECEIVER_CODECS, DirectReceive, ReceivedPacket, ReceiverRecords
 from media.firstframe import FirstFrame
 from media.frames import MediaPacket, keyframe_start_for
-from media.reassembly import JITTER_BUFFER_ATTR, NackRetries
+from media.reassembly import JITTER_BUFFER_ATTR, NackRetries, RttSource
 from media.remb import PublisherRemb, send_remb
 from media.tap import install_tap
 from media.tasks import OwnedTasks
@@ -74,8 +74,10 @@ class UpTrack:
         tasks: OwnedTasks,
         counters: MediaCounters,
         remb: PublisherRemb | None = None,
+        rtt: RttSource | None = None,
     ) -> None:
-        """`remb`: the estimates of every video track of this publisher (media.remb)."""
+        """`remb`: the estimates of every video track of this publisher (media.remb). `rtt` is
+        the measured round trip to the publisher: NACKs are repeated no sooner."""
         self.kind = kind
         self._receiver = receiver
         self._media_ssrc = media_ssrc
@@ -97,7 +99,7 @@ class UpTrack:
         self._retries: NackRetries | None = None
         if self._video:
             self._retries = NackRetries(
-                self._send_nack, give_up=lambda _ssrc: self.request_keyframe()
+                self._send_nack, give_up=lambda _ssrc: self.request_keyframe(), rtt=rtt
             )
         setattr(receiver, JITTER_BUFFER_ATTR, UpstreamPackets(self._take))
         setattr(receiver, ESTIMATOR_ATTR, None)

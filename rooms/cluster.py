@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, NewType, Protocol
 
@@ -82,6 +82,14 @@ def choose_node(nodes: Iterable[NodeInfo]) -> NodeInfo:
     return min(candidates, key=lambda node: (node.load, node.id))
 
 
+def takers(nodes: Iterable[NodeInfo]) -> list[NodeId]:
+    """The ids of the nodes that take new visits (not draining), sorted; raises when none."""
+    ids = sorted(node.id for node in nodes if not node.draining)
+    if not ids:
+        raise NoNodeAvailable("no server node is taking new visits")
+    return ids
+
+
 class ClusterState(Protocol):
     node_ttl: float
 
@@ -108,6 +116,17 @@ class ClusterState(Protocol):
 
     async def place(self, visit_id: VisitId, node_id: NodeId) -> Lease:
         """Lease the visit to `node_id` unless it is leased already; returns the lease."""
+        ...
+
+    async def place_least_loaded(self, visit_id: VisitId, candidates: Sequence[NodeId]) -> Lease:
+        """Lease the visit, unless it is leased already, to the candidate hosting the fewest
+        visits right now (counted from the leases, in the same atomic step, so a burst of
+        bookings on several nodes is spread too); ties are taken in turn. Raises
+        NoNodeAvailable without candidates."""
+        ...
+
+    async def hosted(self, node_id: NodeId) -> int:
+        """How many visits `node_id` holds the lease of now."""
         ...
 
     async def move(self, visit_id: VisitId, dead: NodeId, node_id: NodeId) -> Lease:
@@ -147,6 +166,8 @@ class MemoryClusterState:
         #: The latest epoch of each visit ever leased; kept after a release (tokens never repeat).
         self._epochs: dict[VisitId, int] = {}
         self._presence: dict[VisitId, set[ParticipantId]] = {}
+        #: Placements decided by a tie so far (the next tie goes to the next candidate).
+        self._turn = 0
         self._lock = asyncio.Lock()
 
     async def register(self, node: NodeInfo) -> bool:
@@ -183,6 +204,22 @@ class MemoryClusterState:
         async with self._lock:
             current = await self.lease(visit_id)
             return current if current is not None else self._grant(visit_id, node_id)
+
+    async def place_least_loaded(self, visit_id: VisitId, candidates: Sequence[NodeId]) -> Lease:
+        if not candidates:
+            raise NoNodeAvailable("no server node is taking new visits")
+        async with self._lock:
+            current = await self.lease(visit_id)
+            if current is not None:
+                return current
+            counts = {node: await self.hosted(node) for node in candidates}
+            fewest = min(counts.values())
+            tied = [node for node in candidates if counts[node] == fewest]
+            self._turn += 1
+            return self._grant(visit_id, tied[(self._turn - 1) % len(tied)])
+
+    async def hosted(self, node_id: NodeId) -> int:
+        return sum(1 for owner in self._owners.values() if owner == node_id)
 
     async def move(self, visit_id: VisitId, dead: NodeId, node_id: NodeId) -> Lease:
         async with self._lock:

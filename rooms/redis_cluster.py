@@ -9,10 +9,11 @@ counter (Lua, so no other write lands in between), as LiveKit keeps its room-to-
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 from redis.asyncio import Redis
 
-from rooms.cluster import DEFAULT_NODE_TTL, Lease, NodeId, NodeInfo
+from rooms.cluster import DEFAULT_NODE_TTL, Lease, NodeId, NodeInfo, NoNodeAvailable
 from rooms.ids import ParticipantId, VisitId
 from rooms.redis_store import redis_unavailable_as_store_error
 from rooms.store import DEFAULT_PREFIX
@@ -22,11 +23,13 @@ NODES_KEY = "{prefix}nodes"  # set of node ids ever registered; dead ones are pr
 OWNER_KEY = "{prefix}visit:{visit}:node"  # string: the owning node's id
 EPOCH_KEY = "{prefix}visit:{visit}:epoch"  # integer: the latest lease's epoch (kept on release)
 PRESENCE_KEY = "{prefix}visit:{visit}:in-call"  # set of participant ids in the visit's call
+HOSTED_KEY = "{prefix}hosted:{node}"  # set of visit ids leased to the node (stale ones pruned)
+TURN_KEY = "{prefix}placement-turn"  # integer: placements decided by a tie so far
 
 #: Placements and presence outlive any real visit, but not forever (a visit nobody ended).
 VISIT_STATE_TTL_SECONDS = 7 * 24 * 3600
 
-# KEYS: owner, epoch. ARGV: node, ttl. Returns {owner, epoch}.
+# KEYS: owner, epoch, the node's hosted set. ARGV: node, ttl, visit. Returns {owner, epoch}.
 _PLACE = """
 local owner = redis.call('GET', KEYS[1])
 if not owner then
@@ -34,11 +37,61 @@ if not owner then
   redis.call('SET', KEYS[1], owner, 'EX', ARGV[2])
   redis.call('INCR', KEYS[2])
   redis.call('EXPIRE', KEYS[2], ARGV[2])
+  redis.call('SADD', KEYS[3], ARGV[3])
+  redis.call('EXPIRE', KEYS[3], ARGV[2])
 end
 return {owner, redis.call('GET', KEYS[2]) or '0'}
 """
 
-# KEYS: owner, epoch, the dead node's record. ARGV: dead, node, ttl. Returns {owner, epoch}.
+# How many visits a node holds the lease of now (its hosted set, stale members pruned).
+_HOSTED_LUA = """
+local function hosted(prefix, node)
+  local key = prefix .. 'hosted:' .. node
+  local count = 0
+  for _, visit in ipairs(redis.call('SMEMBERS', key)) do
+    if redis.call('GET', prefix .. 'visit:' .. visit .. ':node') == node then
+      count = count + 1
+    else
+      redis.call('SREM', key, visit)
+    end
+  end
+  return count
+end
+"""
+
+# KEYS: owner, epoch, turn. ARGV: ttl, prefix, visit, candidates... Returns {owner, epoch}.
+_PLACE_LEAST_LOADED = (
+    _HOSTED_LUA
+    + """
+local owner = redis.call('GET', KEYS[1])
+if not owner then
+  local fewest, tied = nil, {}
+  for i = 4, #ARGV do
+    local count = hosted(ARGV[2], ARGV[i])
+    if fewest == nil or count < fewest then
+      fewest, tied = count, {ARGV[i]}
+    elseif count == fewest then
+      table.insert(tied, ARGV[i])
+    end
+  end
+  local turn = redis.call('INCR', KEYS[3])
+  owner = tied[((turn - 1) % #tied) + 1]
+  redis.call('SET', KEYS[1], owner, 'EX', ARGV[1])
+  redis.call('INCR', KEYS[2])
+  redis.call('EXPIRE', KEYS[2], ARGV[1])
+  local key = ARGV[2] .. 'hosted:' .. owner
+  redis.call('SADD', key, ARGV[3])
+  redis.call('EXPIRE', key, ARGV[1])
+end
+return {owner, redis.call('GET', KEYS[2]) or '0'}
+"""
+)
+
+# ARGV: prefix, node. Returns the count.
+_HOSTED = _HOSTED_LUA + "return hosted(ARGV[1], ARGV[2])"
+
+# KEYS: owner, epoch, the dead node's record, its hosted set, the new node's hosted set.
+# ARGV: dead, node, ttl, visit. Returns {owner, epoch}.
 _MOVE = """
 local owner = redis.call('GET', KEYS[1])
 if (not owner) or (owner == ARGV[1] and redis.call('EXISTS', KEYS[3]) == 0) then
@@ -46,15 +99,21 @@ if (not owner) or (owner == ARGV[1] and redis.call('EXISTS', KEYS[3]) == 0) then
   redis.call('SET', KEYS[1], owner, 'EX', ARGV[3])
   redis.call('INCR', KEYS[2])
   redis.call('EXPIRE', KEYS[2], ARGV[3])
+  redis.call('SREM', KEYS[4], ARGV[4])
+  redis.call('SADD', KEYS[5], ARGV[4])
+  redis.call('EXPIRE', KEYS[5], ARGV[3])
 end
 return {owner, redis.call('GET', KEYS[2]) or '0'}
 """
 
-# KEYS: owner, epoch. ARGV: node, epoch, ttl. Returns 1 if the lease is current.
+# KEYS: owner, epoch, the node's hosted set. ARGV: node, epoch, ttl, visit.
+# Returns 1 if the lease is current.
 _CONFIRM = """
 if redis.call('EXISTS', KEYS[1]) == 0 and redis.call('EXISTS', KEYS[2]) == 0 then
   redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
   redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
+  redis.call('SADD', KEYS[3], ARGV[4])
+  redis.call('EXPIRE', KEYS[3], ARGV[3])
   return 1
 end
 if redis.call('GET', KEYS[1]) == ARGV[1] and (redis.call('GET', KEYS[2]) or '0') == ARGV[2] then
@@ -63,8 +122,10 @@ end
 return 0
 """
 
+# KEYS: owner, the node's hosted set. ARGV: node, visit.
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SREM', KEYS[2], ARGV[2])
   return redis.call('DEL', KEYS[1])
 end
 return 0
@@ -90,6 +151,8 @@ class RedisClusterState:
         self._owns_client = owns_client
         self._place = client.register_script(_PLACE)
         self._move = client.register_script(_MOVE)
+        self._place_least_loaded = client.register_script(_PLACE_LEAST_LOADED)
+        self._hosted = client.register_script(_HOSTED)
         self._confirm = client.register_script(_CONFIRM)
         self._release = client.register_script(_RELEASE)
 
@@ -101,6 +164,9 @@ class RedisClusterState:
 
     def _epoch_key(self, visit_id: str) -> str:
         return EPOCH_KEY.format(prefix=self._prefix, visit=visit_id)
+
+    def _hosted_key(self, node_id: str) -> str:
+        return HOSTED_KEY.format(prefix=self._prefix, node=node_id)
 
     def _presence_key(self, visit_id: str) -> str:
         return PRESENCE_KEY.format(prefix=self._prefix, visit=visit_id)
@@ -158,30 +224,65 @@ class RedisClusterState:
     async def place(self, visit_id: VisitId, node_id: NodeId) -> Lease:
         with redis_unavailable_as_store_error():
             owner, epoch = await self._place(
-                keys=[self._owner_key(visit_id), self._epoch_key(visit_id)],
-                args=[node_id, VISIT_STATE_TTL_SECONDS],
+                keys=[
+                    self._owner_key(visit_id),
+                    self._epoch_key(visit_id),
+                    self._hosted_key(node_id),
+                ],
+                args=[node_id, VISIT_STATE_TTL_SECONDS, visit_id],
             )
             return Lease(NodeId(_text(owner)), int(epoch))
+
+    async def place_least_loaded(self, visit_id: VisitId, candidates: Sequence[NodeId]) -> Lease:
+        if not candidates:
+            raise NoNodeAvailable("no server node is taking new visits")
+        with redis_unavailable_as_store_error():
+            owner, epoch = await self._place_least_loaded(
+                keys=[
+                    self._owner_key(visit_id),
+                    self._epoch_key(visit_id),
+                    TURN_KEY.format(prefix=self._prefix),
+                ],
+                args=[VISIT_STATE_TTL_SECONDS, self._prefix, visit_id, *candidates],
+            )
+            return Lease(NodeId(_text(owner)), int(epoch))
+
+    async def hosted(self, node_id: NodeId) -> int:
+        with redis_unavailable_as_store_error():
+            return int(await self._hosted(args=[self._prefix, node_id]))
 
     async def move(self, visit_id: VisitId, dead: NodeId, node_id: NodeId) -> Lease:
         with redis_unavailable_as_store_error():
             owner, epoch = await self._move(
-                keys=[self._owner_key(visit_id), self._epoch_key(visit_id), self._node_key(dead)],
-                args=[dead, node_id, VISIT_STATE_TTL_SECONDS],
+                keys=[
+                    self._owner_key(visit_id),
+                    self._epoch_key(visit_id),
+                    self._node_key(dead),
+                    self._hosted_key(dead),
+                    self._hosted_key(node_id),
+                ],
+                args=[dead, node_id, VISIT_STATE_TTL_SECONDS, visit_id],
             )
             return Lease(NodeId(_text(owner)), int(epoch))
 
     async def confirm(self, visit_id: VisitId, lease: Lease) -> bool:
         with redis_unavailable_as_store_error():
             current = await self._confirm(
-                keys=[self._owner_key(visit_id), self._epoch_key(visit_id)],
-                args=[lease.node, lease.epoch, VISIT_STATE_TTL_SECONDS],
+                keys=[
+                    self._owner_key(visit_id),
+                    self._epoch_key(visit_id),
+                    self._hosted_key(lease.node),
+                ],
+                args=[lease.node, lease.epoch, VISIT_STATE_TTL_SECONDS, visit_id],
             )
             return bool(current)
 
     async def release(self, visit_id: VisitId, node_id: NodeId) -> None:
         with redis_unavailable_as_store_error():
-            await self._release(keys=[self._owner_key(visit_id)], args=[node_id])
+            await self._release(
+                keys=[self._owner_key(visit_id), self._hosted_key(node_id)],
+                args=[node_id, visit_id],
+            )
 
     async def join_call(self, visit_id: VisitId, participant: ParticipantId) -> None:
         with redis_unavailable_as_store_error():

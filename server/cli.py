@@ -43,6 +43,7 @@ from server.cli_tokens import add_mint_command
 from server.cli_visits import add_visit_commands
 from server.config import Settings
 from server.console_session import CONSOLE_ROLES, console_url, sign_link
+from server.eventloop import new_event_loop
 from server.keys import load_or_create_signing_key
 from server.logs import configure_logging
 from server.reports import EXPORTS, Filters, gather, load_pseudonymizer, render_export
@@ -133,6 +134,8 @@ def serve(args: argparse.Namespace) -> int:
         for line in announcement:
             print(line, flush=True)
 
+    loop, loop_kind = new_event_loop(use_uvloop=settings.uvloop)
+    logger.info("event loop: %s", loop_kind)
     try:
         httpserver.run(
             app,
@@ -146,6 +149,7 @@ def serve(args: argparse.Namespace) -> int:
             reuse_port=args.reuse_port or None,
             drain=lambda: drain_before_stop(app),
             drain_timeout=settings.drain_timeout,
+            new_loop=lambda: loop,
         )
     except TrustConfigError as exc:
         raise SystemExit(f"screenvisit: bad trust file: {exc}") from None

@@ -133,6 +133,7 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("trust-file", "", "JSON file naming the trusted token issuers (see README)"),
     Setting("dev-issuers", "false", "allow HS256 development issuers in the trust file"),
+    Setting("uvloop", "true", "run on uvloop (Linux, when installed); false: the standard loop"),
     Setting(
         "evaluation-days",
         "1825",
@@ -259,6 +260,7 @@ class Settings:
     outbox_dir: Path | None = None
     trust_file: Path | None = None
     dev_issuers: bool = False
+    uvloop: bool = True
     audit_days: float = 183.0
     evaluation_days: float = 1825.0
     auth_failures_per_minute: int = 20
@@ -355,6 +357,7 @@ class Settings:
                 outbox_dir=Path(raw["outbox-dir"]) if raw["outbox-dir"] else None,
                 trust_file=Path(raw["trust-file"]) if raw["trust-file"] else None,
                 dev_issuers=_flag(raw["dev-issuers"]),
+                uvloop=_flag(raw["uvloop"]),
                 audit_days=float(raw["audit-days"]),
                 evaluation_days=float(raw["evaluation-days"]),
                 auth_failures_per_minute=int(raw["auth-failures-per-minute"]),

@@ -168,11 +168,12 @@ def run(
     shutdown_timeout: float,
     drain: Callable[[], Coroutine[Any, Any, None]],
     drain_timeout: float,
+    new_loop: Callable[[], asyncio.AbstractEventLoop] = asyncio.new_event_loop,
 ) -> None:
     """Serve until SIGTERM or SIGINT, with the limiter on the server; then `drain` while every
     socket is still read (aiohttp's own shutdown stops reading them), and only then stop. A
     second signal stops at once."""
-    loop = asyncio.new_event_loop()
+    loop = new_loop()
     asyncio.set_event_loop(loop)
     logging.getLogger("aiohttp.server").addFilter(BadRequestsInOneLine())
 

@@ -19,7 +19,15 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from rooms.cluster import ClusterState, Lease, NodeId, NodeInfo, NoNodeAvailable, choose_node
+from rooms.cluster import (
+    ClusterState,
+    Lease,
+    NodeId,
+    NodeInfo,
+    NoNodeAvailable,
+    choose_node,
+    takers,
+)
 from rooms.errors import VisitNotFound
 from rooms.ids import VISIT_ID_PATTERN, VisitId
 from rooms.store import StaleLease, StoreUnavailable
@@ -287,9 +295,10 @@ class ClusterNode:
     # --- placement ----------------------------------------------------------------------------
 
     async def place_new(self, visit_id: VisitId) -> NodeId:
-        """Pin a newly booked visit to the least loaded node that takes new visits."""
-        node = choose_node(await self.cluster.nodes())
-        return (await self.cluster.place(visit_id, node.id)).node
+        """Pin a newly booked visit to the node that takes new visits and hosts the fewest now
+        (heartbeats say nothing before anybody joins; ties are taken in turn)."""
+        candidates = takers(await self.cluster.nodes())
+        return (await self.cluster.place_least_loaded(visit_id, candidates)).node
 
     async def lease_for(self, visit_id: VisitId) -> Lease | None:
         """The lease of the live node hosting the visit, placing or moving it if needed; None
@@ -303,10 +312,11 @@ class ClusterNode:
                 return None
             if not visit.is_live:
                 return None
-            node = choose_node(await self.cluster.nodes()).id
+            nodes = await self.cluster.nodes()
             if lease is None:
-                lease = await self.cluster.place(visit_id, node)
+                lease = await self.cluster.place_least_loaded(visit_id, takers(nodes))
             else:
+                node = choose_node(nodes).id
                 logger.warning(
                     "visit %s: node %s is gone; moving the visit to %s", visit_id, lease.node, node
                 )

@@ -1,6 +1,6 @@
 """The forwarding benchmark's summary lines: what README quotes is computed from the runs."""
 
-from bench.media_forwarding import ModeResult, baseline_line, summary_line
+from bench.media_forwarding import ModeResult, baseline_line, run_each, summary_line
 
 
 def result(mode: str, cpu: float, fps: list[float]) -> ModeResult:
@@ -23,3 +23,32 @@ def test_the_baseline_line_compares_two_servers_under_the_same_load() -> None:
         "rooms per core 20.0 vs 10.0 (2.00x)"
     )
     assert "no comparison" in baseline_line([], older)
+
+
+async def test_a_failing_mode_is_reported_on_its_own_and_never_discards_the_other() -> None:
+    async def runner(mode: str) -> ModeResult:
+        if mode == "relay":
+            raise RuntimeError("not every participant received video within 30 s")
+        return result(mode, 0.1, [30.0] * 12)
+
+    results = await run_each(["forward", "relay"], 2, runner)
+    assert [r.mode for r in results] == ["forward", "relay"]
+    assert results[0].failure is None and results[0].rooms_per_core == 20.0
+    assert results[1].failure == "not every participant received video within 30 s"
+    assert summary_line(results) == (
+        "forward: three-way rooms per core: 20.0; streams at full rate: 100%; "
+        "relay: failed (not every participant received video within 30 s)"
+    )
+
+
+async def test_the_relay_alone_is_summarised_when_forwarding_fails() -> None:
+    async def runner(mode: str) -> ModeResult:
+        if mode == "forward":
+            raise RuntimeError("the forward server did not start: b''")
+        return result(mode, 0.4, [8.0] * 12)
+
+    results = await run_each(["forward", "relay"], 2, runner)
+    assert summary_line(results) == (
+        "forward: failed (the forward server did not start: b''); "
+        "relay: three-way rooms per core: 5.0; streams at full rate: 0%"
+    )

@@ -138,3 +138,29 @@ def test_a_new_visit_goes_to_the_least_loaded_node_that_is_not_draining() -> Non
     assert choose_node(nodes).id == A
     with pytest.raises(NoNodeAvailable):
         choose_node([NodeInfo(A, "a", draining=True)])
+
+
+async def test_placement_by_live_load_spreads_a_burst_evenly_and_follows_ends_and_moves(
+    cluster: ClusterState,
+) -> None:
+    """Heartbeats report no load before anybody joins: a burst of bookings is spread by the
+    visits each node hosts now (counted atomically at placement), ties taken in turn."""
+    visits = [VisitId(f"v-spread-{i}") for i in range(4)]
+    leases = await asyncio.gather(*(cluster.place_least_loaded(v, [A, B]) for v in visits))
+    owners = [lease.node for lease in leases]
+    assert sorted(owners) == [A, A, B, B]
+    assert await cluster.place_least_loaded(visits[0], [A, B]) == leases[0]  # already placed
+    assert await cluster.hosted(A) == 2 and await cluster.hosted(B) == 2
+    # An ended visit no longer counts: the next one goes where it ended.
+    await cluster.forget_visit(visits[owners.index(B)], B)
+    assert await cluster.hosted(B) == 1
+    assert (await cluster.place_least_loaded(VisitId("v-spread-4"), [A, B])).node == B
+    # A visit moved off a dead node counts on its new node only.
+    moved = visits[owners.index(A)]
+    assert (await cluster.move(moved, A, B)).node == B
+    assert await cluster.hosted(A) == 1 and await cluster.hosted(B) == 3
+    assert (await cluster.place_least_loaded(VisitId("v-spread-5"), [B, A])).node == A
+    # A single candidate takes everything; none at all is an error.
+    assert (await cluster.place_least_loaded(VisitId("v-spread-6"), [B])).node == B
+    with pytest.raises(NoNodeAvailable):
+        await cluster.place_least_loaded(VisitId("v-spread-7"), [])

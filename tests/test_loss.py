@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from media.client import ClientPeer, RemoteStats
+from media.rtt import peer_rtt
 from tests.support.links import Link
 from tests.test_media_room import Harness, harness, sees  # noqa: F401
 
@@ -100,3 +101,7 @@ async def test_five_percent_loss_from_a_publisher_keeps_video_flowing(
     assert link.dropped >= 5  # the GP's link really lost video packets
     # ...and the server's NACKs and the GP's retransmissions keep the GP's video within 10 %.
     assert got_lossy >= 0.9 * got_clean, (got_lossy, got_clean)
+    # The server repeats its NACKs to the GP one measured round trip apart (RTCP reports on its
+    # senders toward the GP): a round trip was measured, and paces the retries.
+    measured = peer_rtt(harness.room.peers["gp"].pc)
+    assert measured is not None and 0 < measured < 0.5, measured

@@ -275,9 +275,12 @@ async def test_serve_workers_share_one_port_and_place_visits_across_them(
     redis = Redis.from_url(redis_server.url, decode_responses=True)
     try:
         await until(lambda: _workers_up(redis), 30, "both workers to register")
-        first = await server.create_visit("--no-waiting-room")
-        second = await server.create_visit("--no-waiting-room")
-        owners = {await redis.get(f"screenvisit:visit:{v['visit']}:node") for v in (first, second)}
+        # A burst of bookings (nobody has joined yet, so every heartbeat says load 0) is spread
+        # by the visits each worker hosts: 2 and 2.
+        booked = await asyncio.gather(*(server.create_visit("--no-waiting-room") for _ in range(4)))
+        owners = [str(await redis.get(f"screenvisit:visit:{v['visit']}:node")) for v in booked]
+        assert sorted(owners) == ["mw-w0", "mw-w0", "mw-w1", "mw-w1"]
+        first = booked[0]
         bots, tasks = start_bots(
             [first["links"][r] for r in ("citizen", "nurse", "gp")], BOT_SECONDS
         )
@@ -291,7 +294,6 @@ async def test_serve_workers_share_one_port_and_place_visits_across_them(
         for report in reports:
             assert report.errors == []
             assert len(report.remotes) == 2 and min(remote_video(report).values()) > 30
-        assert owners <= {"mw-w0", "mw-w1"}
     finally:
         await redis.aclose()
         assert await server.stop() == 0

@@ -146,7 +146,11 @@ async def start_server(
     assert server.process.stdout is not None
     # Ready when it says so: the first line is printed once every resource is up (a start can
     # take half a minute on a two-core machine under a full test load).
-    line = await asyncio.wait_for(server.process.stdout.readline(), timeout=60)
+    try:
+        line = await asyncio.wait_for(server.process.stdout.readline(), timeout=60)
+    except TimeoutError:
+        await server.stop()  # not left running (with `--workers`, restarting its workers)
+        raise
     if b"listening on" not in line:
         await server.stop()
         raise RuntimeError(f"server did not start: {line!r}\n{log.read_text()}")
