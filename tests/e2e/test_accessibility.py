@@ -97,6 +97,16 @@ async def assert_accessible(page: Page, where: str) -> None:
     assert found == [], f"{where}: " + json.dumps(found, indent=1, ensure_ascii=False)
 
 
+async def open_host_panel(page: Page, open_: bool = True) -> None:
+    """On a narrow screen the waiting room is a drawer: open (or close) it, as the host would."""
+    toggle = page.locator("#side-toggle")
+    if (
+        await toggle.is_visible()
+        and (await toggle.get_attribute("aria-expanded") == "true") != open_
+    ):
+        await toggle.click()
+
+
 async def in_call(page: Page) -> None:
     await page.wait_for_function(
         "() => window.screenvisit.pc && window.screenvisit.pc.connectionState === 'connected'",
@@ -141,6 +151,7 @@ async def test_the_waiting_room_and_the_call_with_a_confirmation_open(
     await citizen.get_by_role("button", name="Deltag", exact=True).click()
     await citizen.get_by_text("Du er i venteværelset").wait_for()
     await assert_accessible(citizen, "waiting room")
+    await open_host_panel(gp)
     await gp.get_by_role("button", name="Luk ind").wait_for()
     await assert_accessible(gp, "call, someone waiting")
 
@@ -198,6 +209,7 @@ async def test_each_end_state(server: RunningServer, browser: Browser, size: str
     await page.goto(visit["links"]["relative"])
     await page.get_by_role("button", name="Deltag", exact=True).click()
     await page.get_by_text("Du er i venteværelset").wait_for()
+    await open_host_panel(gp)
     await gp.get_by_role("button", name="Afvis").click()
     await end_state(page, "Du blev ikke lukket ind")
     await assert_accessible(page, "end state: declined")
@@ -206,12 +218,15 @@ async def test_each_end_state(server: RunningServer, browser: Browser, size: str
     await citizen.goto(visit["links"]["citizen"])
     await citizen.get_by_role("button", name="Deltag", exact=True).click()
     await citizen.get_by_text("Du er i venteværelset").wait_for()
+    await open_host_panel(gp)
     await gp.get_by_role("button", name="Luk ind").click()
     await in_call(citizen)
+    await open_host_panel(gp, False)
     await gp.locator(".tile.remote .remove").click()
-    confirm = gp.get_by_role("dialog")
-    if await confirm.count():  # a confirmation, where the page asks for one
-        await confirm.get_by_role("button").last.click()
+    confirm = gp.get_by_role("dialog", name="Fjern Borger?")
+    await confirm.wait_for()
+    await assert_accessible(gp, "call, remove confirmation")
+    await confirm.get_by_role("button", name="Fjern").click()
     await end_state(citizen, "Du er ikke længere med i besøget")
     await assert_accessible(citizen, "end state: removed")
     for context in (page.context, gp.context, citizen.context):
