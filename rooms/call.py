@@ -412,15 +412,22 @@ class Call:
         return [FellBackToPhone(self.member(participant))]
 
     def end(self, reason: str) -> list[CallEvent]:
-        """Ended for everyone; their connections are closed by the transport."""
+        """Ended for everyone; their connections are closed by the transport. Whoever was
+        expected back from a lost connection is gone now."""
         self.over = True
-        self.reconnecting.clear()
-        return [VisitEnded(reason)]
+        return [*self._give_up_reconnecting("visit-ended"), VisitEnded(reason)]
 
-    def cancel(self) -> None:
+    def cancel(self) -> list[CallEvent]:
         """Cancelled (recorded by whoever cancelled it): nobody comes in or back."""
         self.over = True
-        self.reconnecting.clear()
+        return self._give_up_reconnecting("visit-cancelled")
+
+    def _give_up_reconnecting(self, reason: str) -> list[CallEvent]:
+        events: list[CallEvent] = []
+        for participant in sorted(self.reconnecting):
+            del self.reconnecting[participant]
+            events += self._depart(participant, reason)
+        return events
 
     def shut_down(self) -> list[CallEvent]:
         """This node stops and nobody takes over: everyone leaves, reason `shutdown`."""

@@ -15,6 +15,7 @@ from media.quality import QualityMeter
 from media.room import SfuRoom
 from rooms.call import Call
 from rooms.ids import ParticipantId, VisitId
+from signaling import down
 from signaling.services import SignalingServices
 
 
@@ -72,9 +73,8 @@ class CallMedia:
                     )
                 if self.quality.get(participant) != sample.level:
                     self.quality[participant] = sample.level
-                    self._broadcast(
-                        {"type": "quality", "participant": participant, "level": sample.level}
-                    )
+                    quality = down.Quality(participant=participant, level=sample.level)
+                    self._broadcast(quality.wire())
 
     async def watch_media(self) -> None:
         """Report a participant whose media stopped arriving while its socket lives (its

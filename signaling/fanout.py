@@ -20,6 +20,7 @@ from rooms.call import (
     ParticipantWaiting,
 )
 from rooms.ids import ParticipantId
+from signaling import down
 
 
 @dataclass(frozen=True)
@@ -35,30 +36,31 @@ def notices(event: CallEvent, describe: Callable[[ParticipantId], dict[str, Any]
     """The messages `event` sends; `describe` gives a participant as the pages show it."""
     match event:
         case ParticipantJoined(member=member, rejoining=rejoining):
-            kind = "participant-reconnected" if rejoining else "participant-joined"
+            kind = down.ParticipantReconnected if rejoining else down.ParticipantJoined
             who = member.participant
-            return [Notice({"type": kind, "participant": describe(who)}, exclude=who)]
+            return [Notice(kind(participant=describe(who)).wire(), exclude=who)]
         case ParticipantWaiting(member=member, repeat=repeat):
-            waiting = {"type": "waiting", "participant": describe(member.participant)}
-            return [Notice({**waiting, "repeat": repeat}, hosts_only=True)]
+            waiting = down.Waiting(participant=describe(member.participant), repeat=repeat)
+            return [Notice(waiting.wire(), hosts_only=True)]
         case ParticipantDeclined(member=member) | ParticipantLeft(member=member, waiting=True):
-            ended = {"type": "waiting-ended", "participant": member.participant}
-            return [Notice(ended, hosts_only=True)]
+            ended = down.WaitingEnded(participant=member.participant)
+            return [Notice(ended.wire(), hosts_only=True)]
         case ParticipantReadmitted(participant=participant):
-            return [Notice({"type": "readmitted", "participant": participant}, hosts_only=True)]
+            return [Notice(down.Readmitted(participant=participant).wire(), hosts_only=True)]
         case ParticipantReconnecting(member=member):
-            return [Notice({"type": "participant-reconnecting", "participant": member.participant})]
+            return [Notice(down.ParticipantReconnecting(participant=member.participant).wire())]
         case ParticipantLeft(member=member):
-            return [Notice({"type": "participant-left", "participant": member.participant})]
+            return [Notice(down.ParticipantLeft(participant=member.participant).wire())]
         case MediaFailed(member=member):
             who = member.participant
-            return [Notice({"type": "participant-reconnecting", "participant": who}, exclude=who)]
+            return [Notice(down.ParticipantReconnecting(participant=who).wire(), exclude=who)]
         case MediaRestarted(member=member, restored=True):
             who = member.participant
-            back = {"type": "participant-reconnected", "participant": describe(who)}
-            return [Notice(back, exclude=who)]
+            back = down.ParticipantReconnected(participant=describe(who))
+            return [Notice(back.wire(), exclude=who)]
         case AssistingChanged(member=member, on=on):
-            return [Notice({"type": "assisting", "participant": member.participant, "on": on})]
+            changed = down.AssistingChanged(participant=member.participant, on=on)
+            return [Notice(changed.wire())]
         case FellBackToPhone(member=member):
-            return [Notice({"type": "fallback-phone", "by": member.participant})]
+            return [Notice(down.FallbackPhoneAnnounced(by=member.participant).wire())]
     return []

@@ -38,6 +38,7 @@ from rooms.ids import ParticipantId, VisitId
 from rooms.presence import in_call_by_record
 from rooms.store import StaleLease, StoreUnavailable
 from rooms.visit import Seat, Visit, VisitState
+from signaling import down
 from signaling.call_media import CallMedia
 from signaling.errors import (
     CLOSE_FATAL,
@@ -204,8 +205,8 @@ class VisitHub:
 
     async def admit(self, participant: ParticipantId) -> None:
         await self._act(lambda: self.call.admit(participant))
-        self.sessions[participant].send({"type": "admitted", **self.call_state(participant)})
-        self._to_hosts({"type": "waiting-ended", "participant": participant})
+        self.sessions[participant].send(down.Admitted(**self.call_state(participant)).wire())
+        self._to_hosts(down.WaitingEnded(participant=participant).wire())
 
     async def admit_all(self) -> None:
         for participant in self.waiting():
@@ -232,7 +233,7 @@ class VisitHub:
             )
             session.close_with(CLOSE_FATAL, "removed")
         self._removed.clear()
-        self._to_hosts({"type": "barred", "participant": self._seat(participant).to_dict()})
+        self._to_hosts(down.Barred(participant=self._seat(participant).to_dict()).wire())
         self._maybe_departure()
 
     async def readmit(self, participant: ParticipantId) -> None:
@@ -275,7 +276,7 @@ class VisitHub:
             self.call.check_in_call(participant)
         except CallRefused as exc:
             raise refused(exc) from None
-        self.sessions[participant].send({"type": "mute-request", "by": by})
+        self.sessions[participant].send(down.MuteAsked(by=by).wire())
 
     async def fallback_to_phone(self, by: Seat) -> None:
         await self._act(lambda: self.call.fall_back_to_phone(by.participant))
@@ -292,7 +293,7 @@ class VisitHub:
                 "visit %s: placement not released (live state unavailable)", self.visit_id
             )
         for session in list(self.sessions.values()):
-            session.send({"type": "visit-ended"})
+            session.send(down.VisitEnded().wire())
             session.close_with(CLOSE_VISIT_ENDED, "visit-ended")
         self._arm_grace()
 
@@ -304,12 +305,9 @@ class VisitHub:
 
     def post_chat(self, seat: Seat, text: str) -> None:
         """Chat is kept in memory for the visit's length only, never in any log or record."""
-        message = {
-            "type": "chat",
-            "participant": seat.participant,
-            "text": text.strip(),
-            "time": time.time(),
-        }
+        message = down.ChatPosted(
+            participant=seat.participant, text=text.strip(), time=time.time()
+        ).wire()
         self.chat.append(message)
         self.broadcast(message)
 
@@ -506,12 +504,12 @@ class VisitHub:
         session = self.sessions.get(ParticipantId(participant))
         peer = self.room.peers.get(participant)
         if session is not None and peer is not None:
-            session.send({"type": "tracks", "tracks": peer.track_map()})
+            session.send(down.Tracks(tracks=peer.track_map()).wire())
 
     def renegotiation_needed(self, participant: str, recv: dict[str, int]) -> None:
         session = self.sessions.get(ParticipantId(participant))
         if session is not None:
-            session.send({"type": "renegotiate", "recv": recv})
+            session.send(down.Renegotiate(recv=recv).wire())
 
     def video_unsupported(self, participant: str, publisher: str, codec: str) -> None:
         logger.info(
@@ -523,7 +521,7 @@ class VisitHub:
         )
         session = self.sessions.get(ParticipantId(participant))
         if session is not None:
-            session.send({"type": "video-unsupported", "participant": publisher, "codec": codec})
+            session.send(down.VideoUnsupported(participant=publisher, codec=codec).wire())
 
     def source_changed(self, participant: str, source: str, on: bool) -> None:
         """A shared screen or second camera began or ended: recorded (role, source, seconds)."""
@@ -571,10 +569,10 @@ class VisitHub:
     async def close_for_cancel(self, reason: str) -> int:
         """The visit was cancelled: tell everyone connected and close their sockets."""
         async with self.lock:
-            self.call.cancel()
+            await self._apply(self.call.cancel())
             sessions = list(self.sessions.values())
             for session in sessions:
-                session.send({"type": "visit-ended"})
+                session.send(down.VisitEnded().wire())
                 session.close_with(CLOSE_VISIT_ENDED, reason)
         return len(sessions)
 

@@ -6,6 +6,7 @@ import asyncio
 
 from rooms.ids import VisitId
 from rooms.visit import Visit
+from signaling import down
 from signaling.errors import CLOSE_FATAL
 from signaling.hub import VisitHub
 from signaling.services import SignalingServices
@@ -65,12 +66,11 @@ class HubRegistry:
             for session in list(hub.sessions.values()):
                 if session.principal is not None and session.principal.token_id == token_id:
                     session.send(
-                        {
-                            "type": "error",
-                            "code": "token-revoked",
-                            "fatal": True,
-                            "message": "access with this link has been revoked",
-                        }
+                        down.Error(
+                            code="token-revoked",
+                            fatal=True,
+                            message="access with this link has been revoked",
+                        ).wire()
                     )
                     session.close_with(CLOSE_FATAL, "token-revoked")
                     closed += 1

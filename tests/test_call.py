@@ -125,6 +125,26 @@ def test_a_lost_connection_keeps_the_seat_for_the_grace_period(clock: Clock) -> 
     assert call.enter(citizen, ConnectionId(4)).waiting
 
 
+def test_whoever_is_expected_back_is_gone_when_the_visit_ends_or_is_cancelled(
+    clock: Clock,
+) -> None:
+    # Found by the state machine below: the end left a reconnecting seat "in the call".
+    for close, reason in (
+        (lambda c: c.end("host"), "visit-ended"),
+        (Call.cancel, "visit-cancelled"),
+    ):
+        visit = booked(waiting_room=False)
+        call = new_call(visit, clock)
+        gp, citizen = seat_of(visit, Role.GP), seat_of(visit, Role.CITIZEN)
+        call.enter(gp, ConnectionId(1))
+        call.enter(citizen, ConnectionId(2))
+        call.leave(citizen, ConnectionId(2), explicit=False, reason="no-pong")
+        events = close(call)
+        assert ParticipantLeft(call.member(citizen), reason) in events
+        assert citizen not in call.in_call and call.reconnecting == {}
+        assert gp in call.in_call  # still connected: the transport closes it
+
+
 def test_a_second_tab_replaces_the_first_whose_close_then_changes_nothing(clock: Clock) -> None:
     visit = booked()
     call = new_call(visit, clock)
