@@ -156,27 +156,11 @@
   }
 
   function chime() {
-    // The same two notes as the call page's arrival sound.
+    // The same two notes as the call page's arrival sound (chime.js).
     window.screenvisitConsole.chimes += 1;
-    try {
-      const AudioContextClass = window.AudioContext || window.webkitAudioContext;
-      if (!AudioContextClass) return;
-      state.audio = state.audio || new AudioContextClass();
-      const ctx = state.audio;
-      for (const [i, freq] of [660, 880].entries()) {
-        const osc = ctx.createOscillator();
-        const gain = ctx.createGain();
-        osc.frequency.value = freq;
-        gain.gain.setValueAtTime(0.15, ctx.currentTime + i * 0.18);
-        gain.gain.exponentialRampToValueAtTime(0.001, ctx.currentTime + i * 0.18 + 0.16);
-        osc.connect(gain).connect(ctx.destination);
-        osc.start(ctx.currentTime + i * 0.18);
-        osc.stop(ctx.currentTime + i * 0.18 + 0.17);
-      }
-    } catch (err) {
-      // A missing sound must never stop the notice.
-    }
+    window.screenvisitChime();
   }
+
 
   // --- rendering ----------------------------------------------------------------------------
 
