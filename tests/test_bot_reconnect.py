@@ -139,7 +139,8 @@ async def test_a_rejoin_refused_for_good_ends_the_run_with_its_error(tmp_path: P
         for server in servers:
             await server.stop()
 
-    assert report["exit_code"] == 0, report
+    assert report["exit_code"] == 4, report  # refused: the CLI says so and exits non-zero
+    assert report["verdict"].startswith("refused: visit-not-found"), report
     assert [e["code"] for e in report["errors"]] == ["visit-not-found"], report
     assert report["reconnects"] == 0, report
     assert len(report["recoveries"]) == 1, report
