@@ -1,7 +1,8 @@
 """WCAG 2.1 AA on every page, as axe-core (npm `axe-core`, installed by `.ci/run` into
 tests/a11y) finds it in Debian's Chromium, at a phone's and a laptop's size: the start page, the
-join page before Deltag, the waiting room, the call (with the host's confirmation dialog open),
-each end state, and the evaluators' report with and without a token.
+join page before Deltag (and its help when the camera is refused), the waiting room, the call
+(with the host's confirmations open), each end state (a server that went away included), the
+staff console and its sign-in page, and the evaluators' report with and without a token.
 
 axe is injected into the page for the check only (the context bypasses the pages' CSP, which
 would refuse a script the page did not load itself)."""
@@ -21,6 +22,7 @@ from playwright.async_api import Browser, Page, ViewportSize, async_playwright
 
 from rooms.roles import Role, Sector
 from server.auth import TokenIssuer
+from server.console_session import sign_link
 from server.keys import load_or_create_signing_key
 from tests.e2e.test_browser import CHROMIUM, CHROMIUM_PRESENT, FLAGS
 from tests.support.servers import RunningServer, start_server
@@ -105,6 +107,15 @@ async def open_host_panel(page: Page, open_: bool = True) -> None:
         and (await toggle.get_attribute("aria-expanded") == "true") != open_
     ):
         await toggle.click()
+
+
+#: getUserMedia refused for the camera, as a person refuses it in the prompt.
+REFUSE_CAMERA = """() => {
+  const original = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
+  navigator.mediaDevices.getUserMedia = (constraints) => constraints.video
+    ? Promise.reject(new DOMException('Permission denied', 'NotAllowedError'))
+    : original(constraints);
+}"""
 
 
 async def in_call(page: Page) -> None:
@@ -250,3 +261,62 @@ async def test_the_evaluation_report(server: RunningServer, browser: Browser, si
     assert await page.locator("#eval-error").is_hidden()
     await assert_accessible(page, "evaluation report")
     await page.context.close()
+
+
+@pytest.mark.parametrize("size", VIEWPORTS)
+async def test_the_pre_call_help_for_a_refused_camera(
+    server: RunningServer, browser: Browser, size: str
+) -> None:
+    visit = await server.create_visit()
+    page = await page_at(browser, size)
+    await page.context.add_init_script(f"({REFUSE_CAMERA})()")
+    await page.goto(visit["links"]["citizen"])
+    await page.get_by_role("button", name="Deltag", exact=True).wait_for()
+    await page.get_by_role("button", name="Prøv kamera og mikrofon igen").wait_for()
+    await assert_accessible(page, "join page, camera refused (help and retry)")
+    await page.context.close()
+
+
+@pytest.mark.parametrize("size", VIEWPORTS)
+async def test_the_staff_console_and_its_sign_in_page(
+    server: RunningServer, browser: Browser, size: str
+) -> None:
+    page = await page_at(browser, size)
+    await page.goto(server.base_url + "/console")
+    await page.get_by_role("heading").first.wait_for()
+    await assert_accessible(page, "console sign-in page")
+    key = load_or_create_signing_key(server.data_dir / "signing-key.pem")
+    link = sign_link(
+        TokenIssuer("screenvisit-local", "screenvisit", key),
+        role=Role.NURSE,
+        org="demo",
+        name=None,
+        sector=Sector.MUNICIPALITY,
+    )
+    await page.context.close()
+    page = await page_at(browser, size)  # a new page: a changed fragment alone loads nothing
+    await page.goto(f"{server.base_url}/console#{link}")
+    await page.locator("#live").filter(has_text="Opdateres løbende").wait_for(timeout=15_000)
+    await assert_accessible(page, "staff console")
+    await page.context.close()
+
+
+async def test_the_end_state_of_a_server_that_went_away(
+    browser: Browser, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    own = await start_server(tmp_path_factory.mktemp("a11y-gone"))
+    try:
+        visit = await own.create_visit("--no-waiting-room")
+        pages = []
+        for size in VIEWPORTS:
+            page = await page_at(browser, size)
+            await page.goto(visit["links"]["gp" if size == "laptop" else "citizen"])
+            await page.get_by_role("button", name="Deltag", exact=True).click()
+            await in_call(page)
+            pages.append(page)
+    finally:
+        await own.stop()
+    for page in pages:
+        await end_state(page, "Ingen forbindelse til serveren")
+        await assert_accessible(page, f"end state: server gone ({page.viewport_size})")
+        await page.context.close()
