@@ -122,9 +122,12 @@ async def test_a_rejoin_refused_for_good_ends_the_run_with_its_error(tmp_path: P
         bot = asyncio.create_task(run_bot(visit["links"]["citizen"], SECONDS))
 
         async def joined() -> bool:
-            return bool((await first.health())["participants"] == 1)
+            # Media from the bot: it has its `joined` answer (counted alone, the server may
+            # be killed before that answer leaves, and the first join then fails instead).
+            health = await first.health()
+            return bool(health["participants"] == 1 and health["media"]["frames_received"] > 0)
 
-        await until(joined, 30, "the bot in the call")
+        await until(joined, 30, "the bot in the call, sending media")
         await kill(first)
         started = time.monotonic()
         db = await open_database(None, first.data_dir / "metadata.sqlite3")
