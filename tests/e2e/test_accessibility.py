@@ -66,14 +66,16 @@ async def browser() -> AsyncIterator[Browser]:
         await launched.close()
 
 
-def staff_token(server: RunningServer, role: Role, sector: Sector) -> str:
+def evaluator_token(server: RunningServer) -> str:
     key = load_or_create_signing_key(server.data_dir / "signing-key.pem")
     issuer = TokenIssuer("screenvisit-local", "screenvisit", key)
-    return issuer.sign(sub=f"{role}-a11y", role=role, sector=sector, lifetime=600, org="demo")
+    return issuer.sign(
+        sub="evaluator-a11y", role=Role.EVALUATOR, sector=Sector.REGION, lifetime=600, org="demo"
+    )
 
 
 async def api(server: RunningServer, path: str, body: dict[str, Any]) -> dict[str, Any]:
-    headers = {"Authorization": f"Bearer {staff_token(server, Role.GP, Sector.GENERAL_PRACTICE)}"}
+    headers = {"Authorization": f"Bearer {server.staff_token()}"}
     async with (
         aiohttp.ClientSession() as http,
         http.post(f"{server.base_url}{path}", json=body, headers=headers) as response,
@@ -252,7 +254,7 @@ async def test_the_evaluation_report(server: RunningServer, browser: Browser, si
     await assert_accessible(page, "evaluation page without a token")
 
     await page.context.close()
-    token = staff_token(server, Role.EVALUATOR, Sector.REGION)
+    token = evaluator_token(server)
     page = await page_at(browser, size)  # a new page: a changed fragment alone loads nothing
     await page.goto(f"{server.base_url}/evaluation#{token}")
     await page.get_by_role("heading", level=1).wait_for()
