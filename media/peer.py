@@ -355,7 +355,11 @@ class MediaPeer:
         if self._config.media_mode == "relay":
             # Not tapped: the receiver decodes, and the relay hands decoded frames on.
             self._up_by_mid[mid] = RelayUpTrack(
-                kind, transceiver.receiver.track, self._tasks, self._counters
+                kind,
+                transceiver.receiver,
+                lambda: self._ssrc_by_mid.get(mid),
+                self._tasks,
+                self._counters,
             )
             return
         self._up_by_mid[mid] = UpTrack(

@@ -37,11 +37,15 @@ from collections.abc import Callable
 from typing import Any
 
 from aiortc.contrib.media import MediaRelay
+from aiortc.jitterbuffer import JitterBuffer
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from av.frame import Frame
 
 from media.counters import MediaCounters
 from media.firstframe import FirstFrame
+from media.keyframes import KeyframeRequests
+from media.reassembly import JITTER_BUFFER_ATTR, VIDEO_CAPACITY
 from media.tasks import OwnedTasks
 
 #: Decoded frames a publication holds while nobody reads it (before its first subscriber).
@@ -59,10 +63,17 @@ class RelayUpTrack:
     (`frames`, `on_first_frame`, sinks)."""
 
     def __init__(
-        self, kind: str, track: MediaStreamTrack, tasks: OwnedTasks, counters: MediaCounters
+        self,
+        kind: str,
+        receiver: RTCRtpReceiver,
+        media_ssrc: Callable[[], int | None],
+        tasks: OwnedTasks,
+        counters: MediaCounters,
     ) -> None:
         self.kind = kind
-        self.track = track
+        self.track = receiver.track
+        self._receiver = receiver
+        self._keyframes = KeyframeRequests(receiver, media_ssrc, tasks, counters)
         self._counters = counters
         self._sinks: list[FrameSink] = []
         self._first_frame = FirstFrame()
@@ -80,6 +91,19 @@ class RelayUpTrack:
 
     def on_first_frame(self, callback: Callable[[], None]) -> None:
         self._first_frame.on(callback)
+
+    def resume(self) -> None:
+        """The publisher sends this track again (a screen shared again on its m-line): its
+        packets from before the pause may never complete a frame (those it sent while the
+        receiver was already disabled are lost), and aiortc's buffer would hold everything
+        behind that gap until 512 more packets came. So the buffer starts afresh, and the
+        decoder, which now lacks the pictures the next ones refer to, gets a keyframe."""
+        if self.kind != "video" or self.frames == 0:
+            return
+        setattr(
+            self._receiver, JITTER_BUFFER_ATTR, JitterBuffer(capacity=VIDEO_CAPACITY, is_video=True)
+        )
+        self._keyframes.request()
 
     async def _run(self) -> None:
         while True:
@@ -168,6 +192,7 @@ class RelayPublication:
         self.track.source_changed()
         if source is not None:
             source.add_sink(self.track.push)
+            source.resume()
 
     def subscribe(self) -> MediaStreamTrack:
         """A new consumer of this publication's decoded frames."""

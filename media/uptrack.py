@@ -18,8 +18,6 @@ weakest of them is what the publisher hears (media.remb).
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -30,13 +28,12 @@ from media.counters import MediaCounters
 from media.directreceive import RECEIVER_CODECS, DirectReceive, ReceivedPacket, ReceiverRecords
 from media.firstframe import FirstFrame
 from media.frames import MediaPacket, keyframe_start_for
+from media.keyframes import KeyframeRequests
 from media.reassembly import JITTER_BUFFER_ATTR, NackRetries, RttSource
 from media.remb import PublisherRemb, send_remb
 from media.tap import install_tap
 from media.tasks import OwnedTasks
 
-#: At most one keyframe request per publisher per this many seconds; requests in between merge.
-KEYFRAME_REQUEST_INTERVAL = 0.5
 # The name mangling of RTCRtpReceiver.__remote_bitrate_estimator; media.seams checks it.
 ESTIMATOR_ATTR = "_RTCRtpReceiver__remote_bitrate_estimator"
 
@@ -85,8 +82,7 @@ class UpTrack:
         self._counters = counters
         self._sinks: list[PacketSink] = []
         self._first_frame = FirstFrame()
-        self._last_request = 0.0
-        self._request_pending = False
+        self._keyframes = KeyframeRequests(receiver, media_ssrc, tasks, counters)
         self.frames = 0
         self._remb = remb if remb is not None else PublisherRemb()
         # The tap keeps the receiver's decoder thread idle; the packets come to us instead.
@@ -195,22 +191,5 @@ class UpTrack:
 
     def request_keyframe(self) -> None:
         """Ask the publisher for a keyframe: at once, or merged into the next allowed slot."""
-        if self.kind != "video" or self._request_pending:
-            if self._request_pending:
-                self._counters.keyframe_requests_merged += 1
-            return
-        wait = self._last_request + KEYFRAME_REQUEST_INTERVAL - time.monotonic()
-        self._request_pending = True
-        self._tasks.spawn(self._send_pli(max(wait, 0.0)))
-
-    async def _send_pli(self, delay: float) -> None:
-        try:
-            if delay > 0:
-                await asyncio.sleep(delay)
-            ssrc = self._media_ssrc()
-            if ssrc is not None:
-                self._last_request = time.monotonic()
-                self._counters.keyframe_requests_sent += 1
-                await self._receiver._send_rtcp_pli(ssrc)
-        finally:
-            self._request_pending = False
+        if self._video:
+            self._keyframes.request()
