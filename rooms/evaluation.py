@@ -343,6 +343,21 @@ def _answer(value: object) -> int | None:
     return value if type(value) is int and 1 <= value <= 5 else None
 
 
+@dataclass(frozen=True)
+class SampleFacts:
+    """All a summary takes from a visit's quality samples besides the quality figures: the
+    latest sample's time (None without samples) and whether rule (c), `no-media`, holds."""
+
+    last_time: float | None
+    no_media: bool
+
+
+#: A visit without samples.
+NO_SAMPLES: Final = SampleFacts(None, False)
+#: The quality of a summary made from `SampleFacts` alone (the report has no quality figures).
+QUALITY_NOT_READ: Final = QualitySummary(0, {}, {})
+
+
 def summarize(
     visit: str,
     events: Sequence[VisitEvent],
@@ -351,9 +366,37 @@ def summarize(
     surveys: Sequence[SurveyRecord] = (),
 ) -> VisitSummary:
     """The summary of visit `visit` (see the module docstring for every field's definition)."""
-    ordered = sorted((e for e in events if e.visit == visit), key=lambda e: e.time)
     samples = sorted((q for q in quality if q.visit == visit), key=lambda q: q.time)
-    times = [e.time for e in ordered] + [q.time for q in samples]
+    return _summarize(
+        visit, events, sample_facts(samples), summarize_quality(samples), outcome, surveys
+    )
+
+
+def summarize_without_samples(
+    visit: str,
+    events: Sequence[VisitEvent],
+    facts: SampleFacts,
+    outcome: str | None = None,
+    surveys: Sequence[SurveyRecord] = (),
+) -> VisitSummary:
+    """`summarize` given only the `SampleFacts` of the visit's samples: the same summary, but
+    for its `quality` (`QUALITY_NOT_READ`). What the report reads, so that it need not read
+    every sample."""
+    return _summarize(visit, events, facts, QUALITY_NOT_READ, outcome, surveys)
+
+
+def _summarize(
+    visit: str,
+    events: Sequence[VisitEvent],
+    facts: SampleFacts,
+    quality: QualitySummary,
+    outcome: str | None,
+    surveys: Sequence[SurveyRecord],
+) -> VisitSummary:
+    ordered = sorted((e for e in events if e.visit == visit), key=lambda e: e.time)
+    times = [e.time for e in ordered]
+    if facts.last_time is not None:
+        times.append(facts.last_time)
     last_known = max(times) if times else None
 
     created = next((e for e in ordered if e.kind is EventKind.VISIT_CREATED), None)
@@ -445,7 +488,7 @@ def summarize(
         reasons.append(REASON_MEDIA_FAILED)
     if _no_first_frame(participants, first_frames_up, horizon):
         reasons.append(REASON_NO_FIRST_FRAME)
-    if _no_media(samples):
+    if facts.no_media:
         reasons.append(REASON_NO_MEDIA)
     if state == "ended" and ended_at is not None:
         failures = media_failed + [
@@ -502,7 +545,7 @@ def summarize(
         fell_back_to_phone=fell_back,
         technical_failure=bool(reasons),
         failure_reasons=reasons,
-        quality=summarize_quality(samples),
+        quality=quality,
         outcome=outcome if outcome is not None else last_outcome,
         experience=_experience(answers),
         end_reason=end_reason,
@@ -575,8 +618,14 @@ def _no_first_frame(
 
 
 def lacks_media(sample: QualityRecord) -> bool:
-    """A sample that counts toward rule (c): bitrate up exactly 0, or level poor."""
+    """A sample that counts toward rule (c): bitrate up exactly 0, or level poor (the same
+    test in SQL: `rooms.quality_log.SqlQualityLog.latest_and_lacking`)."""
     return sample.bitrate_up_kbps == 0 or sample.level == NO_MEDIA_LEVEL
+
+
+def sample_facts(samples: Sequence[QualityRecord]) -> SampleFacts:
+    """The `SampleFacts` of one visit's samples, given in time order."""
+    return SampleFacts(samples[-1].time if samples else None, _no_media(samples))
 
 
 def _no_media(samples: Sequence[QualityRecord]) -> bool:
