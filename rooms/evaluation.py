@@ -104,6 +104,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from operator import attrgetter
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
@@ -162,19 +163,19 @@ WAITING_BUCKETS: Final[tuple[tuple[str, float, float | None], ...]] = (
     ("15+ min", 900, None),
 )
 
+_TIME = attrgetter("time")
 _SPAN_START = (EventKind.PARTICIPANT_JOINED, EventKind.PARTICIPANT_RECONNECTED)
 _SPAN_END = (EventKind.PARTICIPANT_LEFT, EventKind.PARTICIPANT_RECONNECTING)
-_LIFECYCLE = frozenset(
-    {
-        EventKind.PARTICIPANT_WAITING,
-        EventKind.PARTICIPANT_ADMITTED,
-        EventKind.PARTICIPANT_DECLINED,
-        EventKind.PARTICIPANT_JOINED,
-        EventKind.PARTICIPANT_LEFT,
-        EventKind.PARTICIPANT_RECONNECTING,
-        EventKind.PARTICIPANT_RECONNECTED,
-        EventKind.PARTICIPANT_REMOVED,
-    }
+#: A tuple, most frequent first: membership by identity, where a set would hash each enum member.
+_LIFECYCLE_KINDS = (
+    EventKind.PARTICIPANT_JOINED,
+    EventKind.PARTICIPANT_LEFT,
+    EventKind.PARTICIPANT_WAITING,
+    EventKind.PARTICIPANT_ADMITTED,
+    EventKind.PARTICIPANT_DECLINED,
+    EventKind.PARTICIPANT_RECONNECTING,
+    EventKind.PARTICIPANT_RECONNECTED,
+    EventKind.PARTICIPANT_REMOVED,
 )
 
 
@@ -393,8 +394,8 @@ def _summarize(
     outcome: str | None,
     surveys: Sequence[SurveyRecord],
 ) -> VisitSummary:
-    ordered = sorted((e for e in events if e.visit == visit), key=lambda e: e.time)
-    times = [e.time for e in ordered]
+    ordered = sorted([e for e in events if e.visit == visit], key=_TIME)
+    times = [ordered[-1].time] if ordered else []  # the latest, as they are sorted
     if facts.last_time is not None:
         times.append(facts.last_time)
     last_known = max(times) if times else None
@@ -443,7 +444,15 @@ def _summarize(
             continue
         if state != "live":
             continue  # what happens after the end does not change the visit
-        if k in (EventKind.VISIT_ENDED, EventKind.VISIT_CANCELLED):
+        if k in _LIFECYCLE_KINDS:  # the most frequent kinds, tested first
+            if track is not None:
+                _lifecycle(track, k, t, reconnecting, resolved)
+                if k is EventKind.PARTICIPANT_JOINED and started_at is None:
+                    started_at = t
+        elif k is EventKind.PARTICIPANT_INVITED:
+            if track is not None:
+                track.invited = True
+        elif k in (EventKind.VISIT_ENDED, EventKind.VISIT_CANCELLED):
             state = "ended" if k is EventKind.VISIT_ENDED else "cancelled"
             ended_at = t
             reason = event.data.get("reason")
@@ -466,12 +475,6 @@ def _summarize(
         elif k is EventKind.MEDIA_FIRST_FRAME and track is not None:
             if event.data.get("direction", "up") == "up":
                 first_frames_up.setdefault(track.participant, []).append(t)
-        elif k is EventKind.PARTICIPANT_INVITED and track is not None:
-            track.invited = True
-        elif k in _LIFECYCLE and track is not None:
-            _lifecycle(track, k, t, reconnecting, resolved)
-            if k is EventKind.PARTICIPANT_JOINED and started_at is None:
-                started_at = t
 
     horizon = ended_at if ended_at is not None else last_known
     for (_participant, source), (began_at, role) in share_open.items():
