@@ -104,6 +104,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from operator import attrgetter
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
@@ -162,19 +163,19 @@ WAITING_BUCKETS: Final[tuple[tuple[str, float, float | None], ...]] = (
     ("15+ min", 900, None),
 )
 
+_TIME = attrgetter("time")
 _SPAN_START = (EventKind.PARTICIPANT_JOINED, EventKind.PARTICIPANT_RECONNECTED)
 _SPAN_END = (EventKind.PARTICIPANT_LEFT, EventKind.PARTICIPANT_RECONNECTING)
-_LIFECYCLE = frozenset(
-    {
-        EventKind.PARTICIPANT_WAITING,
-        EventKind.PARTICIPANT_ADMITTED,
-        EventKind.PARTICIPANT_DECLINED,
-        EventKind.PARTICIPANT_JOINED,
-        EventKind.PARTICIPANT_LEFT,
-        EventKind.PARTICIPANT_RECONNECTING,
-        EventKind.PARTICIPANT_RECONNECTED,
-        EventKind.PARTICIPANT_REMOVED,
-    }
+#: A tuple, most frequent first: membership by identity, where a set would hash each enum member.
+_LIFECYCLE_KINDS = (
+    EventKind.PARTICIPANT_JOINED,
+    EventKind.PARTICIPANT_LEFT,
+    EventKind.PARTICIPANT_WAITING,
+    EventKind.PARTICIPANT_ADMITTED,
+    EventKind.PARTICIPANT_DECLINED,
+    EventKind.PARTICIPANT_RECONNECTING,
+    EventKind.PARTICIPANT_RECONNECTED,
+    EventKind.PARTICIPANT_REMOVED,
 )
 
 
@@ -343,6 +344,21 @@ def _answer(value: object) -> int | None:
     return value if type(value) is int and 1 <= value <= 5 else None
 
 
+@dataclass(frozen=True)
+class SampleFacts:
+    """All a summary takes from a visit's quality samples besides the quality figures: the
+    latest sample's time (None without samples) and whether rule (c), `no-media`, holds."""
+
+    last_time: float | None
+    no_media: bool
+
+
+#: A visit without samples.
+NO_SAMPLES: Final = SampleFacts(None, False)
+#: The quality of a summary made from `SampleFacts` alone (the report has no quality figures).
+QUALITY_NOT_READ: Final = QualitySummary(0, {}, {})
+
+
 def summarize(
     visit: str,
     events: Sequence[VisitEvent],
@@ -351,9 +367,37 @@ def summarize(
     surveys: Sequence[SurveyRecord] = (),
 ) -> VisitSummary:
     """The summary of visit `visit` (see the module docstring for every field's definition)."""
-    ordered = sorted((e for e in events if e.visit == visit), key=lambda e: e.time)
     samples = sorted((q for q in quality if q.visit == visit), key=lambda q: q.time)
-    times = [e.time for e in ordered] + [q.time for q in samples]
+    return _summarize(
+        visit, events, sample_facts(samples), summarize_quality(samples), outcome, surveys
+    )
+
+
+def summarize_without_samples(
+    visit: str,
+    events: Sequence[VisitEvent],
+    facts: SampleFacts,
+    outcome: str | None = None,
+    surveys: Sequence[SurveyRecord] = (),
+) -> VisitSummary:
+    """`summarize` given only the `SampleFacts` of the visit's samples: the same summary, but
+    for its `quality` (`QUALITY_NOT_READ`). What the report reads, so that it need not read
+    every sample."""
+    return _summarize(visit, events, facts, QUALITY_NOT_READ, outcome, surveys)
+
+
+def _summarize(
+    visit: str,
+    events: Sequence[VisitEvent],
+    facts: SampleFacts,
+    quality: QualitySummary,
+    outcome: str | None,
+    surveys: Sequence[SurveyRecord],
+) -> VisitSummary:
+    ordered = sorted([e for e in events if e.visit == visit], key=_TIME)
+    times = [ordered[-1].time] if ordered else []  # the latest, as they are sorted
+    if facts.last_time is not None:
+        times.append(facts.last_time)
     last_known = max(times) if times else None
 
     created = next((e for e in ordered if e.kind is EventKind.VISIT_CREATED), None)
@@ -400,7 +444,15 @@ def summarize(
             continue
         if state != "live":
             continue  # what happens after the end does not change the visit
-        if k in (EventKind.VISIT_ENDED, EventKind.VISIT_CANCELLED):
+        if k in _LIFECYCLE_KINDS:  # the most frequent kinds, tested first
+            if track is not None:
+                _lifecycle(track, k, t, reconnecting, resolved)
+                if k is EventKind.PARTICIPANT_JOINED and started_at is None:
+                    started_at = t
+        elif k is EventKind.PARTICIPANT_INVITED:
+            if track is not None:
+                track.invited = True
+        elif k in (EventKind.VISIT_ENDED, EventKind.VISIT_CANCELLED):
             state = "ended" if k is EventKind.VISIT_ENDED else "cancelled"
             ended_at = t
             reason = event.data.get("reason")
@@ -423,12 +475,6 @@ def summarize(
         elif k is EventKind.MEDIA_FIRST_FRAME and track is not None:
             if event.data.get("direction", "up") == "up":
                 first_frames_up.setdefault(track.participant, []).append(t)
-        elif k is EventKind.PARTICIPANT_INVITED and track is not None:
-            track.invited = True
-        elif k in _LIFECYCLE and track is not None:
-            _lifecycle(track, k, t, reconnecting, resolved)
-            if k is EventKind.PARTICIPANT_JOINED and started_at is None:
-                started_at = t
 
     horizon = ended_at if ended_at is not None else last_known
     for (_participant, source), (began_at, role) in share_open.items():
@@ -445,7 +491,7 @@ def summarize(
         reasons.append(REASON_MEDIA_FAILED)
     if _no_first_frame(participants, first_frames_up, horizon):
         reasons.append(REASON_NO_FIRST_FRAME)
-    if _no_media(samples):
+    if facts.no_media:
         reasons.append(REASON_NO_MEDIA)
     if state == "ended" and ended_at is not None:
         failures = media_failed + [
@@ -502,7 +548,7 @@ def summarize(
         fell_back_to_phone=fell_back,
         technical_failure=bool(reasons),
         failure_reasons=reasons,
-        quality=summarize_quality(samples),
+        quality=quality,
         outcome=outcome if outcome is not None else last_outcome,
         experience=_experience(answers),
         end_reason=end_reason,
@@ -575,8 +621,14 @@ def _no_first_frame(
 
 
 def lacks_media(sample: QualityRecord) -> bool:
-    """A sample that counts toward rule (c): bitrate up exactly 0, or level poor."""
+    """A sample that counts toward rule (c): bitrate up exactly 0, or level poor (the same
+    test in SQL: `rooms.quality_log.SqlQualityLog.latest_and_lacking`)."""
     return sample.bitrate_up_kbps == 0 or sample.level == NO_MEDIA_LEVEL
+
+
+def sample_facts(samples: Sequence[QualityRecord]) -> SampleFacts:
+    """The `SampleFacts` of one visit's samples, given in time order."""
+    return SampleFacts(samples[-1].time if samples else None, _no_media(samples))
 
 
 def _no_media(samples: Sequence[QualityRecord]) -> bool:

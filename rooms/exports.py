@@ -45,15 +45,27 @@ from typing import Any, Final
 
 from rooms.evaluation import (
     LOWER_IS_WORSE,
+    NO_MEDIA_LEVEL,
+    NO_MEDIA_SAMPLES,
+    NO_SAMPLES,
     QUALITY_METRICS,
     SURVEY_QUESTIONS,
     ParticipantSummary,
+    SampleFacts,
     VisitSummary,
+    sample_facts,
     summarize,
+    summarize_without_samples,
 )
 from rooms.eventlog import EventLog, VisitEvent
 from rooms.ids import VisitId
-from rooms.quality_log import OutcomeStore, QualityLog, QualityRecord, SurveyRecord, SurveyStore
+from rooms.quality_log import (
+    OutcomeStore,
+    QualityRecord,
+    SqlQualityLog,
+    SurveyRecord,
+    SurveyStore,
+)
 
 CODE_PATTERN: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
 UNRECOGNISED: Final = "unrecognised"
@@ -444,55 +456,89 @@ def fhir_json(
 
 @dataclass(frozen=True)
 class Records:
-    """Everything recorded about some visits, as read (see `read_records`)."""
+    """Everything recorded about some visits, as read (see `read_records`). With `facts`, the
+    samples were not read one by one: only their facts."""
 
     visits: Sequence[str]
     events: dict[VisitId, list[VisitEvent]]
     samples: dict[str, list[QualityRecord]]
     outcomes: dict[str, tuple[str, float]]
     answers: dict[str, list[SurveyRecord]]
+    facts: dict[str, SampleFacts] | None = None
 
 
 async def read_records(
     visits: Sequence[str],
     events: EventLog,
-    quality: QualityLog,
+    quality: SqlQualityLog,
     outcomes: OutcomeStore,
     surveys: SurveyStore,
+    *,
+    samples: bool = True,
 ) -> Records:
-    """Read everything recorded about `visits` (the one I/O step)."""
-    samples: dict[str, list[QualityRecord]] = defaultdict(list)
-    for sample in await quality.for_visits(visits):
-        samples[sample.visit].append(sample)
+    """Read everything recorded about `visits` (the one I/O step); without `samples` (what the
+    report needs), the quality samples as their facts only (`read_sample_facts`)."""
+    by_visit: dict[str, list[QualityRecord]] = defaultdict(list)
+    facts = None
+    if samples:
+        for sample in await quality.for_visits(visits):
+            by_visit[sample.visit].append(sample)
+    else:
+        facts = await read_sample_facts(visits, quality)
     answers: dict[str, list[SurveyRecord]] = defaultdict(list)
     for answer in await surveys.for_visits(visits):
         answers[answer.visit].append(answer)
     recorded = await outcomes.for_visits(visits)
     events_by_visit = await events.for_visits([VisitId(v) for v in visits])
-    return Records(visits, events_by_visit, samples, recorded, answers)
+    return Records(visits, events_by_visit, by_visit, recorded, answers, facts)
+
+
+async def read_sample_facts(
+    visits: Sequence[str], quality: SqlQualityLog
+) -> dict[str, SampleFacts]:
+    """The `SampleFacts` of each of `visits` that has samples, from one aggregated row per
+    participant; only the visits where a participant has `NO_MEDIA_SAMPLES` samples lacking
+    media (rule (c) may hold: it needs that many in a row) have their samples read."""
+    latest: dict[str, float] = {}
+    maybe: set[str] = set()
+    for visit, _participant, last, lacking in await quality.latest_and_lacking(
+        visits, NO_MEDIA_LEVEL
+    ):
+        latest[visit] = max(last, latest.get(visit, last))
+        if lacking >= NO_MEDIA_SAMPLES:
+            maybe.add(visit)
+    samples: dict[str, list[QualityRecord]] = defaultdict(list)
+    for sample in await quality.for_visits(sorted(maybe)):
+        samples[sample.visit].append(sample)
+    facts = {visit: SampleFacts(last, False) for visit, last in latest.items()}
+    for visit in maybe:
+        # for_visits gives them in time order, as summarize sorts them.
+        facts[visit] = sample_facts(samples[visit])
+    return facts
 
 
 def summarize_records(records: Records) -> list[VisitSummary]:
     """Summarize each visit read (pure CPU: servers run it in a worker thread)."""
     summaries = []
+    facts = records.facts
     for visit in records.visits:
         outcome = records.outcomes.get(visit)
-        summaries.append(
-            summarize(
-                visit,
-                records.events.get(VisitId(visit), []),
-                records.samples.get(visit, []),
-                outcome[0] if outcome else None,
-                records.answers.get(visit, []),
-            )
-        )
+        code = outcome[0] if outcome else None
+        visit_events = records.events.get(VisitId(visit), [])
+        answers = records.answers.get(visit, [])
+        if facts is None:
+            summary = summarize(visit, visit_events, records.samples.get(visit, []), code, answers)
+        else:
+            visit_facts = facts.get(visit, NO_SAMPLES)
+            summary = summarize_without_samples(visit, visit_events, visit_facts, code, answers)
+        summaries.append(summary)
     return summaries
 
 
 async def collect_summaries(
     visits: Sequence[str],
     events: EventLog,
-    quality: QualityLog,
+    quality: SqlQualityLog,
     outcomes: OutcomeStore,
     surveys: SurveyStore,
 ) -> list[VisitSummary]:

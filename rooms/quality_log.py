@@ -173,6 +173,24 @@ class SqlQualityLog:
             records += (_quality_from_row(row) for row in rows)
         return records
 
+    async def latest_and_lacking(
+        self, visits: Sequence[str], poor_level: str
+    ) -> list[tuple[str, str, float, int]]:
+        """Per visit and participant with samples: the latest sample's time, and how many
+        samples lack media (bitrate up exactly 0, or level `poor_level`). Aggregated in the
+        database: the report reads one row per participant, not each sample."""
+        found: list[tuple[str, str, float, int]] = []
+        for chunk in _chunks(sorted(set(visits)), IDS_PER_QUERY):
+            rows = await self._db.fetch(
+                "SELECT visit, participant, MAX(time),"
+                " SUM(CASE WHEN bitrate_up_kbps = 0 OR level = ? THEN 1 ELSE 0 END)"
+                f" FROM quality WHERE visit IN {_in_list(len(chunk))} GROUP BY visit, participant",
+                poor_level,
+                *chunk,
+            )
+            found += ((row[0], row[1], float(row[2]), int(row[3])) for row in rows)
+        return found
+
     async def purge(self, older_than: float) -> int:
         rows = await self._db.fetch("DELETE FROM quality WHERE time < ? RETURNING id", older_than)
         return len(rows)

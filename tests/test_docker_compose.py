@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -19,8 +18,15 @@ from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from server import appkeys
+from tests.support.dashboard import (
+    ALERTS,
+    DOCKER,
+    alert_rules,
+    dashboard,
+    panel_queries,
+    series_asked,
+)
 
-DOCKER = Path(__file__).resolve().parent.parent / "docker"
 PLUGIN = Path(os.environ.get("DOCKER_CONFIG", Path.home() / ".docker")) / "cli-plugins"
 
 
@@ -97,15 +103,34 @@ async def test_dashboard_and_alerts_ask_only_for_served_series(
         for family in text_string_to_metric_families(text)
         for suffix in suffixes.get(family.type, ("",))
     }
-    dashboard = json.loads((DOCKER / "grafana" / "dashboards" / "screenvisit.json").read_text())
-    queries = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
-    alerts = yaml.safe_load((DOCKER / "alerts.yml").read_text())
-    queries += [r["expr"] for g in alerts["groups"] for r in g["rules"]]
-    asked = {name for q in queries for name in re.findall(r"screenvisit_[a-z_]+", q)}
+    asked = series_asked()
     assert asked, "the dashboard queries screenvisit's series"
     assert asked <= served, asked - served
     datasource = yaml.safe_load(
         (DOCKER / "grafana" / "provisioning" / "datasources" / "prometheus.yaml").read_text()
     )
-    uids = {p["datasource"]["uid"] for p in dashboard["panels"]}
+    uids = {p["datasource"]["uid"] for p in dashboard()["panels"]}
     assert uids == {datasource["datasources"][0]["uid"]}
+
+
+def test_dashboard_and_alerts_are_promql_that_prometheus_parses(tmp_path: Path) -> None:
+    """Prometheus' own parser (`promtool check rules`, Debian's prometheus package) reads every
+    panel's query, as a recording rule, and every alert, with its templates."""
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is missing: apt-get install prometheus (.ci/run does)"
+    recorded = [
+        {"record": f"screenvisit_dashboard:panel_{n}", "expr": expr}
+        for n, (_title, expr) in enumerate(panel_queries())
+    ]
+    panels = tmp_path / "panels.yml"
+    panels.write_text(yaml.safe_dump({"groups": [{"name": "panels", "rules": recorded}]}))
+    result = subprocess.run(
+        [promtool, "check", "rules", str(panels), str(ALERTS)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"SUCCESS: {len(recorded)} rules found" in result.stdout
+    assert f"SUCCESS: {len(alert_rules())} rules found" in result.stdout

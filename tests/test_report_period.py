@@ -164,6 +164,13 @@ async def test_a_real_server_builds_reports_and_exports_in_its_worker(tmp_path: 
             async with http.get(url, params={"from": "2000-01-01"}) as response:
                 assert response.status == 200, await response.text()
                 assert (await response.json())["visits"] == 30
+            # The worker did not import the server's main module (server.cli) again: that
+            # would bring in the whole media stack (aiortc, PyAV's libav*), a second of CPU
+            # before its first report. The server itself has them loaded.
+            server_process = psutil.Process(server.process.pid)
+            (worker,) = _report_workers(server_process)
+            assert _media_libraries(server_process)
+            assert not _media_libraries(worker), _media_libraries(worker)
             url = server.base_url + "/api/evaluation/export"
             async with http.get(url, params={"format": "csv"}) as response:
                 assert response.status == 200, await response.text()
@@ -171,6 +178,15 @@ async def test_a_real_server_builds_reports_and_exports_in_its_worker(tmp_path: 
     finally:
         assert await server.stop() == 0
     assert "Traceback" not in server.log.read_text()
+
+
+def _media_libraries(process: psutil.Process) -> set[str]:
+    """The media stack's files that `process` has mapped."""
+    return {
+        Path(m.path).name
+        for m in process.memory_maps()
+        if "/aiortc/" in m.path or "/av/" in m.path or "libavcodec" in m.path
+    }
 
 
 def _report_workers(process: psutil.Process) -> list[psutil.Process]:

@@ -19,6 +19,7 @@ import pytest
 import pytest_asyncio
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.support.dashboard import series_asked
 from tests.support.servers import RunningServer, free_port, run_bot, start_server
 from tests.support.webhook_receiver import WebhookReceiver
 
@@ -185,6 +186,17 @@ async def test_metrics_during_the_call_count_the_call_and_its_media(scenario: Sc
         assert ("screenvisit_" + name + "_total") in {n for n, _ in during}, name
     # The bots asked for keyframes as they joined: forwarded video needs them.
     assert value(during, "screenvisit_plis_sent_total") >= 1
+
+
+async def test_every_series_the_dashboard_and_alerts_ask_for_has_samples_in_the_call(
+    scenario: Scenario,
+) -> None:
+    """docker/'s Grafana panels and Prometheus alerts draw something during a real call: each
+    series they query is in the scrape, with samples (not only its HELP and TYPE lines)."""
+    sampled = {name for name, _labels in scenario.during}
+    asked = series_asked()
+    assert len(asked) >= 10
+    assert asked <= sampled, sorted(asked - sampled)
 
 
 async def test_metrics_after_the_call_keep_the_totals(scenario: Scenario) -> None:
