@@ -16,8 +16,6 @@ import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from aiortc import sdp as aiortc_sdp
-
 MAX_REMOTE_CANDIDATES = 20
 CANDIDATE_PREFIX = "a=candidate:"
 
@@ -127,6 +125,10 @@ class RemoteCandidates:
         return newline.join(kept), refused
 
     def _check(self, text: str) -> RefusedCandidate | None:
+        # Here, not at the top: the settings (server/config.py) use this module, and the
+        # command line's light commands need them without loading aiortc.
+        from aiortc import sdp as aiortc_sdp
+
         try:
             candidate = aiortc_sdp.candidate_from_sdp(text)
             port = int(candidate.port)

@@ -41,3 +41,5 @@ PARTICIPANT_ROLES = frozenset(
 
 #: Roles that hold clinical responsibility and may host a visit.
 CLINICIAN_ROLES = frozenset({Role.NURSE, Role.GP, Role.SPECIALIST})
+#: Who may use the staff console: clinicians book and run visits; evaluators find their report.
+CONSOLE_ROLES = CLINICIAN_ROLES | {Role.EVALUATOR}

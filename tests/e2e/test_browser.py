@@ -11,14 +11,15 @@ from pathlib import Path
 
 import jwt
 import pytest
+import pytest_asyncio
 from playwright.async_api import Browser, Page, async_playwright
 
 from rooms.roles import Role, Sector
 from server.auth import TokenIssuer
 from server.keys import load_or_create_signing_key
-from tests.support.servers import RunningServer
+from tests.support.servers import RunningServer, start_server
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="module")]
 
 CHROMIUM = "/usr/lib/chromium/chromium"
 CHROMIUM_PRESENT = Path(CHROMIUM).exists()
@@ -69,14 +70,42 @@ async def playing_or_explain(page: Page, pages: list[Page]) -> None:
         raise AssertionError(f"not playing; the pages saw: {states}") from None
 
 
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def module_chromium() -> AsyncIterator[Browser]:
+    """One Chromium for a module's tests: a launch takes seconds on a loaded machine."""
     if not CHROMIUM_PRESENT:
         pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (.ci/run does)")
     async with async_playwright() as playwright:
         launched = await playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         yield launched
         await launched.close()
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def browser(module_chromium: Browser) -> AsyncIterator[Browser]:
+    """The module's Chromium, in which a test opens contexts of its own: all are closed after
+    it, so its pages leave their calls (as a closed browser's do) and stop using the machine.
+    A module that uses it runs its tests in one event loop (`asyncio(loop_scope="module")`)."""
+    yield module_chromium
+    for context in list(module_chromium.contexts):
+        await context.close()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[RunningServer]:
+    """One server for a module's tests (a start takes seconds), each test on visits of its own;
+    a test that stops a server or counts its visits starts one of its own."""
+    running = await start_server(tmp_path_factory.mktemp("browser"), "--quality-interval", "1")
+    yield running
+    await running.stop()
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def own_server(tmp_path: Path) -> AsyncIterator[RunningServer]:
+    """A server for one test only."""
+    running = await start_server(tmp_path, "--quality-interval", "1")
+    yield running
+    await running.stop()
 
 
 async def open_link(browser: Browser, link: str, join: bool = True) -> Page:
@@ -209,18 +238,19 @@ async def test_the_gp_is_told_of_each_arrival_and_lets_them_in(
 
 
 async def test_the_evaluators_page_draws_the_report(
-    server: RunningServer, browser: Browser, tmp_path: Path
+    own_server: RunningServer, browser: Browser, tmp_path: Path
 ) -> None:
-    await server.create_visit()
-    await server.create_visit("--specialist")
-    key = load_or_create_signing_key(server.data_dir / "signing-key.pem")
+    # A server of its own: the report counts all of a server's visits.
+    await own_server.create_visit()
+    await own_server.create_visit("--specialist")
+    key = load_or_create_signing_key(own_server.data_dir / "signing-key.pem")
     issuer = TokenIssuer("screenvisit-local", "screenvisit", key)
     evaluator = issuer.sign(
         sub="eval-1", role=Role.EVALUATOR, sector=Sector.REGION, lifetime=300, org="demo"
     )
     context = await browser.new_context()
     page = await context.new_page()
-    await page.goto(f"{server.base_url}/evaluation#{evaluator}")
+    await page.goto(f"{own_server.base_url}/evaluation#{evaluator}")
     # A locator, not wait_for_function: the page's CSP refuses the eval its polling needs, and
     # the report (built in a worker process) may take longer than the first check.
     await page.locator("#chart-weeks svg rect").first.wait_for(timeout=30_000)

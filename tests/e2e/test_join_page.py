@@ -21,12 +21,15 @@ from tests.e2e.test_browser import (
     DIAGNOSIS,
     TWO_REMOTE_VIDEOS_PLAYING,
     browser,
+    module_chromium,
     open_link,
+    own_server,
+    server,
 )
 from tests.support.servers import RunningServer, run_bot
 
-pytestmark = pytest.mark.browser
-__all__ = ["browser"]
+pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="module")]
+__all__ = ["browser", "module_chromium", "own_server", "server"]
 
 #: getUserMedia refused as a person refuses it in the prompt: for the camera, or for both.
 REFUSE = """(what) => {
@@ -284,12 +287,12 @@ async def test_removed_declined_replaced_and_ended_each_have_their_own_page(
 
 
 async def test_a_server_that_went_away_has_its_own_page(
-    server: RunningServer, browser: Browser
+    own_server: RunningServer, browser: Browser
 ) -> None:
-    visit = await server.create_visit("--no-waiting-room")
+    visit = await own_server.create_visit("--no-waiting-room")
     citizen = await open_link(browser, visit["links"]["citizen"])
     await in_call(citizen)
-    await server.stop()
+    await own_server.stop()
     text = await end_state(citizen, "Ingen forbindelse til serveren")
     assert "Prøv igen" in text
     await citizen.get_by_role("button", name="English").click()

@@ -11,6 +11,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+import pytest_asyncio
 from aiohttp.test_utils import TestServer
 from playwright.async_api import Browser, Page
 
@@ -20,10 +21,10 @@ from server.app import create_app
 from server.config import Settings
 from server.visits import book_visit, invite_links
 from tests.conftest import host_principal
-from tests.e2e.test_browser import browser
+from tests.e2e.test_browser import browser, module_chromium
 
-pytestmark = pytest.mark.browser
-__all__ = ["browser"]
+pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="module")]
+__all__ = ["browser", "module_chromium"]
 
 SHOTS = Path("/work/shots/fhir")
 ZONE = "Europe/Copenhagen"
@@ -31,7 +32,7 @@ PHONE = {"width": 390, "height": 844}
 LAPTOP = {"width": 1280, "height": 800}
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(loop_scope="module")
 async def web_server(tmp_path: Path) -> AsyncIterator[TestServer]:
     settings = Settings(data_dir=tmp_path / "data", ice_hosts=("127.0.0.1",))
     server = TestServer(create_app(settings), host="127.0.0.1")

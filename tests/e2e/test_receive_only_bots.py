@@ -4,8 +4,22 @@ processes (`screenvisit bot --receive-only`, `--video-codec H264`)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
-from tests.support.servers import RunningServer, run_bot
+import pytest
+import pytest_asyncio
+
+from tests.support.servers import RunningServer, run_bot, start_server
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[RunningServer]:
+    """One server for the module's tests, each on a visit of its own (a start takes seconds)."""
+    running = await start_server(tmp_path_factory.mktemp("receive-only"), "--quality-interval", "1")
+    yield running
+    await running.stop()
 
 
 async def test_a_host_who_sends_nothing_and_joins_first_sees_and_hears_everyone(

@@ -17,11 +17,11 @@ from playwright.async_api import Browser, Page, ViewportSize
 
 from rooms.quality_log import OutcomeStore
 from rooms.sql import open_database
-from tests.e2e.test_browser import browser, open_link  # noqa: F401
+from tests.e2e.test_browser import browser, module_chromium, open_link  # noqa: F401
 from tests.faults.test_database_outage import fill, server_env, tiny_tmpfs, wait_healthy
 from tests.support.servers import start_server
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="module")]
 
 SIZES: dict[str, ViewportSize] = {
     "phone": {"width": 390, "height": 844},
