@@ -572,7 +572,7 @@ class VisitHub:
             await self._apply(self.call.cancel())
             sessions = list(self.sessions.values())
             for session in sessions:
-                session.send(down.VisitEnded().wire())
+                session.send(down.VisitEnded(reason="cancelled").wire())
                 session.close_with(CLOSE_VISIT_ENDED, reason)
         return len(sessions)
 

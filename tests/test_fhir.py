@@ -290,8 +290,8 @@ async def test_reschedule_then_cancel_refuses_every_link_and_ends_a_live_call(eh
             async for message in live:
                 if message.type is not aiohttp.WSMsgType.TEXT:
                     break
-                told.append(json.loads(message.data)["type"])
-        assert "visit-ended" in told
+                told.append(json.loads(message.data))
+        assert {"type": "visit-ended", "reason": "cancelled"} in told, told
     finally:
         await live.close()
         await http.close()
