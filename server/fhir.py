@@ -56,6 +56,7 @@ from server.fhir_mapping import (
     version_of,
     visit_id_of,
 )
+from server.timeparse import parse_day
 from server.visits import (
     BookingChange,
     FieldError,
@@ -489,9 +490,7 @@ def _date_bound(raw: str) -> tuple[str, float, float]:
     prefix = raw[:2] if raw[:2] in _PREFIXES else "eq"
     text = raw[2:] if raw[:2] in _PREFIXES else raw
     try:
-        day = datetime.date.fromisoformat(text)
-        if len(text) != 10:
-            raise ValueError(text)
+        day = parse_day(text)
     except ValueError:
         raise FhirError(
             400, "invalid", "'date' is a day, YYYY-MM-DD, optionally after eq, ge, gt, le or lt"
