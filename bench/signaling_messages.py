@@ -77,6 +77,7 @@ class _Down(msgspec.Struct, tag_field="type", kw_only=True, omit_defaults=True):
 class _Slot(msgspec.Struct):
     participant: str
     kind: str
+    source: str = "camera"
 
 
 class _Participant(msgspec.Struct, omit_defaults=True):

@@ -1,5 +1,9 @@
 """Every shared service of the app, under one typed key each (no module-level state)."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import jinja2
 from aiohttp import web
 from redis.asyncio import Redis
@@ -20,16 +24,19 @@ from server.access import AccessControl
 from server.auth import TokenIssuer, TokenVerifier
 from server.config import Settings
 from server.console_feed import ConsoleChanges
-from server.drain import Drainer
 from server.httpserver import ConnectionLimiter
-from server.metrics import Metrics
 from server.oidc import OidcSignIn
 from server.reports import ReportWorkers
 from server.revocation import RevocationList
-from server.webhooks import WebhookDeliverer
 from signaling.node import ClusterNode
 from signaling.registry import HubRegistry
 from signaling.services import SignalingServices
+
+if TYPE_CHECKING:
+    # Modules that read their own keys from here: typed for mypy only, or each import is a cycle.
+    from server.drain import Drainer
+    from server.metrics import Metrics
+    from server.webhooks import WebhookDeliverer
 
 SETTINGS = web.AppKey("settings", Settings)
 DATABASE = web.AppKey("database", Database)
@@ -53,10 +60,10 @@ HUBS = web.AppKey("hubs", HubRegistry)
 TEMPLATES = web.AppKey("templates", jinja2.Environment)
 REDIS = web.AppKey("redis", Redis)
 NODE = web.AppKey("node", ClusterNode)
-DRAINER = web.AppKey("drainer", Drainer)
+DRAINER: web.AppKey[Drainer] = web.AppKey("drainer")
 CONNECTIONS = web.AppKey("connections", ConnectionLimiter)
-WEBHOOKS = web.AppKey("webhooks", WebhookDeliverer)
-METRICS = web.AppKey("metrics", Metrics)
+WEBHOOKS: web.AppKey[WebhookDeliverer] = web.AppKey("webhooks")
+METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 CONSOLE = web.AppKey("console", ConsoleChanges)
 OIDC = web.AppKey("oidc", OidcSignIn)
 #: Kept by the FHIR sub-application (server/fhir.py).

@@ -56,6 +56,8 @@ from server.fhir_mapping import (
     version_of,
     visit_id_of,
 )
+from server.fhir_outcome import FHIR_JSON, http_outcome, issue_code, outcome_body
+from server.timeparse import parse_day
 from server.visits import (
     BookingChange,
     FieldError,
@@ -69,14 +71,12 @@ from signaling.safejson import JsonRefused, load_json
 
 logger = logging.getLogger(__name__)
 
-FHIR_JSON = "application/fhir+json"
 FHIR_VERSION = "4.0.1"
 #: A date without a time in a search is a day in Denmark.
 DAY_ZONE = ZoneInfo("Europe/Copenhagen")
 SEARCH_PARAMS = ("date", "actor", "status", "_format")
 #: How often the references of visits that are over are deleted.
 PURGE_INTERVAL = 3600.0
-ERROR_SYSTEM = "urn:screenvisit:error"
 VISIT_ID = re.compile(VISIT_ID_PATTERN)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -85,12 +85,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 def outcome(status: int, code: str, message: str, **extra: Any) -> web.Response:
     """An OperationOutcome with one error issue; `extra`: `reason` (our machine code),
     `expression` (where in the resource), `headers`."""
-    issue: dict[str, Any] = {"severity": "error", "code": code, "diagnostics": message}
-    if extra.get("reason"):
-        issue["details"] = {"coding": [{"system": ERROR_SYSTEM, "code": extra["reason"]}]}
-    if extra.get("expression"):
-        issue["expression"] = [extra["expression"]]
-    body = {"resourceType": "OperationOutcome", "issue": [issue]}
+    body = outcome_body(code, message, extra.get("reason"), extra.get("expression"))
     return fhir_response(body, status, extra.get("headers"))
 
 
@@ -98,20 +93,6 @@ def fhir_response(
     body: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None
 ) -> web.Response:
     return web.json_response(body, status=status, headers=headers, content_type=FHIR_JSON)
-
-
-_ISSUE_BY_STATUS = {
-    401: "login",
-    403: "forbidden",
-    404: "not-found",
-    405: "not-supported",
-    406: "not-supported",
-    409: "conflict",
-    413: "too-costly",
-    415: "not-supported",
-    429: "throttled",
-    503: "transient",
-}
 
 
 @web.middleware
@@ -126,31 +107,21 @@ async def outcome_middleware(request: web.Request, handler: Handler) -> web.Stre
     except VisitFull as exc:
         return outcome(422, "business-rule", exc.message, reason=exc.code)
     except ApiError as exc:
-        return outcome(exc.status, _issue(exc.status), exc.message, reason=exc.code)
+        return outcome(exc.status, issue_code(exc.status), exc.message, reason=exc.code)
     except InvalidTransition as exc:
         return outcome(409, "conflict", exc.message, reason=f"state-{exc.current}")
     except AuthenticationFailed as exc:
-        return outcome(exc.status, _issue(exc.status), exc.message, reason=exc.code)
+        return outcome(exc.status, issue_code(exc.status), exc.message, reason=exc.code)
     except (RoomsError, StoreUnavailable) as exc:
         status = status_for(exc) if isinstance(exc, RoomsError) else 503
-        return outcome(status, _issue(status), str(exc), reason=getattr(exc, "code", None))
+        return outcome(status, issue_code(status), str(exc), reason=getattr(exc, "code", None))
     except DATABASE_DOWN as exc:
         logger.warning("%s %s: database unavailable (%s)", request.method, request.path, exc)
         return outcome(503, "transient", "the database is not answering; try again")
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        allow = exc.headers.get("Allow")
-        return outcome(
-            exc.status,
-            _issue(exc.status),
-            f"{request.method} {request.path}: {exc.reason}",
-            headers={"Allow": allow} if allow else None,
-        )
-
-
-def _issue(status: int) -> str:
-    return _ISSUE_BY_STATUS.get(status, "invalid" if status < 500 else "exception")
+        return http_outcome(request, exc)
 
 
 def _root(request: web.Request) -> web.Application:
@@ -489,9 +460,7 @@ def _date_bound(raw: str) -> tuple[str, float, float]:
     prefix = raw[:2] if raw[:2] in _PREFIXES else "eq"
     text = raw[2:] if raw[:2] in _PREFIXES else raw
     try:
-        day = datetime.date.fromisoformat(text)
-        if len(text) != 10:
-            raise ValueError(text)
+        day = parse_day(text)
     except ValueError:
         raise FhirError(
             400, "invalid", "'date' is a day, YYYY-MM-DD, optionally after eq, ge, gt, le or lt"

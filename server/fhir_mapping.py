@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +30,7 @@ from rooms.visit import (
     VisitState,
 )
 from server.auth import CPR_LIKE
+from server.timeparse import parse_when
 from server.visits import EARLIEST_TIME, LATEST_TIME, MAX_NAME
 
 #: Where this server's extensions are defined (README, "FHIR"); named after the
@@ -166,10 +168,10 @@ def _instant(body: dict[str, Any], name: str) -> float:
     if not isinstance(raw, str):
         raise invalid(f"Appointment.{name} is required", f"Appointment.{name}")
     try:
-        moment = datetime.datetime.fromisoformat(raw)
+        # fhir.resources has checked the instant's form (a zone is part of it).
+        seconds = parse_when(raw, time.time(), periods=False, zone_required=True)
     except ValueError:
         raise FhirError(400, "structure", f"Appointment.{name} is not an instant") from None
-    seconds = moment.timestamp()
     if not EARLIEST_TIME <= seconds <= LATEST_TIME:
         raise invalid(f"Appointment.{name} must be between 2000 and 2100", f"Appointment.{name}")
     return seconds

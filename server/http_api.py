@@ -53,6 +53,7 @@ from server.api_models import (
 from server.clientaddr import client_address
 from server.console_session import console_principal
 from server.errors import ApiError, status_for
+from server.fhir_outcome import http_outcome, is_fhir
 from server.reports import EXPORTS, Filters, ReportUnavailable
 from server.trust import DEFAULT_MAX_LIFETIME
 from server.visits import (
@@ -120,6 +121,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         )
         return _error("database-unavailable", "the database is not answering; try again", 503)
     except web.HTTPException as exc:
+        if is_fhir(request) and exc.status >= 400:
+            return http_outcome(request, exc)  # refused before the FHIR app's own middleware
         if request.path.startswith("/api/") and exc.status >= 400:
             allow = exc.headers.get("Allow")
             headers = {"Allow": allow} if allow is not None else None

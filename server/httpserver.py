@@ -23,6 +23,8 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestHandler
 
+from server.fhir_outcome import FHIR_JSON, is_fhir, issue_code, outcome_body
+
 logger = logging.getLogger(__name__)
 
 
@@ -119,6 +121,9 @@ async def _refuse_slow_body(request: web.Request) -> web.StreamResponse:
     if request.path.startswith("/api/"):
         body = {"error": {"code": "http-408", "message": message}}
         response = web.json_response(body, status=408)
+    elif is_fhir(request):
+        body = outcome_body(issue_code(408), message)
+        response = web.json_response(body, status=408, content_type=FHIR_JSON)
     else:
         response = web.Response(status=408, text=message)
     response.force_close()

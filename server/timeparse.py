@@ -1,6 +1,6 @@
 """The one parser for every time the API and the CLI accept: a Unix time, an ISO 8601 date or
 time (UTC when it names no zone, unless a zone is required), or a period back from now (`30m`,
-`12h`, `7d`, `2w`)."""
+`12h`, `7d`, `2w`); and a calendar day (FHIR's `date` search)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,18 @@ HINT: Final = (
     " or a period back from now (7d, 12h, 2w)"
 )
 ZONED_HINT: Final = "use a Unix time or an ISO 8601 time with a timezone (2030-05-01T09:30+02:00)"
+DAY_HINT: Final = "use a day as YYYY-MM-DD (2026-12-07)"
+_DAY: Final = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def parse_day(text: str) -> datetime.date:
+    """`text` as a calendar day, exactly YYYY-MM-DD; ValueError (quoting it) otherwise."""
+    if not _DAY.fullmatch(text):
+        raise ValueError(f"{text[:MAX_TEXT]!r} is not a day: {DAY_HINT}")
+    try:
+        return datetime.date.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a day: {DAY_HINT}") from None
 
 
 def parse_when(

@@ -204,6 +204,8 @@ class OutcomeRecorded(DownMessage):
 
 class VisitEnded(DownMessage):
     type: Literal["visit-ended"] = "visit-ended"
+    #: Why: ended by a host, by the server, or cancelled by its booker (the page says which).
+    reason: Literal["ended", "cancelled"] = "ended"
 
 
 class ServerShutdown(DownMessage):

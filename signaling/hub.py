@@ -229,7 +229,9 @@ class VisitHub:
         await self._act(lambda: self.call.remove(participant))
         for session in self._removed:
             session.send(
-                error_message("removed", "the host has removed you from the visit", fatal=True)
+                error_message(
+                    "removed", "the host has removed you from the visit", fatal=True
+                ).wire()
             )
             session.close_with(CLOSE_FATAL, "removed")
         self._removed.clear()
@@ -449,7 +451,9 @@ class VisitHub:
             case ParticipantDeclined(connection=declined) if declined in self._connections:
                 session = self._connections[declined]
                 session.send(
-                    error_message("declined", "the host did not let you in this time", fatal=True)
+                    error_message(
+                        "declined", "the host did not let you in this time", fatal=True
+                    ).wire()
                 )
                 session.close_with(CLOSE_FATAL, "declined")
             case ParticipantRemoved(connection=removed) if removed is not None:
@@ -572,7 +576,7 @@ class VisitHub:
             await self._apply(self.call.cancel())
             sessions = list(self.sessions.values())
             for session in sessions:
-                session.send(down.VisitEnded().wire())
+                session.send(down.VisitEnded(reason="cancelled").wire())
                 session.close_with(CLOSE_VISIT_ENDED, reason)
         return len(sessions)
 

@@ -248,14 +248,14 @@ def _check_sources(sources: dict[str, Any]) -> None:
 
 def error_message(
     code: str, message: str, ref: str | None = None, fatal: bool = False, **details: Any
-) -> dict[str, Any]:
+) -> Error:
     """An `error` message; `details` are its optional fields (e.g. `retry_after`)."""
-    return Error(code=code, message=message, fatal=fatal, ref=ref, **details).wire()
+    return Error(code=code, message=message, fatal=fatal, ref=ref, **details)
 
 
 def refused_candidates_message(
     refused: Sequence[RefusedCandidate], ref: str | None = None
-) -> dict[str, Any]:
+) -> Error:
     """Not fatal: the call goes on over the candidates that were accepted."""
     reasons = ", ".join(f"{r.address}:{r.port} ({r.reason})" for r in refused)
     return Error(
@@ -265,4 +265,4 @@ def refused_candidates_message(
         fatal=False,
         ref=ref,
         candidates=[r.to_json() for r in refused],
-    ).wire()
+    )

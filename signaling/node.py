@@ -332,7 +332,9 @@ class ClusterNode:
         try:
             first = await asyncio.wait_for(ws.receive(), self._services.join_timeout)
         except TimeoutError:
-            await ws.send_json(error_message("join-timeout", "no 'join' in time", fatal=True))
+            await ws.send_json(
+                error_message("join-timeout", "no 'join' in time", fatal=True).wire()
+            )
             await ws.close(code=CLOSE_JOIN_TIMEOUT, message=b"join-timeout")
             return
         if first.type is WSMsgType.BINARY:
@@ -358,7 +360,7 @@ class ClusterNode:
                     error_message(
                         "service-unavailable",
                         "the service cannot take new participants right now; try again shortly",
-                    )
+                    ).wire()
                 )
                 await ws.close(code=CLOSE_TRY_AGAIN, message=b"service-unavailable")
                 return
@@ -371,7 +373,7 @@ class ClusterNode:
             await relay.run(first.data)
         except BusUnavailable:
             await ws.send_json(
-                error_message("service-unavailable", "try again shortly", fatal=False)
+                error_message("service-unavailable", "try again shortly", fatal=False).wire()
             )
             await ws.close(code=CLOSE_TRY_AGAIN, message=b"service-unavailable")
         finally:

@@ -178,7 +178,7 @@ class EdgeRelay:
                 reply = error_message(
                     "service-unavailable",
                     "the servers cannot reach each other right now; try again shortly",
-                )
+                ).wire()
                 with contextlib.suppress(ConnectionError):
                     await self._ws.send_json(reply)
 

@@ -169,14 +169,14 @@ class Session:
         self._begin_close(close_code, reason)
 
     async def close_for(self, code: str, message: str) -> None:
-        self.send(error_message(code, message, fatal=True))
+        self.send(error_message(code, message, fatal=True).wire())
         self._begin_close(CLOSE_FATAL, code)
 
     async def replaced(self) -> None:
         self.send(
             error_message(
                 "session-replaced", "this seat was opened in another window or tab", fatal=True
-            )
+            ).wire()
         )
         self._begin_close(CLOSE_REPLACED, "session-replaced")
 
@@ -291,20 +291,22 @@ class Session:
                         self.send(
                             error_message(
                                 "node-lost", "another node hosts this visit now", ref, fatal=True
-                            )
+                            ).wire()
                         )
                         self._begin_close(CLOSE_NODE_LOST, "node-lost")
                         return
                     except SignalingError as error:
                         exc = await self._refuse(error, joined)
                         self.send(
-                            error_message(exc.code, exc.message, ref, exc.fatal, **exc.details)
+                            error_message(
+                                exc.code, exc.message, ref, exc.fatal, **exc.details
+                            ).wire()
                         )
                         if exc.fatal:
                             self._begin_close(exc.close_code, exc.code)
                             return
         except TimeoutError:
-            self.send(error_message("join-timeout", "no 'join' in time", fatal=True))
+            self.send(error_message("join-timeout", "no 'join' in time", fatal=True).wire())
             self._begin_close(CLOSE_JOIN_TIMEOUT, "join-timeout")
 
     async def _refuse(self, error: SignalingError, joined: bool) -> SignalingError:
@@ -450,7 +452,7 @@ class Session:
             peer = hub.room.peers[seat.participant]
             self.send(down.Answer(sdp=answer, tracks=peer.track_map()).wire())
             if peer.refused_candidates:
-                self.send(refused_candidates_message(peer.refused_candidates, message.ref))
+                self.send(refused_candidates_message(peer.refused_candidates, message.ref).wire())
         elif isinstance(message, MediaState):
             self.audio, self.video = message.audio, message.video
             hub.broadcast(

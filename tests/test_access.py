@@ -318,6 +318,7 @@ async def test_role_escalation_over_signaling_is_refused(
     for socket in (ws, nurse):
         while (message := await socket.receive(timeout=10)).type is WSMsgType.TEXT:
             if json.loads(message.data)["type"] == "visit-ended":
+                assert json.loads(message.data)["reason"] == "ended"
                 break
         else:
             pytest.fail("no visit-ended")

@@ -1,6 +1,7 @@
 """The forwarding benchmark's summary lines: what README quotes is computed from the runs."""
 
 from bench.media_forwarding import ModeResult, baseline_line, run_each, summary_line
+from bench.signaling_messages import measure
 
 
 def result(mode: str, cpu: float, fps: list[float]) -> ModeResult:
@@ -52,3 +53,11 @@ async def test_the_relay_alone_is_summarised_when_forwarding_fails() -> None:
         "forward: failed (the forward server did not start: b''); "
         "relay: three-way rooms per core: 5.0; streams at full rate: 0%"
     )
+
+
+def test_the_signaling_bench_measures_the_same_messages_both_ways() -> None:
+    """pydantic and msgspec encode equal messages (the msgspec twins follow the down models),
+    so the figures compare like with like."""
+    results = measure(1)
+    assert set(results) == {"inbound", "outbound"}
+    assert all(figures["ratio"] > 0 for figures in results.values())

@@ -290,8 +290,8 @@ async def test_reschedule_then_cancel_refuses_every_link_and_ends_a_live_call(eh
             async for message in live:
                 if message.type is not aiohttp.WSMsgType.TEXT:
                     break
-                told.append(json.loads(message.data)["type"])
-        assert "visit-ended" in told
+                told.append(json.loads(message.data))
+        assert {"type": "visit-ended", "reason": "cancelled"} in told, told
     finally:
         await live.close()
         await http.close()
@@ -370,6 +370,10 @@ async def test_protocol_errors_get_an_operation_outcome(ehr: Ehr) -> None:
     assert "PUT" in headers["Allow"]
     status, answer, _ = await ehr.call("GET", "/fhir/Appointment/v-nosuchvisit", token)
     assert_outcome(status, answer, 404)
+    # Bigger than the server takes (256 KiB): refused before any handler, still an outcome.
+    huge = json.dumps({**body, "comment": "x" * 300_000}).encode()
+    status, answer, _ = await ehr.call("POST", "/fhir/Appointment", token, huge)
+    assert_outcome(status, answer, 413)
     status, answer, _ = await ehr.call("GET", "/fhir/Patient/1", token)
     assert_outcome(status, answer, 404)
     status, answer, _ = await ehr.call("POST", "/fhir/Appointment", None, body)

@@ -240,6 +240,8 @@ async def test_cancelling_an_open_visit_tells_whoever_is_connected(
     await call(client, "POST", path + "/cancel", gp, 200)
     while (message := await ws.receive(timeout=10)).type is WSMsgType.TEXT:
         if message.json()["type"] == "visit-ended":
+            # The page says the visit is cancelled, not merely over.
+            assert message.json()["reason"] == "cancelled"
             break
     else:
         pytest.fail(f"no visit-ended before {message.type}")

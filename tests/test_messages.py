@@ -2,12 +2,14 @@ import json
 
 import pytest
 
+from signaling.down import Error
 from signaling.errors import ProtocolError
 from signaling.messages import (
     MAX_MESSAGE_BYTES,
     Join,
     MediaState,
     Offer,
+    error_message,
     parse_client_message,
 )
 
@@ -43,3 +45,17 @@ def test_bad_messages_are_refused_with_a_precise_code(raw: str, code: str) -> No
         parse_client_message(raw)
     assert caught.value.code == code
     assert caught.value.message
+
+
+def test_an_error_is_built_as_its_down_model() -> None:
+    """Both directions are typed: an `error` is the down model until the socket writes it."""
+    error = error_message("rate-limited", "slow down", "r-1", retry_after=2.5)
+    assert isinstance(error, Error)
+    assert error.wire() == {
+        "type": "error",
+        "code": "rate-limited",
+        "message": "slow down",
+        "fatal": False,
+        "ref": "r-1",
+        "retry_after": 2.5,
+    }

@@ -191,7 +191,7 @@ async def test_a_nurse_signs_in_books_copies_sees_the_citizen_wait_and_cancels(
             timeout=10_000
         )
         closing = await _until_closed(ws)
-        assert closing == [{"type": "visit-ended"}, CLOSE_VISIT_ENDED]
+        assert closing == [{"type": "visit-ended", "reason": "cancelled"}, CLOSE_VISIT_ENDED]
     assert await page.evaluate("() => window.notReloaded === true")
     assert provider.refused == []
     await context.close()

@@ -248,6 +248,19 @@ async def test_cancelled_and_not_yet_open_visits_say_so_on_load(
     assert await page.evaluate("window.deviceRequests") == 0
 
 
+async def test_a_visit_cancelled_during_the_call_says_it_is_cancelled(
+    server: RunningServer, browser: Browser
+) -> None:
+    """As when the EHR cancels the Appointment (PUT status cancelled) while the citizen waits
+    in the call: the page says cancelled, not merely over."""
+    visit = await server.create_visit("--no-waiting-room")
+    citizen = await open_link(browser, visit["links"]["citizen"])
+    await in_call(citizen)
+    await api(server, f"/api/visits/{visit['visit']}/cancel", {})
+    assert "Dette videobesøg er blevet aflyst." in await end_state(citizen, "Besøget er aflyst")
+    await citizen.context.close()
+
+
 async def test_removed_declined_replaced_and_ended_each_have_their_own_page(
     server: RunningServer, browser: Browser
 ) -> None:

@@ -140,9 +140,20 @@ async def test_websockets_do_not_count_against_the_per_address_cap(
                 await ws.close()
 
 
-async def test_a_body_that_never_comes_is_cut_off(strict: RunningServer) -> None:
+@pytest.mark.parametrize(
+    ("path", "says"),
+    [
+        (b"/api/visits", b'"code": "http-408"'),
+        # Under /fhir an OperationOutcome, as for every other refusal there.
+        (b"/fhir/Appointment", b'"resourceType": "OperationOutcome"'),
+    ],
+)
+async def test_a_body_that_never_comes_is_cut_off(
+    strict: RunningServer, path: bytes, says: bytes
+) -> None:
     request = (
-        b"POST /api/visits HTTP/1.1\r\nHost: screenvisit\r\nContent-Type: application/json\r\n"
+        b"POST " + path + b" HTTP/1.1\r\nHost: screenvisit\r\n"
+        b"Content-Type: application/json\r\n"
         b'Content-Length: 1000\r\n\r\n{"kind": '
     )
     connection = await half_open(strict.port, "127.0.0.3", request)
@@ -153,7 +164,7 @@ async def test_a_body_that_never_comes_is_cut_off(strict: RunningServer) -> None
         connection.close()
     assert closed_after is not None and closed_after < 2 + 3
     assert connection.received.startswith(b"HTTP/1.1 408 ")
-    assert b'"code": "http-408"' in connection.received
+    assert says in connection.received
 
 
 async def test_one_address_cannot_hold_more_than_its_share(strict: RunningServer) -> None:

@@ -585,6 +585,10 @@
       case "outcome-recorded":
         return outcomeSaved(msg);
       case "visit-ended":
+        if (msg.reason === "cancelled") {
+          if ($("outcome-dialog").open) $("outcome-dialog").close();
+          return showEndState("cancelled");
+        }
         state.fatal = true;
         sessionStorage.removeItem(joinedKey);
         closePeer();
