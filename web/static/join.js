@@ -644,11 +644,10 @@
     $("end").hidden = !host;
     $("timer").hidden = !host;
     if (host) {
-      // Since this host first came into the call on this device; a reload keeps counting.
-      const key = `screenvisit-started-${visitId}`;
-      const since = Number(sessionStorage.getItem(key)) || Date.now();
-      sessionStorage.setItem(key, String(since));
-      stage.startTimer($("timer-value"), since);
+      // Since the call began, as the server counts it (on its own clock, not this device's):
+      // the same on every device of the host's, after any reload.
+      const { started_at: started, now } = msg.visit;
+      stage.startTimer($("timer-value"), Date.now() - (started ? Math.max(now - started, 0) * 1000 : 0));
     }
     const assistingNurse = msg.you.role === "nurse" && msg.visit.kind === "assisted";
     $("assisting-row").hidden = !assistingNurse;
