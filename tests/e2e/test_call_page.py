@@ -152,6 +152,24 @@ async def fits(
     return g
 
 
+async def reachable_by_tab(page: Page) -> None:
+    """Every visible control is reached with the Tab key alone: none skipped, none a trap."""
+    controls = await page.evaluate(
+        """() => { window.tabbed = new Set();
+          document.addEventListener('focusin', (e) => window.tabbed.add(e.target));
+          return [...document.querySelectorAll('button, select, input')]
+            .filter((b) => b.checkVisibility()).length; }"""
+    )
+    for _ in range(controls + 2):
+        await page.keyboard.press("Tab")
+    missed = await page.evaluate(
+        """() => [...document.querySelectorAll('button, select, input')]
+          .filter((b) => b.checkVisibility() && !b.disabled && !window.tabbed.has(b))
+          .map((b) => b.getAttribute('aria-label') || b.textContent.trim() || b.id)"""
+    )
+    assert missed == [], missed
+
+
 async def test_a_three_way_call_fits_the_phone_and_the_laptop(
     shared_server: RunningServer, chromium: Browser
 ) -> None:
@@ -193,6 +211,8 @@ async def test_a_three_way_call_fits_the_phone_and_the_laptop(
             await page.set_viewport_size(size)
         await shoot(citizen, "call-3way-citizen")
         await shoot(gp, "call-3way-gp")
+        for page in (citizen, gp):
+            await reachable_by_tab(page)
 
         # Pinned, a tile takes the stage; pinned again, it lets go.
         tile = gp.locator(".tile.remote").filter(has_text="Sygeplejerske")
@@ -202,6 +222,7 @@ async def test_a_three_way_call_fits_the_phone_and_the_laptop(
         assert stage is not None
         pinned = await tile.bounding_box()
         assert pinned is not None and pinned["width"] >= 0.7 * stage["width"], (pinned, stage)
+        assert pinned["height"] >= 0.9 * stage["height"], (pinned, stage)  # the others beside it
         await shoot(gp, "call-3way-pinned-gp")
         await tile.get_by_role("button", name="Slip Sygeplejerske").click()
         await gp.wait_for_function("() => !document.querySelector('#tiles.staged')")
