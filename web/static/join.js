@@ -862,6 +862,11 @@
     document.body.dataset.view = name;
     if (name !== "lobby") precall.stopMeter();
     if (name === "call") stage.relayout();
+    // The host's timer belongs to the call: once it is over (or was never entered), it goes.
+    if (!["waiting", "call"].includes(name)) {
+      stage.stopTimer();
+      $("timer").hidden = true;
+    }
     // An end state says it all: no "Du er med i besøget" left over beside it.
     if (!["lobby", "waiting", "call"].includes(name)) setStatus("");
   }
