@@ -404,7 +404,8 @@
   function connect() {
     $("join").disabled = true;
     $("error").hidden = true;
-    setStatus(state.reconnects ? "reconnecting" : "connecting");
+    // The connection alert, when it shows, says it already: not twice.
+    setStatus(state.connNotice ? "" : state.reconnects ? "reconnecting" : "connecting");
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
     const ws = new WebSocket(`${scheme}//${location.host}/ws`);
     state.ws = ws;
@@ -417,7 +418,7 @@
       // Network dropped or the server restarted: the seat is kept for a while, so go back.
       state.reconnects += 1;
       const delay = nextRecovery();
-      setStatus("reconnecting");
+      setStatus(state.inCall ? "" : "reconnecting");
       if (delay === null) {
         // The server has not answered for a while (shut down, or the network is gone): say
         // so on a page of its own, with a button that tries again.
