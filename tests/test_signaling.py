@@ -64,6 +64,15 @@ async def test_joined_describes_the_seat_and_the_others(client: Client) -> None:
     await citizen.send_json({"type": "leave"})
     left = await receive_type(nurse, "participant-left")
     assert left["participant"] == joined["you"]["participant"]
+
+    # A hub new on this node (a restart, a takeover) reads when the call began from the record.
+    await nurse.send_json({"type": "leave"})
+    hubs = client.app[appkeys.HUBS]
+    await hubs.wait_empty(expecting=True)
+    await hubs.discard(hubs.hubs[visit.id])
+    again = await join(client, tokens["nurse"], visit.id)
+    assert abs((await receive(again))["visit"]["started_at"] - started) < 0.01
+    await again.close()
     await nurse.close()
 
 
