@@ -50,6 +50,10 @@ class VisitInfo(DownModel):
     id: str
     kind: str
     state: str
+    #: Unix time the call began (its first participant), None before; `now` is the server's
+    #: time, so that a page counts the visit's length with no regard to its own clock.
+    started_at: float | None
+    now: float
 
 
 class Recv(DownModel):

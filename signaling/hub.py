@@ -34,6 +34,7 @@ from rooms.call import (
 )
 from rooms.call_journal import visit_event
 from rooms.errors import NotDurable
+from rooms.eventlog import EventKind
 from rooms.ids import ParticipantId, VisitId
 from rooms.presence import in_call_by_record
 from rooms.store import StaleLease, StoreUnavailable
@@ -94,6 +95,9 @@ class VisitHub:
         #: The visit as this node last read or wrote it (written back after a Redis restart).
         self.last_visit: Visit | None = None
         self._adoption_checked = False
+        #: Unix time the call began: the first participant-joined row, as the evaluation
+        #: counts it. The host's visit timer counts from it, on any device, after any reload.
+        self.started_at: float | None = None
         #: Sessions of seats just removed, told and closed once the others know.
         self._removed: list[Session] = []
 
@@ -130,6 +134,8 @@ class VisitHub:
         self.call.sync(visit)
         if not self._adoption_checked:
             self._adoption_checked = True
+            if visit.state in CALL_STATES:
+                self.started_at = await self._first_joined()
             await self._adopt()
         connection = ConnectionId(id(session))
         try:
@@ -179,6 +185,12 @@ class VisitHub:
             # No live record of the call (this node restarted, or Redis came back empty).
             present = in_call_by_record(await self._services.events.for_visit(self.visit_id))
         await self._apply(self.call.adopt(present, self._services.node_id))
+
+    async def _first_joined(self) -> float | None:
+        """When the call began, from the record (this hub is new; the call may be older)."""
+        events = await self._services.events.for_visit(self.visit_id)
+        joined = [e.time for e in events if e.kind is EventKind.PARTICIPANT_JOINED]
+        return min(joined, default=None)
 
     async def _presence(self, participant: ParticipantId, in_call: bool) -> None:
         """Keep the shared presence set in step; an outage only delays it (resync)."""
@@ -489,6 +501,8 @@ class VisitHub:
         record neither could keep is logged and the call goes on: the people in it matter more
         than the record."""
         row = visit_event(self.visit_id, self._org, event)
+        if row is not None and row.kind is EventKind.PARTICIPANT_JOINED and self.started_at is None:
+            self.started_at = row.time
         if row is not None:
             try:
                 await self._services.events.append(row)

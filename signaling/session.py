@@ -407,7 +407,13 @@ class Session:
             reconnect, waiting = await hub.enter(self, visit, self.seat)
             state = (await self._services.store.get(visit.id)).state
             joined: dict[str, Any] = {
-                "visit": {"id": visit.id, "kind": visit.kind.value, "state": state.value},
+                "visit": {
+                    "id": visit.id,
+                    "kind": visit.kind.value,
+                    "state": state.value,
+                    "started_at": hub.started_at,
+                    "now": time.time(),
+                },
                 "you": self.describe(),
                 "reconnect": reconnect,
                 "waiting": waiting,

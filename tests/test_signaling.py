@@ -49,18 +49,30 @@ async def test_joined_describes_the_seat_and_the_others(client: Client) -> None:
     assert joined["type"] == "joined"
     assert joined["you"]["role"] == "nurse" and joined["you"]["sector"] == "municipality"
     assert joined["participants"] == [] and joined["ice_servers"] == []
+    started = joined["visit"].pop("started_at")
+    assert abs(joined["visit"].pop("now") - time.time()) < 5 and started <= time.time()
     assert joined["visit"] == {"id": visit.id, "kind": "consultation", "state": "open"}
 
     citizen = await join(client, tokens["citizen"], visit.id)
     joined = await receive(citizen)
     assert [p["role"] for p in joined["participants"]] == ["nurse"]
     assert joined["visit"]["state"] == "in-progress"
+    assert joined["visit"]["started_at"] == started  # the call began with the nurse
     arrived = await receive_type(nurse, "participant-joined")
     assert arrived["participant"]["role"] == "citizen"
 
     await citizen.send_json({"type": "leave"})
     left = await receive_type(nurse, "participant-left")
     assert left["participant"] == joined["you"]["participant"]
+
+    # A hub new on this node (a restart, a takeover) reads when the call began from the record.
+    await nurse.send_json({"type": "leave"})
+    hubs = client.app[appkeys.HUBS]
+    await hubs.wait_empty(expecting=True)
+    await hubs.discard(hubs.hubs[visit.id])
+    again = await join(client, tokens["nurse"], visit.id)
+    assert abs((await receive(again))["visit"]["started_at"] - started) < 0.01
+    await again.close()
     await nurse.close()
 
 

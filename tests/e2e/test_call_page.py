@@ -61,6 +61,10 @@ REMOTE_VIDEOS_PLAYING = """(n) => {
     && v.getVideoPlaybackQuality().totalVideoFrames > 3);
 }"""
 
+#: The host's visit timer (m:ss or h:mm:ss) in seconds.
+TIMER_SECONDS = """() => document.getElementById('timer-value').textContent.split(':')
+  .reduce((total, part) => total * 60 + Number(part), 0)"""
+
 CONNECTED = "() => window.screenvisit.pc && window.screenvisit.pc.connectionState === 'connected'"
 
 
@@ -148,13 +152,33 @@ async def fits(
     return g
 
 
+async def reachable_by_tab(page: Page) -> None:
+    """Every visible control is reached with the Tab key alone: none skipped, none a trap."""
+    controls = await page.evaluate(
+        """() => { window.tabbed = new Set();
+          document.addEventListener('focusin', (e) => window.tabbed.add(e.target));
+          return [...document.querySelectorAll('button, select, input')]
+            .filter((b) => b.checkVisibility()).length; }"""
+    )
+    for _ in range(controls + 2):
+        await page.keyboard.press("Tab")
+    missed = await page.evaluate(
+        """() => [...document.querySelectorAll('button, select, input')]
+          .filter((b) => b.checkVisibility() && !b.disabled && !window.tabbed.has(b))
+          .map((b) => b.getAttribute('aria-label') || b.textContent.trim() || b.id)"""
+    )
+    assert missed == [], missed
+
+
 async def test_a_three_way_call_fits_the_phone_and_the_laptop(
     shared_server: RunningServer, chromium: Browser
 ) -> None:
     visit = await shared_server.create_visit("--no-waiting-room")
     gp = await open_page(chromium, visit["links"]["gp"], LAPTOP)
+    pressed = time.monotonic()
     await join(gp)
     await gp.wait_for_function(CONNECTED, timeout=30_000)
+    connected = time.monotonic()  # the call began in between, with the GP
     citizen = await open_page(chromium, visit["links"]["citizen"], PHONE)
     await citizen.get_by_role("button", name="Deltag", exact=True).wait_for()
     await citizen.locator("#join:not([disabled])").wait_for()
@@ -187,6 +211,8 @@ async def test_a_three_way_call_fits_the_phone_and_the_laptop(
             await page.set_viewport_size(size)
         await shoot(citizen, "call-3way-citizen")
         await shoot(gp, "call-3way-gp")
+        for page in (citizen, gp):
+            await reachable_by_tab(page)
 
         # Pinned, a tile takes the stage; pinned again, it lets go.
         tile = gp.locator(".tile.remote").filter(has_text="Sygeplejerske")
@@ -196,6 +222,7 @@ async def test_a_three_way_call_fits_the_phone_and_the_laptop(
         assert stage is not None
         pinned = await tile.bounding_box()
         assert pinned is not None and pinned["width"] >= 0.7 * stage["width"], (pinned, stage)
+        assert pinned["height"] >= 0.9 * stage["height"], (pinned, stage)  # the others beside it
         await shoot(gp, "call-3way-pinned-gp")
         await tile.get_by_role("button", name="Slip Sygeplejerske").click()
         await gp.wait_for_function("() => !document.querySelector('#tiles.staged')")
@@ -233,7 +260,21 @@ async def test_a_three_way_call_fits_the_phone_and_the_laptop(
     await shoot(citizen, "confirm-leave-citizen")
     await dialog.get_by_role("button", name="Forlad besøget").click()
     await citizen.get_by_text("Du har forladt besøget").wait_for()
-    for page in (gp, citizen):
+
+    # The host's visit timer counts from the call's start on the server: the same on another
+    # device of the GP's (the first page is told it was opened elsewhere), and after a reload.
+    again = await open_page(chromium, visit["links"]["gp"], LAPTOP)
+    await join(again)
+    await gp.get_by_role("heading", name="Besøget er åbnet et andet sted").wait_for()
+    for reload in (False, True):
+        if reload:
+            await again.reload()
+        asked = time.monotonic()
+        await again.locator("#timer").wait_for()
+        shown = await again.evaluate(TIMER_SECONDS)
+        read = time.monotonic()
+        assert asked - connected - 1 <= shown <= read - pressed + 1, (shown, asked - connected)
+    for page in (gp, citizen, again):
         await page.context.close()
 
 

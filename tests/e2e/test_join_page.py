@@ -297,6 +297,7 @@ async def test_removed_declined_replaced_and_ended_each_have_their_own_page(
     for page in (gp, again):
         await page.get_by_text("Besøget er afsluttet").wait_for()
         assert "Du er med i besøget" not in await page.locator("main").inner_text()
+    assert await gp.locator("#timer").is_hidden()  # the host's visit timer stopped with it
 
 
 async def test_a_server_that_went_away_has_its_own_page(

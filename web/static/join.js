@@ -404,7 +404,8 @@
   function connect() {
     $("join").disabled = true;
     $("error").hidden = true;
-    setStatus(state.reconnects ? "reconnecting" : "connecting");
+    // The connection alert, when it shows, says it already: not twice.
+    setStatus(state.connNotice ? "" : state.reconnects ? "reconnecting" : "connecting");
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
     const ws = new WebSocket(`${scheme}//${location.host}/ws`);
     state.ws = ws;
@@ -417,7 +418,7 @@
       // Network dropped or the server restarted: the seat is kept for a while, so go back.
       state.reconnects += 1;
       const delay = nextRecovery();
-      setStatus("reconnecting");
+      setStatus(state.inCall ? "" : "reconnecting");
       if (delay === null) {
         // The server has not answered for a while (shut down, or the network is gone): say
         // so on a page of its own, with a button that tries again.
@@ -648,11 +649,10 @@
     $("end").hidden = !host;
     $("timer").hidden = !host;
     if (host) {
-      // Since this host first came into the call on this device; a reload keeps counting.
-      const key = `screenvisit-started-${visitId}`;
-      const since = Number(sessionStorage.getItem(key)) || Date.now();
-      sessionStorage.setItem(key, String(since));
-      stage.startTimer($("timer-value"), since);
+      // Since the call began, as the server counts it (on its own clock, not this device's):
+      // the same on every device of the host's, after any reload.
+      const { started_at: started, now } = msg.visit;
+      stage.startTimer($("timer-value"), Date.now() - (started ? Math.max(now - started, 0) * 1000 : 0));
     }
     const assistingNurse = msg.you.role === "nurse" && msg.visit.kind === "assisted";
     $("assisting-row").hidden = !assistingNurse;
@@ -867,6 +867,11 @@
     document.body.dataset.view = name;
     if (name !== "lobby") precall.stopMeter();
     if (name === "call") stage.relayout();
+    // The host's timer belongs to the call: once it is over (or was never entered), it goes.
+    if (!["waiting", "call"].includes(name)) {
+      stage.stopTimer();
+      $("timer").hidden = true;
+    }
     // An end state says it all: no "Du er med i besøget" left over beside it.
     if (!["lobby", "waiting", "call"].includes(name)) setStatus("");
   }

@@ -156,8 +156,12 @@ window.screenvisitStage = (() => {
     timer = setInterval(tick, 1000);
   }
 
+  function stopTimer() {
+    clearInterval(timer);
+  }
+
   return {
     init, pin, unpin, pinned, relayout, nextCorner, showSelf, fullscreenAvailable,
-    toggleFullscreen, startTimer,
+    toggleFullscreen, startTimer, stopTimer,
   };
 })();
