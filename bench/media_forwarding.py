@@ -216,9 +216,11 @@ async def run_mode(
     server_tree: Path | None = None,
     label: str | None = None,
     extra_env: dict[str, str] | None = None,
+    patience: float = 1.0,
 ) -> ModeResult:
-    """One mode's run. With `server_tree`, the server (and the visit booking) run from that
-    exported revision while the bots stay this checkout's, so the load is the same."""
+    """One mode's run (its start-up timeouts times `patience`). With `server_tree`, the server
+    (and the visit booking) run from that exported revision while the bots stay this
+    checkout's, so the load is the same."""
     result = ModeResult(label or mode, rooms)
     with tempfile.TemporaryDirectory(prefix=f"bench-{mode}-") as tmp:
         data_dir = Path(tmp) / "data"
@@ -245,7 +247,7 @@ async def run_mode(
         bots: list[tuple[str, asyncio.subprocess.Process]] = []
         try:
             assert server.stdout is not None
-            line = await asyncio.wait_for(server.stdout.readline(), timeout=30)
+            line = await asyncio.wait_for(server.stdout.readline(), timeout=30 * patience)
             if b"listening on" not in line:
                 raise RuntimeError(f"the {mode} server did not start: {line!r}")
             visits = await asyncio.gather(
@@ -267,7 +269,7 @@ async def run_mode(
                         stderr=asyncio.subprocess.DEVNULL,
                     )
                     bots.append((role, bot))
-            await _wait_until_everyone_receives(database, 3 * rooms)
+            await _wait_until_everyone_receives(database, 3 * rooms, patience)
             await asyncio.sleep(SETTLE_SECONDS)
             joins = _event_times(database, "participant-joined")
             end = min(joins.values()) + seconds - END_MARGIN_SECONDS
@@ -345,9 +347,13 @@ async def _create_visit(env: dict[str, str], tree: Path | None) -> dict[str, Any
     return visit
 
 
-async def _wait_until_everyone_receives(database: Path, participants: int) -> None:
+async def _wait_until_everyone_receives(
+    database: Path, participants: int, patience: float = 1.0
+) -> None:
     """Poll the server's event log until every participant has been sent video."""
-    timeout = STEADY_TIMEOUT_SECONDS + STEADY_TIMEOUT_PER_ROOM_SECONDS * participants / 3
+    timeout = patience * (
+        STEADY_TIMEOUT_SECONDS + STEADY_TIMEOUT_PER_ROOM_SECONDS * participants / 3
+    )
     deadline = time.monotonic() + timeout
     while len(await asyncio.to_thread(_receiving_video, database)) < participants:
         if time.monotonic() > deadline:
@@ -528,7 +534,13 @@ async def main(args: argparse.Namespace) -> None:
         args.modes,
         args.rooms,
         lambda mode: run_mode(
-            mode, args.rooms, args.seconds, args.width, args.height, args.bots == "light"
+            mode,
+            args.rooms,
+            args.seconds,
+            args.width,
+            args.height,
+            args.bots == "light",
+            patience=args.patience,
         ),
     )
     baselines: list[ModeResult] = []
@@ -576,6 +588,7 @@ async def run_forward(
         server_tree=server_tree,
         label=label,
         extra_env=extra_env,
+        patience=args.patience,
     )
 
 
@@ -667,6 +680,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="N",
         help="also run N interleaved pairs of forward runs, compiled (SCREENVISIT_FASTPATH=on)"
         " and Python (off), and compare CPU per forwarded packet",
+    )
+    parser.add_argument(
+        "--patience",
+        type=float,
+        default=1.0,
+        help="multiply the start-up timeouts (server start, everyone receiving video) on a"
+        " machine busy with other work; raise --seconds with it",
     )
     parser.add_argument("--quick", action="store_true", help="1 room, 14 s calls: under 60 s")
     args = parser.parse_args(argv)
