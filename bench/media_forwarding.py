@@ -3,6 +3,7 @@
     python3 -m bench.media_forwarding [--rooms 2] [--seconds 20] [--bots light|full]
     python3 -m bench.media_forwarding --quick     # 1 room, 14 s calls: under 60 s
     python3 -m bench.media_forwarding --baseline-rev ad8066c   # also an older server, same load
+    python3 -m bench.media_forwarding --quick --fastpath-pairs 3   # compiled vs Python forwarding
 
 For each media mode (`forward`, then `relay`) the real server runs in its own process on
 loopback, N visits are booked with `screenvisit visit create --no-waiting-room`, and three
@@ -29,6 +30,11 @@ like browsers (and on a small machine take most of its CPU). Measured:
 - the bots' own CPU and how busy the whole machine was, because on a small machine the bots
   (which encode and decode like browsers) compete with the server.
 
+With `--fastpath-pairs N` the forwarding mode also runs N pairs of runs with the compiled
+forwarding path (`SCREENVISIT_FASTPATH=on`) and the Python one (`off`), each pair in alternating
+order, and reports server CPU per forwarded packet (the server's own `forwarded_packets` counter,
+read from its metrics port) and rooms per core for both, and their ratio per pair.
+
 With `--baseline-rev REV` the forwarding mode also runs with the server (and visit booking) of
 an older revision, exported with `git archive`, under the same bots: per-core figures depend
 on the machine, the ratio between two servers measured in one run does not.
@@ -49,6 +55,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,6 +97,15 @@ class ModeResult:
     problems: list[str] = field(default_factory=list)
     #: Why this mode gave no figures (its server did not start, its calls never got steady...).
     failure: str | None = None
+    #: RTP packets the server sent to subscribers per second over the window (NaN: unknown).
+    packets_per_second: float = math.nan
+
+    @property
+    def us_per_packet(self) -> float:
+        """Server CPU per RTP packet forwarded to a subscriber, in microseconds."""
+        if not self.packets_per_second or math.isnan(self.packets_per_second):
+            return math.nan
+        return 1e6 * self.server_cpu / self.packets_per_second
 
     @property
     def ms_per_frame(self) -> float:
@@ -199,9 +215,12 @@ async def run_mode(
     light: bool,
     server_tree: Path | None = None,
     label: str | None = None,
+    extra_env: dict[str, str] | None = None,
+    patience: float = 1.0,
 ) -> ModeResult:
-    """One mode's run. With `server_tree`, the server (and the visit booking) run from that
-    exported revision while the bots stay this checkout's, so the load is the same."""
+    """One mode's run (its start-up timeouts times `patience`). With `server_tree`, the server
+    (and the visit booking) run from that exported revision while the bots stay this
+    checkout's, so the load is the same."""
     result = ModeResult(label or mode, rooms)
     with tempfile.TemporaryDirectory(prefix=f"bench-{mode}-") as tmp:
         data_dir = Path(tmp) / "data"
@@ -214,7 +233,10 @@ async def run_mode(
             "SCREENVISIT_ICE_HOSTS": "127.0.0.1",
             "SCREENVISIT_LOG_LEVEL": "warning",
             "SCREENVISIT_QUALITY_INTERVAL": str(QUALITY_INTERVAL_SECONDS),
+            "SCREENVISIT_METRICS_PORT": str(free_port()),
+            **(extra_env or {}),
         }
+        metrics_url = f"http://127.0.0.1:{env['SCREENVISIT_METRICS_PORT']}/metrics"
         server = await asyncio.create_subprocess_exec(
             *_cli("serve", "--no-demo", "--media-mode", mode),
             env=_tree_env(env, server_tree),
@@ -225,7 +247,7 @@ async def run_mode(
         bots: list[tuple[str, asyncio.subprocess.Process]] = []
         try:
             assert server.stdout is not None
-            line = await asyncio.wait_for(server.stdout.readline(), timeout=30)
+            line = await asyncio.wait_for(server.stdout.readline(), timeout=30 * patience)
             if b"listening on" not in line:
                 raise RuntimeError(f"the {mode} server did not start: {line!r}")
             visits = await asyncio.gather(
@@ -247,12 +269,13 @@ async def run_mode(
                         stderr=asyncio.subprocess.DEVNULL,
                     )
                     bots.append((role, bot))
-            await _wait_until_everyone_receives(database, 3 * rooms)
+            await _wait_until_everyone_receives(database, 3 * rooms, patience)
             await asyncio.sleep(SETTLE_SECONDS)
             joins = _event_times(database, "participant-joined")
             end = min(joins.values()) + seconds - END_MARGIN_SECONDS
             server_process = psutil.Process(server.pid)
             bot_processes = [psutil.Process(b.pid) for _, b in bots]
+            packets0 = await asyncio.to_thread(_forwarded_packets, metrics_url)
             cpu0 = _cpu(server_process)
             bots0 = sum(_cpu(p) for p in bot_processes)
             idle0, total0 = _machine_busy()
@@ -266,6 +289,7 @@ async def run_mode(
             bots1 = sum(_cpu(p) for p in bot_processes)
             idle1, total1 = _machine_busy()
             t1 = time.time()
+            packets1 = await asyncio.to_thread(_forwarded_packets, metrics_url)
             outputs = [await bot.communicate() for _, bot in bots]
         finally:
             for _, bot in bots:
@@ -283,6 +307,7 @@ async def run_mode(
         result.server_cpu = (cpu1 - cpu0) / (t1 - t0)
         result.bots_cpu = (bots1 - bots0) / (t1 - t0)
         result.machine_busy = 1.0 - (idle1 - idle0) / max(total1 - total0, 1e-9)
+        result.packets_per_second = (packets1 - packets0) / (t1 - t0)
         reports = []
         for (role, _), (out, _) in zip(bots, outputs, strict=True):
             try:
@@ -291,6 +316,20 @@ async def run_mode(
                 result.problems.append(f"a {role} bot printed no report")
         _streams(result, reports, database, t0, t1)
     return result
+
+
+def _forwarded_packets(url: str) -> float:
+    """The server's RTP packets sent to subscribers so far (NaN when its metrics are not
+    there: an older revision, say)."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            text = response.read().decode()
+    except OSError:
+        return math.nan
+    for line in text.splitlines():
+        if line.startswith("screenvisit_forwarded_packets_total"):
+            return float(line.rsplit(" ", 1)[1])
+    return math.nan
 
 
 async def _create_visit(env: dict[str, str], tree: Path | None) -> dict[str, Any]:
@@ -308,9 +347,13 @@ async def _create_visit(env: dict[str, str], tree: Path | None) -> dict[str, Any
     return visit
 
 
-async def _wait_until_everyone_receives(database: Path, participants: int) -> None:
+async def _wait_until_everyone_receives(
+    database: Path, participants: int, patience: float = 1.0
+) -> None:
     """Poll the server's event log until every participant has been sent video."""
-    timeout = STEADY_TIMEOUT_SECONDS + STEADY_TIMEOUT_PER_ROOM_SECONDS * participants / 3
+    timeout = patience * (
+        STEADY_TIMEOUT_SECONDS + STEADY_TIMEOUT_PER_ROOM_SECONDS * participants / 3
+    )
     deadline = time.monotonic() + timeout
     while len(await asyncio.to_thread(_receiving_video, database)) < participants:
         if time.monotonic() > deadline:
@@ -393,6 +436,7 @@ def print_table(results: list[ModeResult], width: int, height: int, seconds: flo
         f"{'mode':{MODE_WIDTH}s} {'rooms':>5s} {'server CPU s/s':>14s} {'median fps':>10s} "
         f"{'min fps':>7s} {'full rate':>9s} {'join->1st frame p50/p95':>23s} "
         f"{'latency p50/p95':>15s} {'kbps/stream':>11s} {'CPU ms/frame':>12s} "
+        f"{'CPU µs/packet':>13s} "
         f"{'bots CPU s/s':>12s} "
         f"{'machine busy':>12s}"
     )
@@ -412,7 +456,8 @@ def print_table(results: list[ModeResult], width: int, height: int, seconds: flo
             f"{r.mode:{MODE_WIDTH}s} {r.rooms:5d} {r.server_cpu:14.3f} "
             f"{statistics.median(r.fps) if r.fps else math.nan:10.1f} "
             f"{min(r.fps, default=math.nan):7.1f} {r.full_rate_percent:8.0f}% "
-            f"{first:>23s} {latency:>15s} {kbps:>11s} {r.ms_per_frame:12.2f} {r.bots_cpu:12.2f} "
+            f"{first:>23s} {latency:>15s} {kbps:>11s} {r.ms_per_frame:12.2f} "
+            f"{r.us_per_packet:13.1f} {r.bots_cpu:12.2f} "
             f"{100 * r.machine_busy:11.0f}%"
         )
     for r in results:
@@ -489,7 +534,13 @@ async def main(args: argparse.Namespace) -> None:
         args.modes,
         args.rooms,
         lambda mode: run_mode(
-            mode, args.rooms, args.seconds, args.width, args.height, args.bots == "light"
+            mode,
+            args.rooms,
+            args.seconds,
+            args.width,
+            args.height,
+            args.bots == "light",
+            patience=args.patience,
         ),
     )
     baselines: list[ModeResult] = []
@@ -500,21 +551,94 @@ async def main(args: argparse.Namespace) -> None:
             baselines += await run_each(
                 [label],
                 args.rooms,
-                lambda _mode: run_mode(
-                    "forward",
-                    args.rooms,
-                    args.seconds,
-                    args.width,
-                    args.height,
-                    args.bots == "light",
-                    server_tree=Path(tree),
-                    label=label,  # noqa: B023
-                ),
+                lambda _mode: run_forward(args, label, server_tree=Path(tree)),  # noqa: B023
             )
-    print_table(results + baselines, args.width, args.height, args.seconds)
+    pairs = await run_fastpath_pairs(args) if args.fastpath_pairs else []
+    print_table(
+        results + baselines + [r for pair in pairs for r in pair],
+        args.width,
+        args.height,
+        args.seconds,
+    )
     for baseline in baselines:
         print(baseline_line(results, baseline))
-    print(summary_line(results))
+    if pairs:
+        print(fastpath_lines(pairs))
+    if results:
+        print(summary_line(results))
+
+
+FASTPATHS = {"compiled": "on", "python": "off"}
+
+
+async def run_forward(
+    args: argparse.Namespace,
+    label: str,
+    server_tree: Path | None = None,
+    extra_env: dict[str, str] | None = None,
+) -> ModeResult:
+    """A forward run as `args` ask, under `label`."""
+    return await run_mode(
+        "forward",
+        args.rooms,
+        args.seconds,
+        args.width,
+        args.height,
+        args.bots == "light",
+        server_tree=server_tree,
+        label=label,
+        extra_env=extra_env,
+        patience=args.patience,
+    )
+
+
+async def run_fastpath_pairs(args: argparse.Namespace) -> list[list[ModeResult]]:
+    """`args.fastpath_pairs` pairs of forwarding runs, compiled and Python, alternating which
+    goes first; each pair's results in the order (compiled, python)."""
+    pairs = []
+    for index in range(args.fastpath_pairs):
+        order = list(FASTPATHS) if index % 2 == 0 else list(reversed(FASTPATHS))
+        runs = await run_each(
+            [f"forward/{name}" for name in order],
+            args.rooms,
+            lambda label: run_forward(
+                args, label, extra_env={"SCREENVISIT_FASTPATH": FASTPATHS[label.split("/")[1]]}
+            ),
+        )
+        pairs.append(sorted(runs, key=lambda r: r.mode != "forward/compiled"))
+    return pairs
+
+
+def fastpath_lines(pairs: list[list[ModeResult]]) -> str:
+    """Per pair and over pairs (median): µs of server CPU per forwarded packet and rooms per
+    core, compiled vs Python."""
+    lines = []
+    ratios, compiled_us, python_us, compiled_rooms, python_rooms = [], [], [], [], []
+    for index, (compiled, python) in enumerate(pairs, 1):
+        if compiled.failure is not None or python.failure is not None:
+            lines.append(f"pair {index}: a run failed, no ratio")
+            continue
+        ratio = compiled.us_per_packet / python.us_per_packet
+        ratios.append(ratio)
+        compiled_us.append(compiled.us_per_packet)
+        python_us.append(python.us_per_packet)
+        compiled_rooms.append(compiled.rooms_per_core)
+        python_rooms.append(python.rooms_per_core)
+        lines.append(
+            f"pair {index}: CPU per forwarded packet {compiled.us_per_packet:.1f} µs compiled vs "
+            f"{python.us_per_packet:.1f} µs python (ratio {ratio:.2f}); rooms per core "
+            f"{compiled.rooms_per_core:.1f} vs {python.rooms_per_core:.1f}; full rate "
+            f"{compiled.full_rate_percent:.0f}% vs {python.full_rate_percent:.0f}%"
+        )
+    if ratios:
+        lines.append(
+            f"compiled vs python, median of {len(ratios)} pair(s): CPU per forwarded packet "
+            f"{statistics.median(compiled_us):.1f} vs {statistics.median(python_us):.1f} µs "
+            f"(ratio {statistics.median(ratios):.2f}, range {min(ratios):.2f}-"
+            f"{max(ratios):.2f}); three-way rooms per core {statistics.median(compiled_rooms):.1f}"
+            f" vs {statistics.median(python_rooms):.1f}"
+        )
+    return "\n".join(lines)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -548,6 +672,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="also run forward with the server of this git revision (bots stay this"
         " checkout's) and compare; repeatable. e.g. ad8066c: the code when the media"
         " performance issue was filed",
+    )
+    parser.add_argument(
+        "--fastpath-pairs",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also run N interleaved pairs of forward runs, compiled (SCREENVISIT_FASTPATH=on)"
+        " and Python (off), and compare CPU per forwarded packet",
+    )
+    parser.add_argument(
+        "--patience",
+        type=float,
+        default=1.0,
+        help="multiply the start-up timeouts (server start, everyone receiving video) on a"
+        " machine busy with other work; raise --seconds with it",
     )
     parser.add_argument("--quick", action="store_true", help="1 room, 14 s calls: under 60 s")
     args = parser.parse_args(argv)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, get_args
+from typing import Literal, cast, get_args
 
 #: How the SFU carries media from a publisher to its subscribers:
 #: `forward` hands the publisher's encoded frames to every subscriber untouched (the default);
@@ -11,6 +11,19 @@ from typing import Literal, get_args
 #: publisher once and encodes again for every subscriber (media/relay.py).
 MediaMode = Literal["forward", "relay"]
 MEDIA_MODES: tuple[MediaMode, ...] = get_args(MediaMode)
+
+#: The forwarding path's last step (media.fanout): `auto` compiled when it is built, `on`
+#: compiled or refuse to start, `off` Python.
+Fastpath = Literal["auto", "on", "off"]
+FASTPATHS: tuple[Fastpath, ...] = get_args(Fastpath)
+
+
+def parse_fastpath(text: str) -> Fastpath:
+    """`auto`, `on` or `off` (case and surrounding blanks ignored); ValueError otherwise."""
+    value = text.strip().lower()
+    if value in FASTPATHS:
+        return cast(Fastpath, value)
+    raise ValueError(f"fastpath must be one of {', '.join(FASTPATHS)}, got {text!r}")
 
 
 def parse_media_mode(text: str) -> MediaMode:
@@ -58,7 +71,11 @@ class MediaConfig:
     #: Networks (CIDR) remote ICE candidates may lie in besides public addresses; None: the
     #: non-public ICE hosts themselves (media.candidates).
     ice_allowed_networks: tuple[str, ...] | None = None
+    #: Compiled or Python forwarding (media.fanout).
+    fastpath: Fastpath = "auto"
 
     def __post_init__(self) -> None:
         if self.media_mode not in MEDIA_MODES:
             raise ValueError(f"unknown media mode {self.media_mode!r}")
+        if self.fastpath not in FASTPATHS:
+            raise ValueError(f"unknown fastpath {self.fastpath!r}")

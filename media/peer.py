@@ -39,6 +39,7 @@ from media.counters import MediaCounters
 from media.directreceive import RECEIVER_CODECS, receive_directly
 from media.downtrack import DownTrack
 from media.errors import NegotiationFailed
+from media.fanout import Fanout
 from media.ice import drop_checks_from_refused_sources, restrict_host_candidates
 from media.relay import RelayDownTrack, RelayUpTrack
 from media.remb import PublisherRemb, watch_remb
@@ -125,15 +126,17 @@ class MediaPeer:
         on_state: Callable[[str], None],
         on_delivered: Callable[[str], None] | None = None,
         on_codec_refused: Callable[[str, str], None] | None = None,
+        fanout: Fanout | None = None,
     ) -> None:
         """`on_codec_refused(publisher, codec)`: this participant cannot decode what `publisher`
-        sends (media.downtrack)."""
+        sends (media.downtrack). `fanout` sends what the down slots forward (media.fanout)."""
         self.participant = participant
         self._config = config
         self._tasks = tasks
         self._counters = counters
         self._on_delivered = on_delivered
         self._on_codec_refused = on_codec_refused
+        self._fanout = fanout
         self._delivered: set[str] = set()
         self.pc = RTCPeerConnection(
             RTCConfiguration(
@@ -381,7 +384,7 @@ class MediaPeer:
             )
             transceiver.sender.replaceTrack(track)
         else:
-            writer = RtpWriter(transceiver.sender, self._counters)
+            writer = RtpWriter(transceiver.sender, self._counters, self._fanout)
             track = DownTrack(
                 transceiver.kind,
                 writer,

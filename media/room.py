@@ -15,6 +15,7 @@ from media.config import MediaConfig
 from media.counters import MediaCounters
 from media.downtrack import DownTrack
 from media.errors import NegotiationFailed
+from media.fanout import Fanout
 from media.observer import RoomObserver
 from media.peer import AnyDownTrack, AnyUpTrack, MediaPeer, codec_name
 from media.publication import Publication
@@ -31,12 +32,18 @@ AnyPublication = Publication | RelayPublication
 
 class SfuRoom:
     def __init__(
-        self, name: str, config: MediaConfig, observer: RoomObserver, counters: MediaCounters
+        self,
+        name: str,
+        config: MediaConfig,
+        observer: RoomObserver,
+        counters: MediaCounters,
+        fanout: Fanout | None = None,
     ) -> None:
         self.name = name
         self._config = config
         self._observer = observer
         self._counters = counters
+        self._fanout = fanout
         self._tasks = OwnedTasks(f"sfu room {name}")
         self.peers: dict[str, MediaPeer] = {}
         self.publications: dict[tuple[str, str], AnyPublication] = {}
@@ -66,6 +73,7 @@ class SfuRoom:
             lambda state: self._observer.peer_state_changed(participant, state),
             lambda kind: self._observer.first_frame_delivered(participant, kind),
             lambda publisher, codec: self._report_unsupported(participant, publisher, codec),
+            fanout=self._fanout,
         )
         self.peers[participant] = peer
         return peer

@@ -1,13 +1,15 @@
-"""Forwarded packets go out at once, from the handler that received them from the publisher.
+"""Forwarded packets go out at once, from the handler that received them from the publisher
+(compiled: at the end of that event loop iteration, media.fanout).
 
 aiortc's sender pulls each frame through its track's `recv()` in a task of its own, packetises
 it, builds an `RtpPacket` per payload, computes the header extensions and the send time (from
 `datetime`) for every packet, and awaits four coroutines to reach the socket: in the forwarding
 benchmark that path was a third of the server's CPU. `RtpWriter` sends the publisher's payload
-as it came, synchronously, in the caller's stack: a struct-packed header, the extension block
-laid out once (the subscriber's mid, the publisher's abs-send-time), SRTP, and `sendto` on the
-ICE pair's socket. UDP never blocks, so a subscriber on a narrow link cannot hold anyone back;
-what it cannot take is lost on its link, and its NACKs, PLIs and REMBs say so.
+as it came, in the caller's stack: the header and the extension block laid out once (the
+subscriber's mid, the publisher's abs-send-time) go to the process's `Fanout` (media.fanout),
+which fills them in, protects and sends on the ICE pair's socket, in Python or compiled. UDP
+never blocks, so a subscriber on a narrow link cannot hold anyone back; what it cannot take is
+lost on its link, and its NACKs, PLIs and REMBs say so.
 
 aiortc's sender stays for everything else, and the writer keeps it informed:
 
@@ -25,7 +27,6 @@ import random
 import struct
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from aiortc.rtcdtlstransport import State as DtlsState
 from aiortc.rtcrtpparameters import RTCRtpSendParameters
@@ -33,16 +34,14 @@ from aiortc.rtcrtpsender import RTCRtpSender
 from aiortc.rtp import HeaderExtensions, HeaderExtensionsMap
 
 from media.counters import MediaCounters
+from media.fanout import Fanout, PyFanout, SendTarget
 from media.frames import MediaPacket
-from media.srtp import FastSrtp, fast_srtp
 
 #: Packets kept for retransmission (a second of 1.2 Mbps video is about 120).
 HISTORY_SIZE = 512
 #: Seconds between 1900 (NTP) and 1970 (Unix).
 NTP_EPOCH_OFFSET = 2_208_988_800
 
-#: The fixed RTP header after its first byte: marker and payload type, sequence, timestamp, SSRC.
-_FIXED = struct.Struct("!BHLL")
 _EXTENSION = struct.Struct("!HH")
 _OSN = struct.Struct("!H")
 
@@ -54,12 +53,10 @@ SENDER_NTP_TIMESTAMP = "_RTCRtpSender__ntp_timestamp"
 SENDER_RTP_TIMESTAMP = "_RTCRtpSender__rtp_timestamp"
 SENDER_OCTET_COUNT = "_RTCRtpSender__octet_count"
 SENDER_PACKET_COUNT = "_RTCRtpSender__packet_count"
-DTLS_TX_PACKETS = "_RTCDtlsTransport__tx_packets"
-DTLS_TX_BYTES = "_RTCDtlsTransport__tx_bytes"
 
 #: What a connected writer sends on: the ICE pair's socket and address, the SRTP session, and the
 #: DTLS transport's counters.
-Connection = tuple[Any, tuple[str, int], FastSrtp, dict[str, Any]]
+Connection = SendTarget
 
 
 #: A packet sent, kept for retransmission: sequence, marker, timestamp, payload, send time,
@@ -75,8 +72,15 @@ def ntp_at(unix_time: float) -> int:
 class RtpWriter:
     """Sends one down slot's packets through `sender`'s transport, as `sender` would have."""
 
-    def __init__(self, sender: RTCRtpSender, counters: MediaCounters | None = None) -> None:
+    def __init__(
+        self,
+        sender: RTCRtpSender,
+        counters: MediaCounters | None = None,
+        fanout: Fanout | None = None,
+    ) -> None:
         self._sender = sender
+        self._fanout: Fanout = fanout if fanout is not None else PyFanout()
+        self._target: SendTarget | None = None
         self._counters = counters if counters is not None else MediaCounters()
         #: aiortc's sender state: its reported counters are updated here per packet.
         self._reported = vars(sender)
@@ -85,10 +89,11 @@ class RtpWriter:
         #: Per negotiated codec (lower-case mime type): its payload type and its RTX one. A
         #: slot carries whichever publisher's codec as it is, so a packet picks its own.
         self._payload_types: dict[str, tuple[int, int | None]] = {}
-        #: The RTP header and extension block (mid, abs-send-time), reused for every packet:
-        #: the fixed header is packed into its first 12 bytes, the send time at `_send_time_at`.
-        self._head = bytearray(12)
-        self._send_time_at: int | None = None
+        #: The RTP header and extension block (mid, abs-send-time) every packet starts from:
+        #: the fixed header goes into its first 12 bytes, the send time at `_send_time_at`
+        #: (-1: not negotiated).
+        self._head = bytes(12)
+        self._send_time_at = -1
         self._rtx_sequence = random.randrange(1 << 15)  # as aiortc: no early wraparound
         self._timestamp_origin = random.randrange(1 << 32)
         #: sequence % HISTORY_SIZE -> (sequence, marker, timestamp, payload, send time,
@@ -126,10 +131,10 @@ class RtpWriter:
             HeaderExtensions(mid=parameters.muxId, abs_send_time=SEND_TIME_MARK)
         )
         block = _EXTENSION.pack(profile, len(value) >> 2) + value if value else b""
-        self._head = bytearray(12) + block
-        self._head[0] = 0x90 if block else 0x80  # version 2, extension bit
+        # version 2, extension bit
+        self._head = bytes([0x90 if block else 0x80]) + bytes(11) + block
         mark = block.find(SEND_TIME_MARK.to_bytes(3, "big"))
-        self._send_time_at = 12 + mark if mark >= 0 else None
+        self._send_time_at = 12 + mark if mark >= 0 else -1
 
     def accepts(self, codec: str) -> bool:
         """Whether the subscriber negotiated `codec` (lower-case mime type) for this slot."""
@@ -142,9 +147,22 @@ class RtpWriter:
         if self._payload_type is None or dtls._state is not DtlsState.CONNECTED:
             return None
         pair = dtls.transport._connection._nominated.get(1)
-        if pair is None or pair.protocol.transport is None:
+        if pair is None:
             return None
-        return pair.protocol.transport, pair.remote_addr, fast_srtp(dtls._tx_srtp), vars(dtls)
+        udp = pair.protocol.transport
+        if udp is None:
+            return None
+        target = self._target
+        if (
+            target is None
+            or target.udp is not udp
+            or target.session is not dtls._tx_srtp
+            or target.address != pair.remote_addr
+        ):
+            target = self._target = self._fanout.target(
+                udp, pair.remote_addr, dtls._tx_srtp, vars(dtls)
+            )
+        return target
 
     def _send(
         self,
@@ -159,21 +177,14 @@ class RtpWriter:
     ) -> None:
         """One RTP packet (`payload_type` carries the marker bit) out on `connection`;
         `send_time` is the publisher's abs-send-time, or None to stamp `now`."""
-        udp, address, srtp, counters = connection
-        head = self._head
-        _FIXED.pack_into(head, 1, payload_type, sequence, timestamp, ssrc)
         at = self._send_time_at
-        if at is not None:
-            if send_time is None:
-                send_time = (ntp_at(now) >> 14) & 0xFFFFFF  # 6.18 fixed point, 24 bits
-            head[at] = (send_time >> 16) & 0xFF
-            head[at + 1] = (send_time >> 8) & 0xFF
-            head[at + 2] = send_time & 0xFF
-        datagram = srtp.protect(head, payload)
-        udp.sendto(datagram, address)
-        # The DTLS transport's own counters, as its `_send_rtp` keeps them.
-        counters[DTLS_TX_PACKETS] += 1
-        counters[DTLS_TX_BYTES] += len(datagram)
+        if send_time is None:
+            send_time = (ntp_at(now) >> 14) & 0xFFFFFF if at >= 0 else 0  # 6.18 fixed point
+        # The fanout also keeps the DTLS transport's own counters, as its `_send_rtp` does.
+        self._fanout.send(
+            connection,
+            (self._head, at, payload_type, sequence, timestamp, ssrc, payload, send_time),
+        )
 
     def write(
         self, sequence: int, timestamp: int, packet: MediaPacket, connection: Connection

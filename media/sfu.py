@@ -6,6 +6,7 @@ import logging
 
 from media.config import MediaConfig
 from media.counters import MediaCounters
+from media.fanout import make_fanout
 from media.observer import RoomObserver
 from media.room import SfuRoom
 from media.seams import check_seams
@@ -19,6 +20,8 @@ class Sfu:
         self.config = config
         self.counters = MediaCounters()
         self.rooms: dict[str, SfuRoom] = {}
+        #: Sends what every room forwards: compiled or in Python (logs which).
+        self.fanout = make_fanout(config.fastpath)
         if config.media_mode == "relay":
             logger.info(
                 "media mode relay: every publisher is decoded and re-encoded for each"
@@ -28,7 +31,7 @@ class Sfu:
     def room(self, name: str, observer: RoomObserver) -> SfuRoom:
         room = self.rooms.get(name)
         if room is None:
-            room = SfuRoom(name, self.config, observer, self.counters)
+            room = SfuRoom(name, self.config, observer, self.counters, self.fanout)
             self.rooms[name] = room
         return room
 

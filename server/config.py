@@ -16,7 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from media.candidates import parse_networks
-from media.config import IceServer, MediaConfig, MediaMode, parse_media_mode
+from media.config import (
+    Fastpath,
+    IceServer,
+    MediaConfig,
+    MediaMode,
+    parse_fastpath,
+    parse_media_mode,
+)
 from rooms.cluster import DEFAULT_NODE_TTL
 from rooms.link_window import LinkWindow
 from rooms.outcomes import DEFAULT_OUTCOMES
@@ -134,6 +141,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("trust-file", "", "JSON file naming the trusted token issuers (see README)"),
     Setting("dev-issuers", "false", "allow HS256 development issuers in the trust file"),
     Setting("uvloop", "true", "run on uvloop (Linux, when installed); false: the standard loop"),
+    Setting(
+        "fastpath",
+        "auto",
+        "forwarding's last step (header, SRTP, send): auto compiled when built, on compiled or"
+        " refuse to start, off Python",
+    ),
     Setting(
         "evaluation-days",
         "1825",
@@ -261,6 +274,7 @@ class Settings:
     trust_file: Path | None = None
     dev_issuers: bool = False
     uvloop: bool = True
+    fastpath: Fastpath = "auto"
     audit_days: float = 183.0
     evaluation_days: float = 1825.0
     auth_failures_per_minute: int = 20
@@ -316,6 +330,7 @@ class Settings:
             ice_hosts=hosts,
             ice_servers=self.ice_servers,
             ice_allowed_networks=self.ice_allowed_networks,
+            fastpath=self.fastpath,
         )
 
     @classmethod
@@ -358,6 +373,7 @@ class Settings:
                 trust_file=Path(raw["trust-file"]) if raw["trust-file"] else None,
                 dev_issuers=_flag(raw["dev-issuers"]),
                 uvloop=_flag(raw["uvloop"]),
+                fastpath=parse_fastpath(raw["fastpath"]),
                 audit_days=float(raw["audit-days"]),
                 evaluation_days=float(raw["evaluation-days"]),
                 auth_failures_per_minute=int(raw["auth-failures-per-minute"]),

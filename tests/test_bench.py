@@ -1,6 +1,12 @@
 """The forwarding benchmark's summary lines: what README quotes is computed from the runs."""
 
-from bench.media_forwarding import ModeResult, baseline_line, run_each, summary_line
+from bench.media_forwarding import (
+    ModeResult,
+    baseline_line,
+    fastpath_lines,
+    run_each,
+    summary_line,
+)
 from bench.signaling_messages import measure
 
 
@@ -61,3 +67,23 @@ def test_the_signaling_bench_measures_the_same_messages_both_ways() -> None:
     results = measure(1)
     assert set(results) == {"inbound", "outbound"}
     assert all(figures["ratio"] > 0 for figures in results.values())
+
+
+def test_the_fastpath_lines_compare_compiled_and_python_per_pair_and_over_pairs() -> None:
+    def run(mode: str, cpu: float, packets: float) -> ModeResult:
+        return ModeResult(mode, rooms=1, server_cpu=cpu, fps=[30.0] * 6, packets_per_second=packets)
+
+    pairs = [
+        [run("forward/compiled", 0.06, 2000), run("forward/python", 0.08, 2000)],
+        [run("forward/compiled", 0.05, 2000), run("forward/python", 0.10, 2000)],
+        [ModeResult("forward/compiled", 1, failure="no video"), run("forward/python", 0.1, 1)],
+    ]
+    assert fastpath_lines(pairs).splitlines() == [
+        "pair 1: CPU per forwarded packet 30.0 µs compiled vs 40.0 µs python (ratio 0.75); "
+        "rooms per core 16.7 vs 12.5; full rate 100% vs 100%",
+        "pair 2: CPU per forwarded packet 25.0 µs compiled vs 50.0 µs python (ratio 0.50); "
+        "rooms per core 20.0 vs 10.0; full rate 100% vs 100%",
+        "pair 3: a run failed, no ratio",
+        "compiled vs python, median of 2 pair(s): CPU per forwarded packet 27.5 vs 45.0 µs "
+        "(ratio 0.62, range 0.50-0.75); three-way rooms per core 18.3 vs 11.2",
+    ]

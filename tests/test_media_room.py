@@ -15,6 +15,7 @@ import pytest
 from media.client import ClientPeer, RemoteStats
 from media.config import MediaConfig
 from media.directreceive import DirectReceive
+from media.fanout import CFanout
 from media.room import SfuRoom
 from media.sfu import Sfu
 
@@ -109,9 +110,11 @@ def sees(*names: str, video: int = 10, audio: int = 10) -> Callable[[dict[str, R
     return predicate
 
 
-@pytest.fixture
-async def harness() -> AsyncIterator[Harness]:
-    sfu = Sfu(MediaConfig(ice_hosts=LOOPBACK))
+@pytest.fixture(params=["off", "on"], ids=["python", "compiled"])
+async def harness(request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
+    """A room forwarding in Python (fastpath off) or compiled (on: media._fastpath must be
+    built, or the Sfu refuses to start)."""
+    sfu = Sfu(MediaConfig(ice_hosts=LOOPBACK, fastpath=request.param))
     recorder = Recorder()
     h = Harness(sfu.room("visit", recorder), recorder)
     yield h
@@ -129,6 +132,9 @@ async def test_three_participants_each_receive_the_other_two(harness: Harness) -
         assert all(client.remotes[o].width == 320 for o in others)
     counters = harness.room._counters
     assert counters.frames_forwarded > counters.frames_received > 0
+    fanout = harness.room._fanout
+    if isinstance(fanout, CFanout):
+        assert fanout.datagrams > fanout.batches > 0  # the compiled path sent, in batches
     assert {(n, k) for n in harness.clients for k in ("audio", "video")} <= (
         harness.recorder.first_frames
     )
