@@ -290,6 +290,7 @@ async def _signaling(app: web.Application) -> AsyncIterator[None]:
         knock_pause=settings.knock_pause,
         link_window=settings.link_window(),
         quality_interval=settings.quality_interval,
+        media_silence=settings.media_silence,
         outcomes=app[appkeys.OUTCOMES],
         quality_sink=lambda visit, participant, role, sector, sample: app[appkeys.QUALITY].add(
             QualityRecord.from_sample(visit, participant, role, sector, sample)
