@@ -91,6 +91,11 @@ async def test_a_node_that_wakes_without_its_lease_drops_the_visit_and_only_the_
             assert report.errors == [], report.errors
             assert report.reconnects >= 1
             assert report.recoveries[-1]["media_back_seconds"] is not None, report.to_dict()
+        rows = await db.fetch("SELECT id, time, kind, participant, data FROM events WHERE visit = ? ORDER BY id", visit)
+        print("STOPPED", time.time() - (time.monotonic() - stopped), "WOKE", time.time() - (time.monotonic() - woke))
+        for r in rows:
+            print("EV", r)
+        print("PRESENCE", await redis.smembers(f"screenvisit:visit:{visit}:in-call"))
         kinds = [kind for kind, _p, _d in await events_of(db, visit)]
         assert "visit-moved" in kinds
         log = a.log.read_text()
