@@ -317,6 +317,7 @@ async def _signaling(app: web.Application) -> AsyncIterator[None]:
 
     services.holds = node.holds
     services.epoch = node.epoch
+    services.lost = node.drop_visit
     node.on_broadcast("revoked", revoked_elsewhere)
     await node.start()
     app[appkeys.SIGNALING] = services
