@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, NewType, Protocol
 
 from rooms.ids import ParticipantId, VisitId
+from rooms.store import StaleLease
 
 NodeId = NewType("NodeId", str)
 
@@ -143,9 +144,24 @@ class ClusterState(Protocol):
         """Unpin the visit if `node_id` owns it (a draining node hands its visits on)."""
         ...
 
-    async def join_call(self, visit_id: VisitId, participant: ParticipantId) -> None: ...
+    async def join_call(
+        self, visit_id: VisitId, participant: ParticipantId, *, epoch: int | None = None
+    ) -> None:
+        """Add `participant` to the visit's call. With `epoch` (the writer's lease epoch) the
+        write is fenced: StaleLease, and nothing written, once a later lease of the visit was
+        granted; checked in the same atomic step."""
+        ...
 
-    async def leave_call(self, visit_id: VisitId, participant: ParticipantId) -> None: ...
+    async def leave_call(
+        self, visit_id: VisitId, participant: ParticipantId, *, epoch: int | None = None
+    ) -> None:
+        """Take `participant` out of the visit's call; fenced by `epoch` as `join_call`."""
+        ...
+
+    async def check_epoch(self, visit_id: VisitId, epoch: int) -> None:
+        """StaleLease once a lease of the visit later than `epoch` was granted: asked before a
+        record of the visit (the event log) is written under `epoch`."""
+        ...
 
     async def in_call(self, visit_id: VisitId) -> set[ParticipantId]: ...
 
@@ -239,11 +255,24 @@ class MemoryClusterState:
             if self._owners.get(visit_id) == node_id:
                 del self._owners[visit_id]
 
-    async def join_call(self, visit_id: VisitId, participant: ParticipantId) -> None:
+    async def join_call(
+        self, visit_id: VisitId, participant: ParticipantId, *, epoch: int | None = None
+    ) -> None:
+        if epoch is not None:
+            await self.check_epoch(visit_id, epoch)
         self._presence.setdefault(visit_id, set()).add(participant)
 
-    async def leave_call(self, visit_id: VisitId, participant: ParticipantId) -> None:
+    async def leave_call(
+        self, visit_id: VisitId, participant: ParticipantId, *, epoch: int | None = None
+    ) -> None:
+        if epoch is not None:
+            await self.check_epoch(visit_id, epoch)
         self._presence.get(visit_id, set()).discard(participant)
+
+    async def check_epoch(self, visit_id: VisitId, epoch: int) -> None:
+        latest = self._epochs.get(visit_id, 0)
+        if latest > epoch:
+            raise StaleLease(f"visit {visit_id} is leased under epoch {latest} now")
 
     async def in_call(self, visit_id: VisitId) -> set[ParticipantId]:
         return set(self._presence.get(visit_id, ()))

@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 from rooms.cluster import DEFAULT_NODE_TTL, Lease, NodeId, NodeInfo, NoNodeAvailable
 from rooms.ids import ParticipantId, VisitId
 from rooms.redis_store import redis_unavailable_as_store_error
-from rooms.store import DEFAULT_PREFIX
+from rooms.store import DEFAULT_PREFIX, StaleLease
 
 NODE_KEY = "{prefix}node:{node}"  # string: JSON of NodeInfo; expires node_ttl after a heartbeat
 NODES_KEY = "{prefix}nodes"  # set of node ids ever registered; dead ones are pruned on reading
@@ -122,6 +122,22 @@ end
 return 0
 """
 
+# KEYS: presence, epoch. ARGV: what ('add', 'remove' or 'check'), the writer's epoch ('' for
+# none: unfenced), participant, ttl. Returns 0, having written nothing, when a later lease of the
+# visit was granted than the writer's epoch; else 1.
+_PRESENCE = """
+if ARGV[2] ~= '' and tonumber(redis.call('GET', KEYS[2]) or '0') > tonumber(ARGV[2]) then
+  return 0
+end
+if ARGV[1] == 'add' then
+  redis.call('SADD', KEYS[1], ARGV[3])
+  redis.call('EXPIRE', KEYS[1], ARGV[4])
+elseif ARGV[1] == 'remove' then
+  redis.call('SREM', KEYS[1], ARGV[3])
+end
+return 1
+"""
+
 # KEYS: owner, the node's hosted set. ARGV: node, visit.
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -155,6 +171,7 @@ class RedisClusterState:
         self._hosted = client.register_script(_HOSTED)
         self._confirm = client.register_script(_CONFIRM)
         self._release = client.register_script(_RELEASE)
+        self._presence = client.register_script(_PRESENCE)
 
     def _node_key(self, node_id: str) -> str:
         return NODE_KEY.format(prefix=self._prefix, node=node_id)
@@ -284,17 +301,29 @@ class RedisClusterState:
                 args=[node_id, visit_id],
             )
 
-    async def join_call(self, visit_id: VisitId, participant: ParticipantId) -> None:
+    async def _fenced_presence(
+        self, what: str, visit_id: VisitId, participant: str, epoch: int | None
+    ) -> None:
         with redis_unavailable_as_store_error():
-            key = self._presence_key(visit_id)
-            async with self._client.pipeline(transaction=True) as pipe:
-                pipe.sadd(key, participant)
-                pipe.expire(key, VISIT_STATE_TTL_SECONDS)
-                await pipe.execute()
+            written = await self._presence(
+                keys=[self._presence_key(visit_id), self._epoch_key(visit_id)],
+                args=[what, "" if epoch is None else epoch, participant, VISIT_STATE_TTL_SECONDS],
+            )
+        if not written:
+            raise StaleLease(f"visit {visit_id} is leased under a later epoch than {epoch}")
 
-    async def leave_call(self, visit_id: VisitId, participant: ParticipantId) -> None:
-        with redis_unavailable_as_store_error():
-            await self._client.srem(self._presence_key(visit_id), participant)
+    async def join_call(
+        self, visit_id: VisitId, participant: ParticipantId, *, epoch: int | None = None
+    ) -> None:
+        await self._fenced_presence("add", visit_id, participant, epoch)
+
+    async def leave_call(
+        self, visit_id: VisitId, participant: ParticipantId, *, epoch: int | None = None
+    ) -> None:
+        await self._fenced_presence("remove", visit_id, participant, epoch)
+
+    async def check_epoch(self, visit_id: VisitId, epoch: int) -> None:
+        await self._fenced_presence("check", visit_id, "", epoch)
 
     async def in_call(self, visit_id: VisitId) -> set[ParticipantId]:
         with redis_unavailable_as_store_error():

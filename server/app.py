@@ -290,6 +290,7 @@ async def _signaling(app: web.Application) -> AsyncIterator[None]:
         knock_pause=settings.knock_pause,
         link_window=settings.link_window(),
         quality_interval=settings.quality_interval,
+        media_silence=settings.media_silence,
         outcomes=app[appkeys.OUTCOMES],
         quality_sink=lambda visit, participant, role, sector, sample: app[appkeys.QUALITY].add(
             QualityRecord.from_sample(visit, participant, role, sector, sample)
@@ -316,6 +317,7 @@ async def _signaling(app: web.Application) -> AsyncIterator[None]:
 
     services.holds = node.holds
     services.epoch = node.epoch
+    services.lost = node.drop_visit
     node.on_broadcast("revoked", revoked_elsewhere)
     await node.start()
     app[appkeys.SIGNALING] = services

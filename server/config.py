@@ -105,6 +105,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("quality-interval", "5", "seconds between connection-quality samples"),
     Setting("departure-timeout", "120", "seconds after everyone has left before the visit ends"),
     Setting(
+        "media-silence",
+        "6",
+        "seconds without a packet from a publishing participant whose socket lives before it is"
+        " cut off (media-failed, reason no-media-received)",
+    ),
+    Setting(
         "knock-pause",
         "60",
         "seconds a guest the host declined waits before knocking again (shown as a repeat)",
@@ -262,6 +268,7 @@ class Settings:
     log_level: str = "info"
     reconnect_grace: float = 60.0
     departure_timeout: float = 120.0
+    media_silence: float = 6.0
     knock_pause: float = 60.0
     quality_interval: float = 5.0
     outcomes: tuple[str, ...] = DEFAULT_OUTCOMES
@@ -361,6 +368,7 @@ class Settings:
                 log_level=raw["log-level"],
                 reconnect_grace=float(raw["reconnect-grace"]),
                 departure_timeout=float(raw["departure-timeout"]),
+                media_silence=_positive(raw["media-silence"]),
                 knock_pause=float(raw["knock-pause"]),
                 quality_interval=float(raw["quality-interval"]),
                 outcomes=_list(raw["outcomes"]) or DEFAULT_OUTCOMES,

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import datetime
 import logging
-import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -29,7 +28,7 @@ from rooms.errors import (
     VisitFull,
     VisitNotFound,
 )
-from rooms.ids import VISIT_ID_PATTERN, ParticipantId, VisitId
+from rooms.ids import ParticipantId
 from rooms.periodic import Periodic
 from rooms.policy import Action, authorize
 from rooms.principal import Principal
@@ -61,6 +60,7 @@ from server.timeparse import parse_day
 from server.visits import (
     BookingChange,
     FieldError,
+    authorized_visit,
     book_visit,
     cancel_booking,
     invite_links,
@@ -77,7 +77,6 @@ DAY_ZONE = ZoneInfo("Europe/Copenhagen")
 SEARCH_PARAMS = ("date", "actor", "status", "_format")
 #: How often the references of visits that are over are deleted.
 PURGE_INTERVAL = 3600.0
-VISIT_ID = re.compile(VISIT_ID_PATTERN)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -177,26 +176,12 @@ async def _visit(
     """The principal (authenticated now unless given) authorized for `action` on the visit of
     the route; audited either way."""
     visit_id = visit_id_of(request.match_info["id"])
-    well_formed = VISIT_ID.fullmatch(visit_id) is not None
-    if principal is None:
-        principal = await _principal(request, action, visit_id if well_formed else None)
-    access = request.config_dict[appkeys.ACCESS]
     try:
-        if not well_formed:
-            raise VisitNotFound("no such visit")
-        visit = await request.config_dict[appkeys.STORE].get(VisitId(visit_id))
-    except VisitNotFound:
-        await access.record(
-            principal,
-            action,
-            visit_id if well_formed else None,
-            _client(request),
-            allowed=False,
-            reason="visit-not-found",
+        return await authorized_visit(
+            request, visit_id, action, _principal, _client(request), principal
         )
+    except VisitNotFound:
         raise FhirError(404, "not-found", "no such Appointment") from None
-    await access.authorize(principal, action, visit, client=_client(request))
-    return principal, visit
 
 
 def _may_invite(principal: Principal, visit: Visit) -> bool:

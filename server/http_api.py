@@ -14,7 +14,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from rooms.durable import DATABASE_DOWN
-from rooms.errors import InvalidTransition, NotPermitted, RoomsError, VisitNotFound
+from rooms.errors import InvalidTransition, NotPermitted, RoomsError
 from rooms.ids import VISIT_ID_PATTERN, VisitId
 from rooms.outcomes import SURVEY_QUESTIONS, OutcomeRejected
 from rooms.policy import Action
@@ -60,6 +60,7 @@ from server.visits import (
     KEEP,
     BookingChange,
     FieldError,
+    authorized_visit,
     book_visit,
     cancel_booking,
     ensure_live,
@@ -308,27 +309,9 @@ async def _visit_for(
     """The visit of the route and the authenticated principal (`principal` when already
     authenticated), authorized for `action`."""
     visit_id = request.match_info["visit"]
-    well_formed = VISIT_ID.fullmatch(visit_id) is not None
-    # A malformed id is never written to the audit log: it may be anything at all.
-    if principal is None:
-        principal = await principal_for(request, action, visit_id if well_formed else None)
-    access = request.app[appkeys.ACCESS]
-    try:
-        if not well_formed:
-            raise VisitNotFound("no such visit")
-        visit = await request.app[appkeys.STORE].get(VisitId(visit_id))
-    except VisitNotFound:
-        await access.record(
-            principal,
-            action,
-            visit_id if well_formed else None,
-            client_of(request),
-            allowed=False,
-            reason="visit-not-found",
-        )
-        raise
-    await access.authorize(principal, action, visit, client=client_of(request))
-    return principal, visit
+    return await authorized_visit(
+        request, visit_id, action, principal_for, client_of(request), principal
+    )
 
 
 async def get_visit(request: web.Request) -> web.Response:

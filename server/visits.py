@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
+import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Final, TypedDict
@@ -12,10 +13,11 @@ from typing import Final, TypedDict
 from aiohttp import web
 
 from rooms.cluster import NoNodeAvailable
-from rooms.errors import InvalidTransition
+from rooms.errors import InvalidTransition, VisitNotFound
 from rooms.eventlog import EventKind, VisitEvent
-from rooms.ids import VisitId, new_visit_id
+from rooms.ids import VISIT_ID_PATTERN, VisitId, new_visit_id
 from rooms.link_window import LinkWindow
+from rooms.policy import Action
 from rooms.principal import Principal
 from rooms.roles import Role, Sector
 from rooms.visit import (
@@ -297,3 +299,43 @@ def links_by_role(participants: list[dict[str, str]]) -> dict[str, str]:
             key = f"{entry['role']}-{n}"
         out[key] = entry["url"]
     return out
+
+
+_VISIT_ID = re.compile(VISIT_ID_PATTERN)
+
+#: How an API authenticates a request's token for an action on a visit (None: a malformed id).
+Authenticate = Callable[[web.Request, Action, str | None], Awaitable[Principal]]
+
+
+async def authorized_visit(
+    request: web.Request,
+    visit_id: str,
+    action: Action,
+    authenticate: Authenticate,
+    client: str | None,
+    principal: Principal | None = None,
+) -> tuple[Principal, Visit]:
+    """The visit the route names and the principal (authenticated now by `authenticate`
+    unless given), authorized for `action`; audited either way. Raises VisitNotFound for an
+    unknown or malformed id; a malformed id is never written to the audit log (it may be
+    anything at all). The lookup of the JSON API and of FHIR alike."""
+    well_formed = _VISIT_ID.fullmatch(visit_id) is not None
+    if principal is None:
+        principal = await authenticate(request, action, visit_id if well_formed else None)
+    access = request.config_dict[appkeys.ACCESS]
+    try:
+        if not well_formed:
+            raise VisitNotFound("no such visit")
+        visit = await request.config_dict[appkeys.STORE].get(VisitId(visit_id))
+    except VisitNotFound:
+        await access.record(
+            principal,
+            action,
+            visit_id if well_formed else None,
+            client,
+            allowed=False,
+            reason="visit-not-found",
+        )
+        raise
+    await access.authorize(principal, action, visit, client=client)
+    return principal, visit

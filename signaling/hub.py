@@ -100,6 +100,10 @@ class VisitHub:
         self.started_at: float | None = None
         #: Sessions of seats just removed, told and closed once the others know.
         self._removed: list[Session] = []
+        #: The epoch of the lease this hub last acted under (kept once its node drops it).
+        self._epoch: int | None = None
+        #: A fenced write was refused: the visit's lease moved on, this hub writes no more.
+        self.stale = False
 
     @property
     def sessions(self) -> dict[ParticipantId, Session]:
@@ -193,15 +197,59 @@ class VisitHub:
         return min(joined, default=None)
 
     async def _presence(self, participant: ParticipantId, in_call: bool) -> None:
-        """Keep the shared presence set in step; an outage only delays it (resync)."""
-        cluster = self._services.cluster
+        """Keep the shared presence set in step, fenced by the lease epoch; an outage only
+        delays it (resync)."""
+        if self.stale:
+            return
+        cluster, epoch = self._services.cluster, self._lease_epoch()
         try:
             if in_call:
-                await cluster.join_call(self.visit_id, participant)
+                await cluster.join_call(self.visit_id, participant, epoch=epoch)
             else:
-                await cluster.leave_call(self.visit_id, participant)
+                await cluster.leave_call(self.visit_id, participant, epoch=epoch)
         except StoreUnavailable:
             logger.warning("visit %s: presence not shared (live state unavailable)", self.visit_id)
+        except StaleLease:
+            self._lost("presence")
+
+    def _lease_epoch(self) -> int | None:
+        """The epoch of the lease this hub acts under: its node's, while it is the node's hub
+        of the visit; once dropped, the last one it had, so that its writes stay refused."""
+        if self._registry.hubs.get(self.visit_id) is self:
+            current = self._services.epoch(self.visit_id)
+            if current is not None:
+                self._epoch = current
+        return self._epoch
+
+    async def _may_record(self) -> bool:
+        """Whether this hub may still write the visit's record: no later lease of it was
+        granted (asked of the shared state; an outage lets the record through, as nobody can
+        take the lease meanwhile)."""
+        epoch = self._lease_epoch()
+        if self.stale or epoch is None:
+            return not self.stale
+        try:
+            await self._services.cluster.check_epoch(self.visit_id, epoch)
+        except StoreUnavailable:
+            return True
+        except StaleLease:
+            self._lost("event log")
+            return False
+        return True
+
+    def _lost(self, what: str) -> None:
+        """A fenced write was refused: another node holds the visit now. This hub writes
+        nothing more, and its node stops serving the visit (its sockets are sent on)."""
+        if self.stale:
+            return
+        self.stale = True
+        logger.warning(
+            "visit %s: %s write refused (the lease moved on); dropping the visit",
+            self.visit_id,
+            what,
+        )
+        if self._registry.hubs.get(self.visit_id) is self:
+            self._services.lost(self.visit_id)
 
     # --- the host's decisions -----------------------------------------------------------------
 
@@ -273,7 +321,7 @@ class VisitHub:
 
     def check_fence(self, visit: Visit) -> None:
         """Before any decision: refused once the visit was written under a later lease."""
-        epoch = self._services.epoch(self.visit_id)
+        epoch = self._lease_epoch()
         if epoch is not None and visit.fence > epoch:
             raise StaleLease(f"visit {self.visit_id} is written under epoch {visit.fence} now")
 
@@ -281,7 +329,7 @@ class VisitHub:
         """Every write of this visit's live state, fenced by this node's lease epoch: a node
         whose lease was taken over (it was paused) cannot write any more (StaleLease)."""
         self.last_visit = await self._services.store.update(
-            self.visit_id, change, epoch=self._services.epoch(self.visit_id)
+            self.visit_id, change, epoch=self._lease_epoch()
         )
         return self.last_visit
 
@@ -499,7 +547,9 @@ class VisitHub:
     async def _record(self, event: CallEvent) -> None:
         """Durable when it returns (database or outbox), then handed to each subscriber. A
         record neither could keep is logged and the call goes on: the people in it matter more
-        than the record."""
+        than the record. Fenced: a hub whose lease moved on records nothing."""
+        if not await self._may_record():
+            return
         row = visit_event(self.visit_id, self._org, event)
         if row is not None and row.kind is EventKind.PARTICIPANT_JOINED and self.started_at is None:
             self.started_at = row.time

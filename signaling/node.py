@@ -265,7 +265,7 @@ class ClusterNode:
                     with contextlib.suppress(ValueError):
                         await self._services.store.create(visit)
             for participant in hub.in_call:
-                await self.cluster.join_call(visit_id, participant)
+                await self.cluster.join_call(visit_id, participant, epoch=lease.epoch)
 
     def drop_visit(self, visit_id: VisitId) -> None:
         """This node lost the visit's lease: it leaves the registry at once (so nothing here

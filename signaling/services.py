@@ -85,6 +85,10 @@ def _unfenced(_visit: VisitId) -> int | None:
     return None
 
 
+def _nothing_to_drop(_visit: VisitId) -> None:
+    return None
+
+
 @dataclass
 class SignalingServices:
     access: Access
@@ -122,6 +126,9 @@ class SignalingServices:
     #: The epoch of this node's lease of the visit, which fences every write of its live state
     #: (signaling.node.ClusterNode.epoch; None: unfenced).
     epoch: Callable[[VisitId], int | None] = _unfenced
+    #: Called when a fenced write of the visit (presence, the event log) was refused: this node
+    #: stops serving it (signaling.node.ClusterNode.drop_visit).
+    lost: Callable[[VisitId], None] = _nothing_to_drop
     #: Seconds between looks at whether each participant's media still arrives.
     media_check_interval: float = 1.0
     #: Seconds without a packet from a publishing participant (socket open) before it is cut

@@ -19,6 +19,7 @@ from rooms.cluster import (
 )
 from rooms.ids import ParticipantId, VisitId
 from rooms.redis_cluster import RedisClusterState
+from rooms.store import StaleLease
 from tests.storebackends import delete_prefixed, redis_client
 
 A, B = NodeId("node-a"), NodeId("node-b")
@@ -164,3 +165,29 @@ async def test_placement_by_live_load_spreads_a_burst_evenly_and_follows_ends_an
     assert (await cluster.place_least_loaded(VisitId("v-spread-6"), [B])).node == B
     with pytest.raises(NoNodeAvailable):
         await cluster.place_least_loaded(VisitId("v-spread-7"), [])
+
+
+async def test_presence_writes_under_an_old_lease_epoch_are_refused(
+    cluster: ClusterState,
+) -> None:
+    """Fenced like the visit's live state: once the lease moved on (a higher epoch), a write
+    of who is in the call under the old epoch is refused, in the same atomic step."""
+    one, two = ParticipantId("p-1"), ParticipantId("p-2")
+    old = await cluster.place(VISIT, A)
+    await cluster.join_call(VISIT, one, epoch=old.epoch)
+    await cluster.check_epoch(VISIT, old.epoch)
+    await cluster.release(VISIT, A)
+    new = await cluster.place(VISIT, B)
+    assert new.epoch > old.epoch
+    await cluster.join_call(VISIT, two, epoch=new.epoch)
+    with pytest.raises(StaleLease):
+        await cluster.leave_call(VISIT, two, epoch=old.epoch)
+    with pytest.raises(StaleLease):
+        await cluster.join_call(VISIT, ParticipantId("p-3"), epoch=old.epoch)
+    with pytest.raises(StaleLease):
+        await cluster.check_epoch(VISIT, old.epoch)
+    assert await cluster.in_call(VISIT) == {one, two}
+    await cluster.check_epoch(VISIT, new.epoch)
+    await cluster.leave_call(VISIT, one, epoch=new.epoch)
+    await cluster.leave_call(VISIT, two)  # unfenced (no lease known): as before
+    assert await cluster.in_call(VISIT) == set()

@@ -64,3 +64,11 @@ async def test_the_node_ttl_reaches_the_cluster_state(
 ) -> None:
     client = await aiohttp_client(create_app(replace(settings, node_ttl=2.5)))
     assert client.app[appkeys.NODE].cluster.node_ttl == 2.5
+
+
+def test_the_media_silence_cut_off_is_a_setting() -> None:
+    assert Settings.load(env={}).media_silence == 6.0
+    assert Settings.load(env={"SCREENVISIT_MEDIA_SILENCE": "1.5"}).media_silence == 1.5
+    assert Settings.load(env={}, overrides={"media_silence": "3"}).media_silence == 3.0
+    with pytest.raises(SettingsError):
+        Settings.load(env={"SCREENVISIT_MEDIA_SILENCE": "0"})

@@ -5,7 +5,8 @@ Real server process, real aiortc bots (citizen and nurse, sending and receiving 
 on a plain socket that records what it is told. Two faults: the nurse's process is stopped with
 SIGSTOP (its signaling socket goes silent and its media stops), or only its UDP path goes dark
 while its signaling socket lives on: no packet arrives from it any more, and the server cuts it
-off after `media_silence` (6 s), long before its ICE consent checks give up (30-36 s).
+off after `SCREENVISIT_MEDIA_SILENCE` (6 s by default), long before its ICE consent checks
+give up (30-36 s).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -28,9 +30,11 @@ from rooms.eventlog import EventKind, SqlEventLog, VisitEvent
 from rooms.ids import VisitId
 from rooms.sql import open_database
 from signaling.bot import Bot, BotOptions, BotReport
-from tests.support.servers import RunningServer
+from tests.support.servers import RunningServer, start_server
 from tests.support.waiting import until
 
+#: The default seconds of media silence before a participant is cut off.
+DEFAULT_MEDIA_SILENCE = 6.0
 #: The bound within which a dead participant must be shown as cut off.
 CUT_OFF_SECONDS = 15.0
 
@@ -269,6 +273,31 @@ async def test_a_participant_whose_media_dies_is_cut_off_while_its_socket_lives(
     print(f", recorded as media-failed ({failed[0].data['reason']})")
     assert failed[0].data["reason"] == "no-media-received"
     assert "Traceback" not in server.log.read_text()
+
+
+async def test_the_media_silence_cut_off_is_the_configured_one(tmp_path: Path) -> None:
+    """SCREENVISIT_MEDIA_SILENCE shortens the cut-off: with 1.5 s the others are told well
+    before the default 6 s of silence could have passed."""
+    server = await start_server(
+        tmp_path, "--quality-interval", "1", env={"SCREENVISIT_MEDIA_SILENCE": "1.5"}
+    )
+    try:
+        async with call_with_media(server) as call:
+            nurse = call.nurse.report.participant
+            peer = call.nurse._peer
+            assert peer is not None
+            DarkPath(peer.pc)
+            dark = time.monotonic()
+            told = call.host.told("participant-reconnecting", nurse)
+            await until(told, CUT_OFF_SECONDS, "the host to be told the nurse's media is gone")
+            told_after = call.host.first("participant-reconnecting", nurse)[0] - dark
+            print(f"media silence 1.5 s: others told after {told_after:.1f} s")
+            assert told_after < DEFAULT_MEDIA_SILENCE
+        events = await events_of(server, call.visit["visit"])
+        failed = [e for e in events if e.participant == nurse and e.kind is EventKind.MEDIA_FAILED]
+        assert [e.data["reason"] for e in failed] == ["no-media-received"]
+    finally:
+        await server.stop()
 
 
 async def test_a_connection_closed_on_purpose_is_not_a_media_failure(

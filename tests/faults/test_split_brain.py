@@ -91,8 +91,16 @@ async def test_a_node_that_wakes_without_its_lease_drops_the_visit_and_only_the_
             assert report.errors == [], report.errors
             assert report.reconnects >= 1
             assert report.recoveries[-1]["media_back_seconds"] is not None, report.to_dict()
-        kinds = [kind for kind, _p, _d in await events_of(db, visit)]
+        events = await events_of(db, visit)
+        kinds = [kind for kind, _p, _d in events]
         assert "visit-moved" in kinds
+        # Presence and the record are fenced too: the woken node took nobody out of the call
+        # and wrote no departure into the record; who is in the call is B's view.
+        everyone = {report.participant for report in reports}
+        assert await redis.smembers(f"screenvisit:visit:{visit}:in-call") == everyone
+        moved = kinds.index("visit-moved")
+        left = [(k, p) for k, p, _d in events[moved:] if k == "participant-left"]
+        assert left == [], events[moved:]
         log = a.log.read_text()
         assert "lost the lease of visit" in log
         assert "Traceback" not in log
