@@ -93,6 +93,8 @@ LOOPBACK = "127.0.0.1"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 #: Janus's admin API secret (the API listens on loopback only, for this run).
 ADMIN_SECRET = "bench"
+#: Servers run at this niceness (raised priority, root only): see --nice.
+DEFAULT_NICE = -10 if os.geteuid() == 0 else 0
 
 
 @dataclass
@@ -503,6 +505,11 @@ async def _load_and_measure(
             await bot.close()
 
 
+def niced(command: list[str], nice: int) -> list[str]:
+    """`command` at niceness `nice` (all its threads: they inherit it), or as it is for 0."""
+    return ["nice", "-n", str(nice), *command] if nice else command
+
+
 def screenvisit_env(folder: Path, **settings: str) -> dict[str, str]:
     """The environment of a screenvisit server (and its CLI) on loopback, data in `folder`."""
     return {
@@ -531,7 +538,7 @@ def _bot_seconds(rooms: int, window: float) -> float:
     return STEADY_TIMEOUT_SECONDS + STEADY_TIMEOUT_PER_ROOM_SECONDS * rooms + window + 30
 
 
-async def run_janus(rooms: int, window: float, loops: list[Path]) -> Run:
+async def run_janus(rooms: int, window: float, loops: list[Path], nice: int) -> Run:
     result = Run("janus", rooms)
     with tempfile.TemporaryDirectory(prefix="bench-janus-") as tmp:
         port, admin_port = free_port(), free_port()
@@ -539,8 +546,7 @@ async def run_janus(rooms: int, window: float, loops: list[Path]) -> Run:
         config = janus_config(Path(tmp), port, admin_port, ice_host)
         url = f"http://{LOOPBACK}:{port}/janus"
         server = await asyncio.create_subprocess_exec(
-            "janus",
-            *("-C", str(config), "-F", tmp, "--disable-colors"),
+            *niced(["janus", "-C", str(config), "-F", tmp, "--disable-colors"], nice),
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,
         )
@@ -623,7 +629,7 @@ async def janus_forwarded(http: aiohttp.ClientSession, url: str) -> float:
 FORWARDED = re.compile(r"^screenvisit_forwarded_packets_total(?:\{[^}]*\})? (\S+)$", re.M)
 
 
-async def run_screenvisit(rooms: int, window: float, loops: list[Path]) -> Run:
+async def run_screenvisit(rooms: int, window: float, loops: list[Path], nice: int) -> Run:
     result = Run("screenvisit", rooms)
     with tempfile.TemporaryDirectory(prefix="bench-sv-") as tmp:
         metrics_port = free_port()
@@ -633,7 +639,7 @@ async def run_screenvisit(rooms: int, window: float, loops: list[Path]) -> Run:
             SCREENVISIT_METRICS_HOST=LOOPBACK,
         )
         server = await asyncio.create_subprocess_exec(
-            *_cli("serve", "--no-demo"),
+            *niced(_cli("serve", "--no-demo"), nice),
             env=env,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.DEVNULL,
@@ -669,12 +675,12 @@ async def run_screenvisit(rooms: int, window: float, loops: list[Path]) -> Run:
     return result
 
 
-async def run_one(server: str, rooms: int, window: float, loops: list[Path]) -> Run:
+async def run_one(server: str, rooms: int, window: float, loops: list[Path], nice: int) -> Run:
     print(f"  {server} ...", flush=True)
     try:
         if server == "janus":
-            return await run_janus(rooms, window, loops)
-        return await run_screenvisit(rooms, window, loops)
+            return await run_janus(rooms, window, loops, nice)
+        return await run_screenvisit(rooms, window, loops, nice)
     except Exception as exc:  # a bench run reports every failure and goes on
         print(f"  {server} failed: {exc!r}", flush=True)
         return Run(server, rooms, failure=repr(exc))
@@ -701,7 +707,8 @@ async def main(args: argparse.Namespace) -> None:
     print(
         f"screenvisit vs Janus VideoRoom: {args.rooms} three-way room(s) of light bots "
         f"(640x480@30 VP8 ~1.2 Mbps + Opus), {args.window:.0f} s window, {args.pairs} pair(s), "
-        f"loopback, {psutil.cpu_count()} cores shared by server, bots and this script"
+        f"loopback, {psutil.cpu_count()} cores shared by server, bots and this script; servers "
+        f"at niceness {args.nice}"
     )
     ratios: list[float] = []
     with tempfile.TemporaryDirectory(prefix="bench-loops-") as tmp:
@@ -729,7 +736,7 @@ async def run_pair(pair: int, args: argparse.Namespace, loops: list[Path]) -> fl
     """One run of each server, the order alternating by pair; their ratio when both ran."""
     order = SERVERS if pair % 2 == 0 else tuple(reversed(SERVERS))
     print(f"pair {pair + 1}:", flush=True)
-    runs = {s: await run_one(s, args.rooms, args.window, loops) for s in order}
+    runs = {s: await run_one(s, args.rooms, args.window, loops, args.nice) for s in order}
     print("  " + HEADER)
     for server in order:
         print("  " + line(runs[server]))
@@ -749,6 +756,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rooms", type=int, default=2, help="three-way rooms (default 2)")
     parser.add_argument(
         "--window", type=float, default=10.0, help="seconds measured per run (default 10)"
+    )
+    parser.add_argument(
+        "--nice",
+        type=int,
+        default=DEFAULT_NICE,
+        help="niceness of both servers (default -10 as root, else 0): on a shared machine a"
+        " raised priority keeps other load from starving either server; 0 for none",
     )
     # A Janus participant, run by the bench in its own process.
     parser.add_argument("--janus-bot", metavar="URL", help=argparse.SUPPRESS)
