@@ -157,18 +157,23 @@ class ImpairedLink:
 @dataclass
 class Result:
     mode: str
+    #: The GP's video at the nurse: the window, its frames, and the gaps over FREEZE_MS.
     seconds: float = 0.0
     frames: int = 0
     freezes: int = 0
     frozen_seconds: float = 0.0
     longest_gap_ms: float = 0.0
+    #: From the first frame to the first second at full rate.
     ramp_up_seconds: float = float("nan")
+    #: The GP's video packets the link lost on the way up, and those whose RTX got through.
     lost_up: int = 0
     recovered: int = 0
+    #: Sequence numbers named in the NACKs the GP received, and how many were asked again.
     nack_requests: int = 0
     repeats: int = 0
     repeats_within_rtt: int = 0
     wasted_repeats: int = 0
+    #: Of all datagrams through the link, both ways.
     dropped_percent: float = 0.0
     failure: str | None = None
 

@@ -101,8 +101,9 @@ DEFAULT_NICE = -10 if os.geteuid() == 0 else 0
 class Run:
     server: str
     rooms: int
-    window_seconds: float = 0.0
+    #: CPU-seconds per second of the server process over the window.
     server_cpu: float = 0.0
+    window_seconds: float = 0.0
     #: RTP packets per second the server sent to subscribers, by its own count (screenvisit's
     #: /metrics, Janus's admin API)...
     server_packets_per_second: float = 0.0
