@@ -48,7 +48,7 @@ from typing import Any
 from aiortc.rtp import RTCP_RTPFB_NACK, RtcpRtpfbPacket, is_rtcp
 
 from bench.media_forwarding import _cli, _create_visit
-from bench.vs_janus import DEFAULT_NICE, niced, screenvisit_env, stop_server
+from bench.vs_janus import DEFAULT_NICE, niced, screenvisit_env, stop_server, until_signal
 from media.client import ClientPeer
 from media.encoded import EncodedMedia
 from signaling.bot import Bot, BotOptions
@@ -348,4 +348,4 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(parse_args()))
+    asyncio.run(until_signal(main(parse_args())))

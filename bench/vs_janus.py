@@ -54,7 +54,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -506,6 +506,16 @@ async def _load_and_measure(
             await bot.close()
 
 
+async def until_signal(work: Coroutine[Any, Any, None]) -> None:
+    """Run `work`; SIGTERM or SIGINT cancel it, so that it still stops the servers it started."""
+    task = asyncio.ensure_future(work)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, task.cancel)
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 def niced(command: list[str], nice: int) -> list[str]:
     """`command` at niceness `nice` (all its threads: they inherit it), or as it is for 0."""
     return ["nice", "-n", str(nice), *command] if nice else command
@@ -792,4 +802,4 @@ if __name__ == "__main__":
     elif arguments.screenvisit_bot:
         asyncio.run(screenvisit_bot(arguments.screenvisit_bot, arguments.seconds, arguments.media))
     else:
-        asyncio.run(main(arguments))
+        asyncio.run(until_signal(main(arguments)))
