@@ -39,7 +39,9 @@ import pylibsrtp
 from aioice.ice import StunProtocol
 from aiortc import RTCPeerConnection
 from aiortc.rtcdtlstransport import RTCDtlsTransport
-from aiortc.rtcrtpreceiver import RTCRtpReceiver, StreamStatistics
+from aiortc.rtcrtpreceiver import NackGenerator, RTCRtpReceiver, StreamStatistics
+from aiortc.rtp import RtpPacket
+from aiortc.utils import uint16_add, uint16_gt
 
 from media.counters import MediaCounters
 from media.srtp import fast_srtp
@@ -279,9 +281,25 @@ class ReceiverRecords:
                 packet.send_time,
             )
         generator = self._nack_generator
-        if generator is not None and generator.add(packet):
-            self._send_nack(packet.ssrc, sorted(generator.missing))
+        if generator is not None:
+            lost = newly_missing(generator, packet)
+            if lost:
+                self._send_nack(packet.ssrc, lost)
         return packet
+
+
+def newly_missing(generator: NackGenerator, packet: ReceivedPacket | RtpPacket) -> list[int]:
+    """Record `packet` with aiortc's NACK generator; the packets missing in the gap it opens.
+
+    Only those: the generator keeps every packet still missing, and asking for all of them at
+    each new gap repeated requests for packets asked for a moment ago, within one round trip
+    (`media.reassembly.NackRetries` asks again once a round trip has passed)."""
+    last = generator.max_seq
+    if not generator.add(cast(RtpPacket, packet)) or last is None:  # it reads the number only
+        return []
+    return sorted(
+        (s for s in generator.missing if uint16_gt(s, last)), key=lambda s: uint16_add(s, -last)
+    )
 
 
 def receive_directly(pc: RTCPeerConnection, counters: MediaCounters) -> DirectReceive | None:

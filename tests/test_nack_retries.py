@@ -4,6 +4,10 @@ fake clock, no I/O)."""
 
 from __future__ import annotations
 
+from aiortc.rtcrtpreceiver import NackGenerator
+from aiortc.rtp import RtpPacket
+
+from media.directreceive import newly_missing
 from media.reassembly import DEFAULT_RTT_SECONDS, NACK_RETRIES, NackRetries
 
 SSRC = 1234
@@ -94,3 +98,20 @@ def test_a_packet_that_arrives_is_not_asked_for_again() -> None:
     nack.add(SSRC, 2)  # the retransmission came
     feed(nack, clock, 4, seconds=1.0, step=0.01)
     assert seen.nacks == [] and seen.gave_up == []
+
+
+def test_a_new_gap_asks_only_for_its_own_packets_not_again_for_older_ones() -> None:
+    """aiortc's NACK generator keeps every packet still missing; NACKing all of them at each new
+    gap repeated requests within one round trip (the retries above pace the repeats)."""
+    generator = NackGenerator()
+    asked = [newly_missing(generator, packet(s)) for s in (10, 12, 13, 16, 11, 17, 20)]
+    assert asked == [[], [11], [], [14, 15], [], [], [18, 19]]
+    assert generator.missing == {14, 15, 18, 19}
+    # Across the wrap of the 16-bit sequence number too.
+    assert [newly_missing(generator, packet(s)) for s in (65534, 1)] == [[], []]
+    wrapped = NackGenerator()
+    assert [newly_missing(wrapped, packet(s)) for s in (65534, 1)] == [[], [65535, 0]]
+
+
+def packet(sequence: int) -> RtpPacket:
+    return RtpPacket(payload_type=96, sequence_number=sequence, ssrc=SSRC)
