@@ -5,12 +5,11 @@ from __future__ import annotations
 import pytest
 from playwright.async_api import Browser
 
-from tests.e2e.test_browser import browser, open_link
+from tests.e2e.test_browser import browser, module_chromium, open_link
 from tests.support.servers import RunningServer
 
-pytestmark = pytest.mark.browser
-
-__all__ = ["browser"]
+pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="module")]
+__all__ = ["browser", "module_chromium"]
 
 
 async def test_the_gp_removes_a_citizen_who_stays_out_until_let_in_again(
