@@ -197,3 +197,22 @@ def test_a_publishers_video_tracks_hear_one_estimate_their_sum() -> None:
     group.published(screen, False)
     assert group.estimate(camera, 400_000) == 400_000
     assert group.estimate(screen, 900_000) is None  # stopped: caps nothing
+
+
+async def test_a_sharer_who_reconnects_and_shares_again_is_seen_again(room: Room) -> None:
+    """A reload or a dropped network while sharing: the new connection's screen reaches the
+    others, on the slots they already have (both media modes)."""
+    gp = await room.join("gp", hue=0)
+    nurse = await room.join("nurse", hue=80)
+    gp.add_source("screen", hue=200, width=640)
+    await room.negotiate("gp")
+    await nurse.wait_until(sees("gp", "gp:screen", frames=3), timeout=25)
+
+    await room.room.disconnect("gp")
+    await gp.close()
+    again = await room.join("gp", hue=0)
+    again.add_source("screen", hue=200, width=640)
+    await room.negotiate("gp")
+    await frames_grow(nurse, "gp", 5, timeout=20)
+    await frames_grow(nurse, "gp:screen", 5, timeout=20)
+    assert nurse.remotes["gp:screen"].width == 640
